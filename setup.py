@@ -33,6 +33,4 @@ setup(
         "test": ["pytest>=7", "pytest-xdist"],
         "tfmot": ["tensorflow-model-optimization>=0.8", "tf-keras"],
     },
-    entry_points={"console_scripts": ["keras-prune=keras_prune.cli.main:run"]},
-    scripts=["bin/prune"],
 )

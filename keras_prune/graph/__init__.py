@@ -1,0 +1,22 @@
+"""The engine: channel-dependency analysis, surgery, and FLOPs/params counting."""
+
+from keras_prune.graph.dependency import ChannelGraph, ChannelGroup, Member, analyze, channel_groups
+from keras_prune.graph.flops import FlopsCount, ParamsCount, count_flops, count_params
+from keras_prune.graph.rules import passthrough, register_channel_rule
+from keras_prune.graph.surgery import masked_reference, prune_channels
+
+__all__ = [
+    "ChannelGraph",
+    "ChannelGroup",
+    "FlopsCount",
+    "Member",
+    "ParamsCount",
+    "analyze",
+    "channel_groups",
+    "count_flops",
+    "count_params",
+    "masked_reference",
+    "passthrough",
+    "prune_channels",
+    "register_channel_rule",
+]

@@ -1,0 +1,296 @@
+"""The channel-dependency graph: which channels of a model must be removed together.
+
+Data model: every channel a layer creates gets an integer id; a tensor's channel axis is
+an array of ids (a concatenation of its inputs' arrays, a tiling after Flatten, ...).
+Layers that combine tensors channel by channel (Add, Multiply, ...) declare their
+inputs' ids equal (union-find). After the walk, each union-find root is one *channel*
+that can be removed only as a whole; channels created by layers that ever touch each
+other form a `ChannelGroup`. A `Member` is one weight axis of one layer, with the map
+from its positions to the group's channel indices.
+"""
+
+import dataclasses
+
+import numpy as np
+
+from keras_prune.graph import rules
+from keras_prune.graph.trace import trace_model
+
+__all__ = ["ChannelGroup", "ChannelGraph", "Member", "analyze", "channel_groups"]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Member:
+    """Weight `weight` of layer `layer`, axis `axis`: position p is group channel `index_map[p]` (-1: not this group)."""
+
+    layer: str
+    weight: str
+    axis: int
+    index_map: np.ndarray
+
+    def positions(self, channel):
+        """Positions on this axis that belong to group channel `channel`."""
+        return np.flatnonzero(self.index_map == channel)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ChannelGroup:
+    """Channels that shrink together: removing channel i removes it from every member."""
+
+    id: str
+    size: int
+    members: tuple
+    producers: tuple
+    prunable: bool
+    reason: str = ""
+
+    def __repr__(self):
+        state = "prunable" if self.prunable else f"frozen: {self.reason}"
+        return f"ChannelGroup(id={self.id!r}, size={self.size}, members={len(self.members)}, {state})"
+
+
+class RuleContext:
+    """What a channel rule may do during the walk (see `keras_prune.graph.rules`)."""
+
+    def __init__(self):
+        self.parent = []
+        self.producer_of = []
+        self.producers = []
+        self._made = {}
+        self.frozen = {}
+        self.members = []
+        self.resizes = {}
+        self.path_of = {}
+
+    def new(self, layer, n, *, tag="out", frozen=None, name=None):
+        """Ids for the `n` channels `layer` creates (the same ids on every call)."""
+        if n is None:
+            return None
+        key = (id(layer), tag)
+        if key not in self._made:
+            start = len(self.parent)
+            ids = np.arange(start, start + n)
+            self.parent.extend(ids.tolist())
+            self.producer_of.extend([len(self.producers)] * n)
+            if name is None:
+                name = self.path_of.get(id(layer), getattr(layer, "name", str(layer)))
+                name = name if tag == "out" else f"{name}:{tag}"
+            self.producers.append(name)
+            self._made[key] = ids
+        ids = self._made[key]
+        if frozen:
+            self.freeze(ids, layer, frozen)
+        return ids
+
+    def find(self, i):
+        parent = self.parent
+        root = i
+        while parent[root] != root:
+            root = parent[root]
+        while parent[i] != root:
+            parent[i], i = root, parent[i]
+        return root
+
+    def union(self, a, b):
+        """Declares the channels of arrays `a` and `b` (same length) identical."""
+        if len(a) != len(b):
+            raise ValueError(f"Cannot couple channel axes of sizes {len(a)} and {len(b)}.")
+        for x, y in zip(a.tolist(), b.tolist()):
+            rx, ry = self.find(x), self.find(y)
+            if rx != ry:
+                self.parent[max(rx, ry)] = min(rx, ry)
+
+    def freeze(self, arr, layer, reason):
+        """Marks these channels as not prunable, with the layer and reason that say why."""
+        where = layer if isinstance(layer, str) else self.path_of.get(id(layer), layer.name)
+        for i in np.asarray(arr).tolist():
+            self.frozen.setdefault(i, f"{where}: {reason}")
+
+    def member(self, layer, weight, axis, arr):
+        """Axis `axis` of weight `weight` shrinks with the channels in `arr`."""
+        self.members.append((self.path_of[id(layer)], weight, axis, np.asarray(arr)))
+
+    def resize(self, layer, arr, update):
+        """`update(config, kept)` rewrites `layer`'s config once `arr` keeps `kept` channels."""
+        if update is not None:
+            self.resizes[self.path_of[id(layer)]] = (np.asarray(arr), update)
+
+
+class ChannelGraph:
+    """The analysis of one model: its groups, and the channel ids of every tensor.
+
+    Build it with `analyze(model)`. Everything keyed by layer uses the layer's path
+    (its name, prefixed by the names of the nested models that hold it).
+    """
+
+    def __init__(self, model):
+        self.model = model
+        self.trace = trace_model(model)
+        ctx = RuleContext()
+        self.layers = {}
+        for call in self.trace.calls:
+            ctx.path_of.setdefault(id(call.op), call.path)
+            self.layers.setdefault(ctx.path_of[id(call.op)], call.op)
+        self.tensor_channels = {}
+        self.frozen_layers = {}
+        for key, tensor in zip(self.trace.inputs, self.trace.input_tensors):
+            name = tensor._keras_history.operation.name
+            ids = ctx.new(tensor, rules._last(tensor.shape), name=f"input:{name}")
+            if ids is not None:
+                ctx.freeze(ids, f"input {name}", "model input")
+            self.tensor_channels[key] = ids
+        for call in self.trace.calls:
+            self._apply(ctx, call)
+        for key in self.trace.outputs:
+            ids = self.tensor_channels.get(key)
+            if ids is not None:
+                ctx.freeze(ids, "model output", "output shape must not change")
+        self._finish(ctx)
+
+    def _apply(self, ctx, call):
+        inputs = [self.tensor_channels.get(k) for k in call.inputs]
+        in_shapes = [self.trace.shapes[k] for k in call.inputs]
+        out_shapes = [self.trace.shapes[k] for k in call.outputs]
+        rule = rules.find_rule(call.op) or rules.unknown
+        outputs = rule(ctx, call, call.op, inputs, in_shapes, out_shapes)
+        if len(outputs) != len(call.outputs):
+            raise RuntimeError(
+                f"Channel rule for {type(call.op).__name__} returned {len(outputs)} "
+                f"outputs for {len(call.outputs)} tensors."
+            )
+        for key, ids in zip(call.outputs, outputs):
+            self.tensor_channels[key] = None if ids is None else np.asarray(ids)
+
+    def _finish(self, ctx):
+        n = len(ctx.parent)
+        self.root = np.array([ctx.find(i) for i in range(n)], dtype=np.int64)
+        self.resizes = ctx.resizes
+        self.raw_members = [(layer, w, axis, ids) for layer, w, axis, ids in ctx.members]
+        frozen_roots = {}
+        for i, reason in ctx.frozen.items():
+            frozen_roots.setdefault(int(self.root[i]), reason)
+        for reason in frozen_roots.values():
+            where, _, why = reason.partition(": ")
+            self.frozen_layers.setdefault(where, why)
+        # Producers whose channels ever meet belong to one group.
+        producer_of = np.asarray(ctx.producer_of, dtype=np.int64)
+        group_parent = list(range(len(ctx.producers)))
+
+        def find(p):
+            while group_parent[p] != p:
+                group_parent[p] = group_parent[group_parent[p]]
+                p = group_parent[p]
+            return p
+
+        first_producer = {}
+        for i in range(n):
+            r = int(self.root[i])
+            p = int(producer_of[i])
+            if r in first_producer:
+                a, b = find(first_producer[r]), find(p)
+                if a != b:
+                    group_parent[max(a, b)] = min(a, b)
+            else:
+                first_producer[r] = p
+        channels_of = {}
+        for i in range(n):
+            g = find(int(producer_of[i]))
+            roots = channels_of.setdefault(g, {})
+            roots.setdefault(int(self.root[i]), len(roots))
+        self.group_of_root = {}
+        self.channel_of_root = {}
+        member_rows = {g: [] for g in channels_of}
+        for layer, weight, axis, arr in ctx.members:
+            if arr.size == 0:
+                continue
+            roots = self.root[arr]
+            for g in {find(int(producer_of[r])) for r in np.unique(roots).tolist()}:
+                member_rows[g].append((layer, weight, axis, roots))
+        self.groups = []
+        for g, roots in channels_of.items():
+            for r, c in roots.items():
+                self.group_of_root[r] = len(self.groups)
+                self.channel_of_root[r] = c
+            lookup = np.full(n, -1, dtype=np.int64)
+            lookup[list(roots)] = list(roots.values())
+            members = tuple(
+                Member(layer, weight, axis, lookup[rr]) for layer, weight, axis, rr in member_rows[g]
+            )
+            reasons = [frozen_roots[r] for r in roots if r in frozen_roots]
+            producers = tuple(
+                sorted({ctx.producers[p] for p in range(len(ctx.producers)) if find(p) == g})
+            )
+            self.groups.append(
+                ChannelGroup(
+                    id=ctx.producers[g],
+                    size=len(roots),
+                    members=members,
+                    producers=producers,
+                    prunable=not reasons and bool(members),
+                    reason=reasons[0] if reasons else ("" if members else "no weights to shrink"),
+                )
+            )
+        self._by_id = {g.id: g for g in self.groups}
+
+    @property
+    def prunable_groups(self):
+        """The groups that can lose channels, in model order."""
+        return [g for g in self.groups if g.prunable]
+
+    def group(self, group_id):
+        """The group with this id; raises KeyError naming the valid ids."""
+        try:
+            return self._by_id[group_id]
+        except KeyError:
+            raise KeyError(
+                f"No channel group {group_id!r} in model {self.model.name!r}. "
+                f"Valid ids: {sorted(self._by_id)}"
+            ) from None
+
+    def alive(self, keep):
+        """Boolean per channel id: does it survive `keep` ({group_id: channel indices})?"""
+        alive_group = {}
+        for group_id, indices in (keep or {}).items():
+            group = self.group(group_id)
+            indices = np.unique(np.asarray(indices, dtype=np.int64))
+            if indices.size and (indices.min() < 0 or indices.max() >= group.size):
+                raise ValueError(
+                    f"Channel indices for group {group_id!r} must be in [0, {group.size}). "
+                    f"Received: min={indices.min()}, max={indices.max()}"
+                )
+            if indices.size == group.size:
+                continue
+            if not group.prunable:
+                raise ValueError(
+                    f"Group {group_id!r} is frozen ({group.reason}); it cannot lose channels."
+                )
+            if indices.size == 0:
+                raise ValueError(
+                    f"Every group keeps at least one channel. Received: keep[{group_id!r}]=[]"
+                )
+            flags = np.zeros(group.size, dtype=bool)
+            flags[indices] = True
+            alive_group[self._by_id[group_id]] = flags
+        alive = np.ones(len(self.root), dtype=bool)
+        if alive_group:
+            root_alive = np.ones(len(self.root), dtype=bool)
+            for r in np.unique(self.root).tolist():
+                group = self.groups[self.group_of_root[r]]
+                if group in alive_group:
+                    root_alive[r] = alive_group[group][self.channel_of_root[r]]
+            alive = root_alive[self.root]
+        return alive
+
+    def kept_positions(self, ids, alive):
+        """Positions of a channel id array that survive."""
+        return np.flatnonzero(alive[ids])
+
+
+def analyze(model):
+    """Analyses a functional or Sequential Keras model into its channel groups."""
+    return ChannelGraph(model)
+
+
+def channel_groups(model):
+    """The `ChannelGroup`s of `model` (prunable and frozen; see `ChannelGroup.prunable`)."""
+    return analyze(model).groups

@@ -1,0 +1,139 @@
+"""Flatten a Keras 3 functional or Sequential model into an ordered list of calls.
+
+Nested models are inlined: a call of an inner functional model becomes the calls of
+its own layers, in a scope named after the inner model. The analysis and the surgery
+both walk this one flat list, so they always agree on what the graph is.
+"""
+
+import dataclasses
+
+import keras
+
+__all__ = ["Call", "Trace", "trace_model", "replay"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Call:
+    """One call of an operation: which tensors went in and which came out.
+
+    Tensor keys are `(scope, id(keras_tensor))` pairs, already resolved through the
+    aliases that connect nested models to their callers.
+    """
+
+    op: object
+    node: object
+    scope: tuple
+    inputs: tuple
+    outputs: tuple
+
+    @property
+    def path(self):
+        """The operation's name prefixed by the nested models it lives in."""
+        return "/".join([*self.scope, self.op.name])
+
+
+class Trace:
+    """The flat call list of a model, plus the shapes of every tensor in it."""
+
+    def __init__(self, model):
+        functional = _as_functional(model)
+        if functional is None:
+            raise TypeError(
+                "keras_prune analyses functional and Sequential models built on a "
+                "known input shape (subclassed models have no graph to read). Build "
+                "a Sequential model with `keras.Input(shape)` as its first layer, or "
+                f"wrap the model in a functional one. Received: model={model!r}"
+            )
+        self.model = model
+        self.calls = []
+        self.shapes = {}
+        self._alias = {}
+        self.inputs = [self._key((), t) for t in functional._inputs]
+        for t in functional._inputs:
+            self.shapes[self._key((), t)] = tuple(t.shape)
+        self._walk(functional, ())
+        self.outputs = [self._key((), t) for t in functional._outputs]
+        self.inputs_struct = functional._inputs_struct
+        self.outputs_struct = functional._outputs_struct
+        self.input_tensors = list(functional._inputs)
+
+    def _key(self, scope, tensor):
+        key = (scope, id(tensor))
+        while key in self._alias:
+            key = self._alias[key]
+        return key
+
+    def _walk(self, functional, scope):
+        for depth in sorted(functional._nodes_by_depth, reverse=True):
+            for node in functional._nodes_by_depth[depth]:
+                if node.operation is None or node.is_input:
+                    continue
+                inner = _as_functional(node.operation)
+                if inner is not None and len(inner._inputs) == len(node.input_tensors):
+                    self._inline(node, inner, scope)
+                    continue
+                inputs = tuple(self._key(scope, t) for t in node.input_tensors)
+                outputs = tuple(self._key(scope, t) for t in node.outputs)
+                for key, tensor in zip(outputs, node.outputs):
+                    self.shapes[key] = tuple(tensor.shape)
+                self.calls.append(Call(node.operation, node, scope, inputs, outputs))
+
+    def _inline(self, node, inner, scope):
+        index = node.operation._inbound_nodes.index(node)
+        inner_scope = (*scope, node.operation.name + (f"@{index}" if index else ""))
+        for outer, inner_input in zip(node.input_tensors, inner._inputs):
+            self._alias[(inner_scope, id(inner_input))] = self._key(scope, outer)
+        self._walk(inner, inner_scope)
+        for outer, inner_output in zip(node.outputs, inner._outputs):
+            self._alias[(scope, id(outer))] = self._key(inner_scope, inner_output)
+
+
+def _as_functional(op):
+    """The functional graph behind `op`, or None if it has none to read."""
+    if isinstance(op, keras.Sequential):
+        return getattr(op, "_functional", None)
+    if isinstance(op, keras.Model) and hasattr(op, "_nodes_by_depth"):
+        return op
+    return None
+
+
+def trace_model(model):
+    """Returns the `Trace` of a functional or Sequential model."""
+    return Trace(model)
+
+
+def replay(trace, make_op, *, after_call=None, name=None):
+    """Rebuilds a flat functional model by calling new operations in trace order.
+
+    Args:
+        trace: the `Trace` to rebuild.
+        make_op: `fn(call) -> op` giving the operation to call for each call; it is
+            asked once per call, so it must return the same object for a shared
+            layer if the weights are to stay shared.
+        after_call: optional `fn(call, outputs) -> outputs`, e.g. to insert a mask.
+        name: name of the new model (defaults to the traced model's name).
+
+    Returns:
+        A new `keras.Model` with the same inputs and outputs structure.
+    """
+    tensors = {}
+    new_inputs = []
+    for key, old in zip(trace.inputs, trace.input_tensors):
+        layer_name = old._keras_history.operation.name
+        new = keras.Input(batch_shape=old.shape, dtype=old.dtype, name=layer_name)
+        tensors[key] = new
+        new_inputs.append(new)
+    for call in trace.calls:
+        fill = {id(t): tensors[k] for t, k in zip(call.node.input_tensors, call.inputs)}
+        args, kwargs = call.node.arguments.fill_in(fill)
+        outputs = keras.tree.flatten(make_op(call)(*args, **kwargs))
+        if after_call is not None:
+            outputs = list(after_call(call, outputs))
+        for key, value in zip(call.outputs, outputs):
+            tensors[key] = value
+    outputs = [tensors[k] for k in trace.outputs]
+    return keras.Model(
+        keras.tree.pack_sequence_as(trace.inputs_struct, new_inputs),
+        keras.tree.pack_sequence_as(trace.outputs_struct, outputs),
+        name=name or trace.model.name,
+    )

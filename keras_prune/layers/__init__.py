@@ -1,0 +1,27 @@
+"""Pruning layers: weight-masked layers and channel gates. All save to `.keras`."""
+
+from keras_prune.layers.gates import (
+    ChannelGate,
+    ChannelGroupGate,
+    ChannelMask,
+    UnitInterval,
+    group_sizes,
+)
+from keras_prune.layers.masked import (
+    MASKED_LAYERS,
+    MaskedConv2D,
+    MaskedDense,
+    MaskedDepthwiseConv2D,
+)
+
+__all__ = [
+    "ChannelGate",
+    "ChannelGroupGate",
+    "ChannelMask",
+    "MASKED_LAYERS",
+    "MaskedConv2D",
+    "MaskedDense",
+    "MaskedDepthwiseConv2D",
+    "UnitInterval",
+    "group_sizes",
+]

@@ -1,0 +1,168 @@
+"""Channel gates: fixed masks, learned gates, and per-sample group gates.
+
+All multiply a channels-last tensor by a per-channel factor; they differ in where the
+factor comes from: a fixed 0/1 vector (`ChannelMask`), a learned vector kept in [0, 1]
+(`ChannelGate`, Pruning from Scratch), or a per-sample count of leading channel groups
+to compute (`ChannelGroupGate`, Runtime Neural Pruning).
+"""
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_prune.graph.rules import passthrough, register_channel_rule
+
+__all__ = ["ChannelGate", "ChannelGroupGate", "ChannelMask", "UnitInterval", "group_sizes"]
+
+
+@keras.saving.register_keras_serializable(package="keras_prune")
+class UnitInterval(keras.constraints.Constraint):
+    """Clips a weight to [0, 1] after each optimizer step."""
+
+    def __call__(self, w):
+        return ops.clip(w, 0.0, 1.0)
+
+    def get_config(self):
+        return {}
+
+
+def _channels(input_shape, layer):
+    channels = input_shape[-1]
+    if channels is None:
+        raise ValueError(
+            f"{type(layer).__name__} needs a known channel (last) axis. "
+            f"Received: input_shape={input_shape}"
+        )
+    return int(channels)
+
+
+@keras.saving.register_keras_serializable(package="keras_prune")
+class ChannelMask(keras.layers.Layer):
+    """Multiplies each channel by a fixed 0/1 value (`prune_mask`, not trainable).
+
+    Args:
+        prune_mask: optional initial values, one per channel (default: all ones).
+    """
+
+    mask_weight_names = ("prune_mask",)
+
+    def __init__(self, prune_mask=None, **kwargs):
+        super().__init__(**kwargs)
+        self.initial_prune_mask = None if prune_mask is None else [float(v) for v in prune_mask]
+
+    def build(self, input_shape):
+        channels = _channels(input_shape, self)
+        if self.initial_prune_mask is not None and len(self.initial_prune_mask) != channels:
+            raise ValueError(
+                f"prune_mask has {len(self.initial_prune_mask)} values for {channels} "
+                f"channels. Received: prune_mask of length {len(self.initial_prune_mask)}"
+            )
+        init = (
+            "ones"
+            if self.initial_prune_mask is None
+            else keras.initializers.Constant(np.asarray(self.initial_prune_mask, "float32"))
+        )
+        self.prune_mask = self.add_weight(
+            name="prune_mask", shape=(channels,), initializer=init, trainable=False
+        )
+
+    def call(self, inputs):
+        return inputs * ops.cast(self.prune_mask, inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "prune_mask": self.initial_prune_mask}
+
+
+@keras.saving.register_keras_serializable(package="keras_prune")
+class ChannelGate(keras.layers.Layer):
+    """A learned per-channel gate in [0, 1] (Pruning from Scratch's channel importance).
+
+    Args:
+        initial_value: the value every gate starts at (the paper uses 1.0).
+    """
+
+    def __init__(self, initial_value=1.0, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 <= float(initial_value) <= 1.0:
+            raise ValueError(f"initial_value must be in [0, 1]. Received: initial_value={initial_value}")
+        self.initial_value = float(initial_value)
+
+    def build(self, input_shape):
+        self.gate = self.add_weight(
+            name="gate",
+            shape=(_channels(input_shape, self),),
+            initializer=keras.initializers.Constant(self.initial_value),
+            constraint=UnitInterval(),
+            trainable=True,
+        )
+
+    def call(self, inputs):
+        return inputs * ops.cast(self.gate, inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "initial_value": self.initial_value}
+
+
+def group_sizes(channels, groups):
+    """Sizes of `groups` ordered channel groups; the first `channels % groups` get one more."""
+    if groups < 1 or groups > channels:
+        raise ValueError(
+            f"groups must be in [1, {channels}] for {channels} channels. Received: groups={groups}"
+        )
+    base, extra = divmod(channels, groups)
+    return [base + (1 if g < extra else 0) for g in range(groups)]
+
+
+@keras.saving.register_keras_serializable(package="keras_prune")
+class ChannelGroupGate(keras.layers.Layer):
+    """Keeps, per sample, the first `a` of `groups` ordered channel groups (RNP).
+
+    Called as `gate([x, active_groups])` with `active_groups` an integer tensor of shape
+    `(batch,)` in `[1, groups]`. Channels that do not divide evenly go to the first
+    groups (see `group_sizes`).
+
+    Args:
+        groups: number of channel groups k.
+    """
+
+    def __init__(self, groups=4, **kwargs):
+        super().__init__(**kwargs)
+        if int(groups) < 1:
+            raise ValueError(f"groups must be >= 1. Received: groups={groups}")
+        self.groups = int(groups)
+
+    def build(self, input_shape):
+        x_shape = input_shape[0]
+        sizes = group_sizes(_channels(x_shape, self), self.groups)
+        self.group_of_channel = np.repeat(np.arange(self.groups), sizes).astype("int32")
+
+    def call(self, inputs):
+        x, active = inputs
+        active = ops.reshape(ops.cast(active, "int32"), (-1, 1))
+        keep = ops.cast(ops.convert_to_tensor(self.group_of_channel)[None, :] < active, x.dtype)
+        shape = (-1,) + (1,) * (len(x.shape) - 2) + (x.shape[-1],)
+        return x * ops.reshape(keep, shape)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def get_config(self):
+        return {**super().get_config(), "groups": self.groups}
+
+
+@register_channel_rule(ChannelMask)
+def _mask_rule(ctx, call, layer, inputs, in_shapes, out_shapes):
+    ctx.member(layer, "prune_mask", 0, inputs[0])
+    return passthrough(ctx, call, layer, inputs, in_shapes, out_shapes)
+
+
+@register_channel_rule(ChannelGate)
+def _gate_rule(ctx, call, layer, inputs, in_shapes, out_shapes):
+    ctx.member(layer, "gate", 0, inputs[0])
+    return passthrough(ctx, call, layer, inputs, in_shapes, out_shapes)
