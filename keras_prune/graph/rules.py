@@ -55,7 +55,8 @@ def unknown(ctx, call, layer, inputs, in_shapes, out_shapes, reason=None):
     for arr in inputs:
         if arr is not None:
             ctx.freeze(arr, layer, reason)
-    return [ctx.new(layer, _last(s), tag=f"out{i}", frozen=reason) for i, s in enumerate(out_shapes)]
+    tags = ["out"] if len(out_shapes) == 1 else [f"out{i}" for i in range(len(out_shapes))]
+    return [ctx.new(layer, _last(s), tag=t, frozen=reason) for t, s in zip(tags, out_shapes)]
 
 
 def passthrough(ctx, call, layer, inputs, in_shapes, out_shapes):

@@ -9,8 +9,9 @@ import keras
 import numpy as np
 
 from keras_prune.graph.dependency import analyze
+from keras_prune.graph.trace import replay
 
-__all__ = ["prune_channels", "masked_reference", "rebuild"]
+__all__ = ["kept_slices", "masked_reference", "prune_channels", "rebuild", "sliced_weights"]
 
 
 def _unique_namer():
@@ -28,53 +29,61 @@ def _unique_namer():
     return name_for
 
 
-def rebuild(graph, *, config_for=None, weights_for=None, after_call=None, name=None):
+def rebuild(graph, *, config_for=None, layer_for=None, weights_for=None, after_call=None, name=None):
     """Rebuilds `graph`'s model layer by layer.
 
     Args:
         graph: a `ChannelGraph`.
         config_for: `fn(path, layer, config) -> config` to change a layer's config.
-        weights_for: `fn(path, old_layer, new_layer) -> list of arrays`, or None to
-            copy the old weights unchanged.
+        layer_for: `fn(path, layer, config) -> layer or None` to build the new layer
+            (None drops the layer: its first input passes through). Defaults to
+            `type(layer).from_config(config)`.
+        weights_for: `fn(path, old_layer, new_layer) -> {weight name: array}`, or None
+            to copy the old weights unchanged.
         after_call: passed to `trace.replay` (insert layers after a call).
         name: the new model's name.
 
     Returns:
         The new `keras.Model`.
     """
-    from keras_prune.graph.trace import replay
-
     new_ops = {}
     name_for = _unique_namer()
 
     def make_op(call):
         if id(call.op) in new_ops:
-            return new_ops[id(call.op)][1]
+            return new_ops[id(call.op)]
         op = call.op
+        new = op
         if isinstance(op, keras.layers.Layer):
             config = op.get_config()
             config["name"] = name_for(call)
             if config_for is not None:
                 config = config_for(call.path, op, config)
-            new = type(op).from_config(config)
-        else:
-            new = op
-        new_ops[id(op)] = (call.path, new)
+            new = layer_for(call.path, op, config) if layer_for else type(op).from_config(config)
+            if new is None:
+                new = _first_input
+        new_ops[id(op)] = new
         return new
 
     model = replay(graph.trace, make_op, after_call=after_call, name=name)
     for path, layer in graph.layers.items():
-        if id(layer) not in new_ops or not getattr(layer, "weights", None):
+        new = new_ops.get(id(layer))
+        if new is None or new is layer or new is _first_input or not new.weights:
             continue
-        new = new_ops[id(layer)][1]
-        if new is layer:
-            continue
-        values = weights_for(path, layer, new) if weights_for else layer.get_weights()
-        new.set_weights(values)
+        if weights_for is None:
+            values = {w.name: w.numpy() for w in layer.weights}
+        else:
+            values = weights_for(path, layer, new)
+        new.set_weights([values[w.name] for w in new.weights])
     return model
 
 
-def _kept_slices(graph, alive):
+def _first_input(*args, **kwargs):
+    """Stands in for a dropped layer: its first input passes through."""
+    return keras.tree.flatten(args)[0]
+
+
+def kept_slices(graph, alive):
     """{(layer path, weight name): {axis: kept positions}} for every shrinking axis."""
     slices = {}
     for layer, weight, axis, ids in graph.raw_members:
@@ -82,6 +91,17 @@ def _kept_slices(graph, alive):
         axes = slices.setdefault((layer, weight), {})
         axes[axis] = kept if axis not in axes else axes[axis] & kept
     return slices
+
+
+def sliced_weights(path, layer, slices, values=None):
+    """{weight name: value} of `layer` with the removed positions cut out."""
+    values = values or {w.name: np.asarray(w.numpy()) for w in layer.weights}
+    result = {}
+    for weight_name, value in values.items():
+        for axis, kept in slices.get((path, weight_name), {}).items():
+            value = np.compress(kept, value, axis=axis)
+        result[weight_name] = value
+    return result
 
 
 def prune_channels(model, keep, *, graph=None, name=None):
@@ -101,7 +121,7 @@ def prune_channels(model, keep, *, graph=None, name=None):
     """
     graph = graph or analyze(model)
     alive = graph.alive(keep)
-    slices = _kept_slices(graph, alive)
+    slices = kept_slices(graph, alive)
 
     def config_for(path, layer, config):
         if path in graph.resizes:
@@ -110,13 +130,7 @@ def prune_channels(model, keep, *, graph=None, name=None):
         return config
 
     def weights_for(path, old, new):
-        values = []
-        for w in old.weights:
-            value = np.asarray(w.numpy())
-            for axis, kept in slices.get((path, w.name), {}).items():
-                value = np.compress(kept, value, axis=axis)
-            values.append(value)
-        return values
+        return sliced_weights(path, old, slices)
 
     return rebuild(graph, config_for=config_for, weights_for=weights_for, name=name)
 
