@@ -1,0 +1,64 @@
+"""The data objects every source returns: `Dataset`, `DatasetInfo`, and the not-found error."""
+
+import dataclasses
+
+import tensorflow as tf
+
+__all__ = ["Dataset", "DatasetInfo", "DatasetNotFoundError"]
+
+
+class DatasetNotFoundError(ValueError):
+    """A tfds dataset is not prepared in the data directory, and downloading is disabled."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    """What a model and a report need to know about a loaded dataset.
+
+    Attributes:
+        name: The name passed to `load_dataset` (e.g. `"mnist5k"`, `"cifar10"`).
+        input_shape: `(height, width, channels)` of the images the pipelines yield.
+        num_classes: Number of label classes; labels are `0 .. num_classes - 1`.
+        num_train: Examples in one epoch of the train pipeline.
+        num_validation: Examples in the validation pipeline (0 when `validation_fraction=0`).
+        num_test: Examples in the test pipeline.
+        source: `"embedded"` (shipped with an installed package) or `"tfds"`.
+        mean: Per-channel mean subtracted from images in `[0, 1]`; with `std`, it undoes the
+            normalisation when a report shows an example image: `pixel = x * std + mean`.
+        std: Per-channel standard deviation images in `[0, 1]` are divided by.
+        augmentation: The train-time augmentation, in words (`"none"` when there is none).
+    """
+
+    name: str
+    input_shape: tuple
+    num_classes: int
+    num_train: int
+    num_validation: int
+    num_test: int
+    source: str
+    mean: tuple = (0.0,)
+    std: tuple = (1.0,)
+    augmentation: str = "none"
+
+    def describe(self):
+        """Returns a one-line summary, e.g. for a log line or a report header."""
+        height, width, channels = self.input_shape
+        return (
+            f"{self.name} ({self.source}): {self.num_train}/{self.num_validation}/{self.num_test} "
+            f"train/validation/test images of {height}x{width}x{channels}, "
+            f"{self.num_classes} classes, augmentation: {self.augmentation}"
+        )
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Dataset:
+    """Three batched, prefetched pipelines of `(images float32 NHWC, labels int32)` and their info.
+
+    `train` reshuffles (and, if enabled, re-augments) every epoch; `validation` and `test` are
+    neither shuffled nor augmented, so two passes over them yield the same batches.
+    """
+
+    train: tf.data.Dataset
+    validation: tf.data.Dataset
+    test: tf.data.Dataset
+    info: DatasetInfo
