@@ -1,0 +1,110 @@
+"""Pieces every builder of the zoo shares: channel scaling, seeded initializers, the input stem.
+
+Builders receive arguments that `zoo.get_model` has already checked, so nothing here
+validates user input.
+"""
+
+import math
+import zlib
+
+import keras
+from keras import layers
+
+# PyTorch's BatchNorm2d defaults (momentum 0.1 there is 0.9 here: Keras weights the old
+# value). The Pruning-from-Scratch models were written in PyTorch, and their gates are
+# learned on the random network, so the normalisation they saw is part of the method.
+TORCH_BN = {"momentum": 0.9, "epsilon": 1e-5}
+
+
+def scale(channels, width):
+    """Scales a channel or unit count by `width`, keeping at least one."""
+    return max(1, int(round(channels * width)))
+
+
+def layer_seed(seed, name):
+    """Derives the seed of one layer from the model seed and the layer's name.
+
+    A Keras initializer seeded with an integer returns the same values on every call,
+    so one shared seed would give every layer of the same shape the same weights.
+    Deriving from the name keeps a layer's draw stable when other layers change.
+
+    Args:
+        seed: The model seed, or `None` for an unseeded draw.
+        name: The layer name.
+
+    Returns:
+        A non-negative integer, or `None` when `seed` is `None`.
+    """
+    if seed is None:
+        return None
+    return zlib.crc32(f"{seed}/{name}".encode()) & 0x7FFFFFFF
+
+
+def conv_normal(seed, name, kernel_size, filters):
+    """He normal with fan-out: N(0, sqrt(2 / (kh * kw * filters))), untruncated.
+
+    This is PyTorch's `kaiming_normal_(mode="fan_out")` and the explicit
+    `normal_(0, sqrt(2 / n))` of the Pruning-from-Scratch models; `filters` counts
+    output channels (for a depthwise conv: input channels x depth multiplier).
+    """
+    kh, kw = kernel_size
+    return keras.initializers.RandomNormal(
+        stddev=math.sqrt(2.0 / (kh * kw * filters)), seed=layer_seed(seed, name)
+    )
+
+
+def he_normal_fan_in(seed, name):
+    """He normal with fan-in, untruncated."""
+    return keras.initializers.VarianceScaling(
+        2.0, mode="fan_in", distribution="untruncated_normal", seed=layer_seed(seed, name)
+    )
+
+
+def normal(stddev, seed, name):
+    """N(0, stddev), untruncated."""
+    return keras.initializers.RandomNormal(stddev=stddev, seed=layer_seed(seed, name))
+
+
+def caffe_xavier(seed, name):
+    """Caffe's "xavier" filler: U(+-sqrt(3 / fan_in)), which is Keras' LeCun uniform."""
+    return keras.initializers.LecunUniform(seed=layer_seed(seed, name))
+
+
+def torch_linear(seed, name, fan_in):
+    """PyTorch's default `nn.Linear` init: kernel and bias both U(+-1/sqrt(fan_in)).
+
+    Returns:
+        A `(kernel_initializer, bias_initializer)` pair.
+    """
+    bound = 1.0 / math.sqrt(fan_in)
+    kernel = keras.initializers.VarianceScaling(
+        1.0 / 3.0, mode="fan_in", distribution="uniform", seed=layer_seed(seed, name)
+    )
+    bias = keras.initializers.RandomUniform(
+        -bound, bound, seed=layer_seed(seed, f"{name}/bias")
+    )
+    return kernel, bias
+
+
+def input_stem(input_shape, min_size=None):
+    """Creates the model input and, if needed, a resizing stem.
+
+    Args:
+        input_shape: The checked input shape.
+        min_size: If set, `(height, width, channels)` inputs smaller than this on a
+            side are resized (bilinear) to `max(side, min_size)` by a `Resizing`
+            layer named "resize", so architectures with a minimum size accept any
+            dataset.
+
+    Returns:
+        `(inputs, x)`: the `keras.Input` tensor and the tensor the body starts from.
+    """
+    inputs = keras.Input(shape=input_shape, name="input")
+    x = inputs
+    if min_size is not None:
+        height, width = input_shape[0], input_shape[1]
+        if height < min_size or width < min_size:
+            x = layers.Resizing(
+                max(height, min_size), max(width, min_size), name="resize"
+            )(x)
+    return inputs, x
