@@ -18,10 +18,9 @@ tf.config.set_logical_device_configuration(
 
 @pytest.fixture(autouse=True)
 def _clean_session():
-    keras.backend.clear_session()
+    keras.backend.clear_session(free_memory=False)
     keras.utils.set_random_seed(0)
     yield
-    keras.backend.clear_session()
 
 
 @pytest.fixture

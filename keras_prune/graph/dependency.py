@@ -59,6 +59,7 @@ class RuleContext:
         self._made = {}
         self.frozen = {}
         self.members = []
+        self._member_axes = {}
         self.resizes = {}
         self.path_of = {}
 
@@ -107,8 +108,18 @@ class RuleContext:
             self.frozen.setdefault(i, f"{where}: {reason}")
 
     def member(self, layer, weight, axis, arr):
-        """Axis `axis` of weight `weight` shrinks with the channels in `arr`."""
-        self.members.append((self.path_of[id(layer)], weight, axis, np.asarray(arr)))
+        """Axis `axis` of weight `weight` shrinks with the channels in `arr`.
+
+        A shared layer declares the same axis once per call: the channels it sees at
+        each call are then one set of channels, since they meet the same weights.
+        """
+        key = (self.path_of[id(layer)], weight, axis)
+        arr = np.asarray(arr)
+        if key in self._member_axes:
+            self.union(self._member_axes[key], arr)
+            return
+        self._member_axes[key] = arr
+        self.members.append((*key, arr))
 
     def resize(self, layer, arr, update):
         """`update(config, kept)` rewrites `layer`'s config once `arr` keeps `kept` channels."""

@@ -1,0 +1,123 @@
+"""Surgery: exact identity, equality with the zero-masked reference, smaller models,
+and the pruned models survive `.keras` and SavedModel round trips. Swept over the zoo
+and over keras.applications models (small inputs keep it fast)."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import random_keep
+from keras import layers
+
+from keras_prune.graph import analyze, count_flops, count_params, masked_reference, prune_channels
+from keras_prune.models import MODEL_NAMES, get_model
+
+APPLICATIONS = {
+    "ResNet50": lambda: keras.applications.ResNet50(weights=None, input_shape=(32, 32, 3), classes=10),
+    "MobileNetV2": lambda: keras.applications.MobileNetV2(weights=None, input_shape=(32, 32, 3), classes=10),
+    "VGG16": lambda: keras.applications.VGG16(weights=None, input_shape=(32, 32, 3), classes=10),
+}
+ZOO_SHAPES = {"alexnet": (32, 32, 3)}
+
+
+def _zoo(name):
+    return lambda: get_model(name, ZOO_SHAPES.get(name, (16, 16, 3)), 10, seed=0)
+
+
+CASES = {**{f"zoo:{n}": _zoo(n) for n in MODEL_NAMES}, **{f"app:{n}": f for n, f in APPLICATIONS.items()}}
+
+
+def _inputs(model, rng, batch=2):
+    return rng.normal(size=(batch, *model.input_shape[1:])).astype(keras.config.floatx())
+
+
+@pytest.fixture
+def float64():
+    """Exactness is checked in float64: in float32, a different channel count changes
+    the summation order, and deep random networks amplify that rounding to ~1e-2."""
+    keras.config.set_floatx("float64")
+    yield
+    keras.config.set_floatx("float32")
+
+
+def _randomise_batch_norm(model, rng):
+    """Non-trivial BN statistics, so that dropping a channel's BN is really tested."""
+    for layer in model.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            layer.set_weights([rng.uniform(0.5, 1.5, w.shape) for w in layer.get_weights()])
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_surgery_matches_masked_reference(case, rng, tmp_path, float64):
+    model = CASES[case]()
+    _randomise_batch_norm(model, rng)
+    graph = analyze(model)
+    assert graph.prunable_groups, "every model in the sweep has something to prune"
+    keep = random_keep(graph, rng, 0.3)
+    pruned = prune_channels(model, keep, graph=graph)
+    reference = masked_reference(model, keep, graph=graph)
+    x = _inputs(model, rng)
+    expected = reference(x)
+    got = pruned(x)
+    assert pruned.output_shape == model.output_shape and got.shape == (len(x), *model.output_shape[1:])
+    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-4)
+    assert count_flops(pruned).total < count_flops(model).total
+    assert count_flops(pruned).total == count_flops(model, keep, graph=graph).total
+    assert count_params(pruned).total == count_params(model, keep, graph=graph).total == pruned.count_params()
+
+    reloaded_path = tmp_path / "pruned.keras"
+    pruned.save(reloaded_path)
+    reloaded = keras.models.load_model(reloaded_path)
+    np.testing.assert_allclose(reloaded(x), got, atol=1e-6)
+
+    pruned.export(str(tmp_path / "saved_model"), format="tf_saved_model", verbose=False)
+    loaded = tf.saved_model.load(str(tmp_path / "saved_model"))
+    served = loaded.serve(tf.constant(x))
+    assert served.dtype == tf.float64
+    np.testing.assert_allclose(np.asarray(served), got, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("case", ["zoo:resnet20", "zoo:vgg16", "app:MobileNetV2"])
+def test_surgery_keep_all_is_identity(case, rng):
+    model = CASES[case]()
+    graph = analyze(model)
+    keep = {g.id: np.arange(g.size) for g in graph.prunable_groups}
+    same = prune_channels(model, keep, graph=graph)
+    x = _inputs(model, rng)
+    np.testing.assert_array_equal(same(x), model(x))
+    assert same.count_params() == model.count_params()
+
+
+def test_shared_layer_keeps_its_weights_shared(rng):
+    conv = layers.Conv2D(4, 3, padding="same", name="shared")
+    x = keras.Input((8, 8, 3))
+    a = conv(layers.Conv2D(3, 1, name="pre")(x))
+    b = conv(layers.Conv2D(3, 1, name="pre2")(x))
+    out = layers.Dense(2, name="head")(layers.Flatten()(layers.Add()([a, b])))
+    model = keras.Model(x, out)
+    graph = analyze(model)
+    keep = {"shared": [0, 2]}
+    coupled = [g for g in graph.groups if {"pre", "pre2"} & set(g.producers)]
+    assert len(coupled) == 1 and {"pre", "pre2"} <= set(coupled[0].producers)
+    pruned = prune_channels(model, keep, graph=graph)
+    assert sum(isinstance(l, layers.Conv2D) and l.name == "shared" for l in pruned.layers) == 1
+    x_in = _inputs(model, rng)
+    np.testing.assert_allclose(
+        pruned(x_in), masked_reference(model, keep)(x_in), atol=1e-5
+    )
+
+
+def test_nested_model_is_inlined_by_surgery(rng):
+    inner = keras.Sequential(
+        [keras.Input((8, 8, 4)), layers.Conv2D(6, 3, name="conv"), layers.ReLU(name="relu")], name="block"
+    )
+    x = keras.Input((8, 8, 3))
+    a = layers.Conv2D(4, 1, name="conv")(x)
+    model = keras.Model(x, layers.Dense(2, name="head")(layers.Flatten()(inner(a))))
+    keep = {"conv": [1, 3], "block/conv": [0, 5]}
+    pruned = prune_channels(model, keep)
+    assert {"conv", "block_conv"} <= {l.name for l in pruned.layers}
+    x_in = _inputs(model, rng)
+    np.testing.assert_allclose(
+        pruned(x_in), masked_reference(model, keep)(x_in), atol=1e-5
+    )
