@@ -8,6 +8,7 @@ BatchNormalization or linear layer just before the gate.
 """
 
 import numpy as np
+import keras
 from keras import layers, ops
 
 from keras_prune.graph.dependency import analyze
@@ -186,7 +187,7 @@ def _fold_target(layer):
     """The weights a per-channel scale after `layer` multiplies into, or None."""
     if isinstance(layer, layers.BatchNormalization) and layer.scale and layer.center:
         return ("gamma", "beta")
-    linear = getattr(layer, "activation", None) in (None, layers.activations.linear)
+    linear = getattr(layer, "activation", None) in (None, keras.activations.linear)
     if isinstance(layer, (layers.Conv1D, layers.Conv2D, layers.Conv3D, layers.Dense)) and linear:
         if getattr(layer, "groups", 1) == 1:
             return ("kernel", "bias") if layer.use_bias else ("kernel",)

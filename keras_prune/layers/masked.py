@@ -51,6 +51,13 @@ class _WeightMasks:
             bias = ops.reshape(bias, (1, -1) + (1,) * (len(outputs.shape) - 2))
         return outputs + bias
 
+    def save_own_variables(self, store):
+        # Dense and Conv save only kernel and bias; the masks are state too.
+        keras.layers.Layer.save_own_variables(self, store)
+
+    def load_own_variables(self, store):
+        keras.layers.Layer.load_own_variables(self, store)
+
     def _config_with_masks(self, config):
         return {**config, "straight_through": self.straight_through}
 

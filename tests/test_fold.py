@@ -1,0 +1,28 @@
+"""fold_batch_norms: BN disappears into the layer before it, outputs unchanged."""
+
+import keras
+import numpy as np
+from keras import layers
+
+from keras_prune.export import fold_batch_norms
+
+
+def test_fold_batch_norms_is_exact_and_removes_bn(rng):
+    x = keras.Input((8, 8, 3))
+    h = layers.Conv2D(4, 3, use_bias=False, name="conv")(x)
+    h = layers.BatchNormalization(name="bn1")(h)
+    h = layers.DepthwiseConv2D(3, depth_multiplier=2, name="dw")(layers.ReLU()(h))
+    h = layers.BatchNormalization(name="bn2")(h)
+    shared = layers.Conv2D(3, 1, name="shared")(h)
+    a = layers.BatchNormalization(name="bn_kept")(shared)
+    out = layers.Dense(2, name="fc")(layers.Flatten()(layers.Add()([a, shared])))
+    model = keras.Model(x, out)
+    for layer in model.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            layer.set_weights([rng.uniform(0.5, 1.5, w.shape).astype("float32") for w in layer.get_weights()])
+    folded = fold_batch_norms(model)
+    names = {l.name for l in folded.layers}
+    assert "bn1" not in names and "bn2" not in names
+    assert "bn_kept" in names, "a BN whose input is used elsewhere must stay"
+    xs = rng.normal(size=(2, 8, 8, 3)).astype("float32")
+    np.testing.assert_allclose(folded(xs), model(xs), atol=1e-4, rtol=1e-4)

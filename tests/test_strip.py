@@ -1,0 +1,92 @@
+"""strip(): a plain Keras model, physically smaller where gates zeroed channels, with the
+same outputs."""
+
+import keras
+import numpy as np
+import pytest
+from keras import layers
+
+import keras_prune
+from keras_prune.export import strip
+from keras_prune.graph import count_flops
+from keras_prune.layers import ChannelGate, ChannelGroupGate, ChannelMask, MaskedConv2D, MaskedDense
+
+
+def _no_keras_prune_layers(model):
+    return all(not type(l).__module__.startswith("keras_prune") for l in model.layers)
+
+
+def _gated_net(gate):
+    x = keras.Input((8, 8, 3))
+    h = layers.Conv2D(6, 3, padding="same", name="c1")(x)
+    h = layers.BatchNormalization(name="bn1")(h)
+    h = gate(h)
+    h = layers.ReLU()(h)
+    h = MaskedConv2D(5, 3, padding="same", name="c2")(h)
+    h = layers.Flatten()(h)
+    return keras.Model(x, MaskedDense(3, name="fc")(h))
+
+
+def test_strip_removes_zero_gated_channels_and_folds_the_rest(rng):
+    gate = ChannelGate(name="gate")
+    model = _gated_net(gate)
+    bn = model.get_layer("bn1")
+    bn.set_weights([rng.uniform(0.5, 1.5, w.shape).astype("float32") for w in bn.get_weights()])
+    gate.gate.assign(np.array([0.0, 0.3, 1.0, 0.0, 0.7, 1.0], "float32"))
+    c2 = model.get_layer("c2")
+    c2.prune_mask.assign((rng.uniform(size=c2.prune_mask.shape) > 0.5).astype("float32"))
+    x = rng.normal(size=(4, 8, 8, 3)).astype("float32")
+    stripped = strip(model)
+    assert _no_keras_prune_layers(stripped)
+    assert stripped.get_layer("c1").filters == 4
+    np.testing.assert_allclose(stripped(x), model(x), atol=1e-4)
+    assert count_flops(stripped).total < count_flops(model).total
+
+
+def test_strip_of_binary_channel_mask(rng):
+    model = _gated_net(ChannelMask([1, 0, 1, 0, 1, 1], name="mask"))
+    x = rng.normal(size=(2, 8, 8, 3)).astype("float32")
+    stripped = strip(model)
+    assert stripped.get_layer("c1").filters == 4
+    np.testing.assert_allclose(stripped(x), model(x), atol=1e-4)
+
+
+def test_strip_keeps_channels_still_used_elsewhere(rng):
+    x = keras.Input((8, 8, 3))
+    a = layers.Conv2D(4, 1, name="a")(x)
+    gated = ChannelMask([0, 1, 1, 1], name="mask")(layers.BatchNormalization(name="bn")(a))
+    joined = layers.Concatenate()([layers.Conv2D(2, 1, name="b")(gated), layers.Conv2D(2, 1, name="c")(a)])
+    model = keras.Model(x, layers.Dense(1, name="head")(layers.Flatten()(joined)))
+    stripped = strip(model)
+    assert stripped.get_layer("a").filters == 4
+    xs = rng.normal(size=(2, 8, 8, 3)).astype("float32")
+    np.testing.assert_allclose(stripped(xs), model(xs), atol=1e-5)
+
+
+def test_strip_refuses_what_it_cannot_fold():
+    x = keras.Input((8, 8, 3))
+    h = layers.Conv2D(4, 1, activation="relu", name="a")(x)
+    gate = ChannelGate(name="gate")
+    out = layers.Dense(1)(layers.Flatten()(gate(h)))
+    model = keras.Model(x, out)
+    gate.gate.assign([0.5, 1, 1, 1])
+    with pytest.raises(ValueError, match="nothing to fold"):
+        strip(model)
+    runtime = ChannelGroupGate(2)
+    count = keras.Input((), dtype="int32")
+    model = keras.Model([x, count], runtime([layers.Conv2D(4, 1)(x), count]))
+    with pytest.raises(ValueError, match="runtime gate"):
+        strip(model)
+
+
+def test_importing_keras_prune_never_imports_tfmot():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, keras_prune, keras_prune.graph, keras_prune.layers, keras_prune.export;"
+        "print('tensorflow_model_optimization' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().endswith("False")
+    assert keras_prune.__version__
