@@ -2,6 +2,19 @@
 
 from keras_prune.export.fold import fold_batch_norms
 from keras_prune.export.latency import measure_latency
+from keras_prune.export.plots import plot_layer_channels, plot_trajectory
+from keras_prune.export.report_md import render_markdown, write_markdown
 from keras_prune.export.strip import removable_channels, strip
+from keras_prune.export.summaries import RunSummaries
 
-__all__ = ["fold_batch_norms", "measure_latency", "removable_channels", "strip"]
+__all__ = [
+    "RunSummaries",
+    "fold_batch_norms",
+    "measure_latency",
+    "plot_layer_channels",
+    "plot_trajectory",
+    "removable_channels",
+    "render_markdown",
+    "strip",
+    "write_markdown",
+]
