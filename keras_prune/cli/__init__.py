@@ -1,0 +1,1 @@
+"""The command line (absl flags, one `define_flags`, `main`)."""

@@ -1,0 +1,15 @@
+"""The pruning methods. Each module has `run(model, data, ctx) -> MethodResult`."""
+
+import importlib
+
+__all__ = ["METHODS", "get_method"]
+
+METHODS = ("l1",)
+"""Methods this version ships; the command line's --method accepts exactly these."""
+
+
+def get_method(name):
+    """The module implementing method `name`."""
+    if name not in METHODS:
+        raise ValueError(f"Unknown method. Expected one of {METHODS}. Received: method={name!r}")
+    return importlib.import_module(f"keras_prune.methods.{name}")

@@ -1,0 +1,47 @@
+"""What every method receives and returns, so the run pipeline can treat them alike."""
+
+import dataclasses
+
+__all__ = ["MethodResult", "RunContext"]
+
+
+@dataclasses.dataclass
+class RunContext:
+    """Everything a method may use besides the model and the data.
+
+    Attributes:
+        strategy: the tf.distribute strategy; build models and train inside its scope.
+        config: the resolved, frozen `RunConfig`.
+        output_dir: the run folder (for checkpoints a method wants to resume from).
+        summaries: a `RunSummaries` TensorBoard writer.
+        log: `fn(message)` for progress lines.
+        callbacks: `fn(phase) -> list` of Keras callbacks for a training phase
+            (TensorBoard logging, backups).
+    """
+
+    strategy: object
+    config: object
+    output_dir: str
+    summaries: object
+    log: object = print
+    callbacks: object = lambda phase: []
+
+
+@dataclasses.dataclass
+class MethodResult:
+    """What a method hands back: the pruned model and what it wants reported.
+
+    Attributes:
+        model: the pruned (and fine-tuned / retrained) Keras model; may still hold
+            keras_prune layers, which the pipeline strips before export.
+        search_seconds: time spent deciding what to prune (not retraining).
+        retrain_seconds: time spent fine-tuning or retraining the result.
+        details: a JSON-able dict for the report's `method_details`.
+        reference_flops: FLOPs the budget is measured against, if not the input model's.
+    """
+
+    model: object
+    search_seconds: float
+    retrain_seconds: float = 0.0
+    details: dict = dataclasses.field(default_factory=dict)
+    reference_flops: int = None

@@ -1,0 +1,72 @@
+"""Meeting a FLOPs budget: from channel scores and a rule, to a `keep` for surgery."""
+
+import numpy as np
+
+from keras_prune.errors import PruneError
+from keras_prune.graph.flops import count_flops
+
+__all__ = ["BudgetResult", "top_channels", "min_reachable_ratio", "uniform_budget"]
+
+
+class BudgetResult(dict):
+    """`keep`, the achieved FLOPs `ratio`, and the `fraction` the search settled on."""
+
+    @property
+    def keep(self):
+        return self["keep"]
+
+
+def top_channels(scores, count):
+    """Indices of the `count` highest scores, in channel order."""
+    count = int(min(max(count, 1), len(scores)))
+    return np.sort(np.argsort(-np.asarray(scores), kind="stable")[:count])
+
+
+def _counts(groups, fraction):
+    return {g.id: max(1, int(round(fraction * g.size))) for g in groups}
+
+
+def min_reachable_ratio(graph, groups, full_flops=None, *, model=None):
+    """FLOPs ratio with every listed group cut to one channel: the smallest budget."""
+    full = full_flops or count_flops(graph.model, graph=graph).total
+    keep = {g.id: [0] for g in groups}
+    return count_flops(graph.model, keep, graph=graph).total / full
+
+
+def uniform_budget(graph, groups, scores, target, *, iterations=40):
+    """Keeps the same fraction of every group (the top-scored channels) to meet `target`.
+
+    Bisects the kept fraction; returns the iterate whose FLOPs ratio is closest to
+    `target` (FLOPs fall in steps of one channel, so an exact hit is not guaranteed).
+
+    Raises:
+        PruneError: if `target` is below what one channel per group reaches.
+    """
+    if not groups:
+        raise PruneError("The model has no prunable channel groups (see graph.analyze(model).frozen_layers).")
+    full = count_flops(graph.model, graph=graph).total
+    floor = min_reachable_ratio(graph, groups, full)
+    if target < floor:
+        raise PruneError(
+            f"--target_flops={target:g} is not reachable: keeping one channel in every "
+            f"prunable group still costs {floor:.4f} of the FLOPs. The smallest reachable "
+            f"value is {floor:.4f}."
+        )
+
+    def evaluate(fraction):
+        counts = _counts(groups, fraction)
+        keep = {g.id: top_channels(scores[g.id], counts[g.id]) for g in groups}
+        return keep, count_flops(graph.model, keep, graph=graph).total / full
+
+    low, high = 0.0, 1.0
+    best = None
+    for _ in range(iterations):
+        middle = (low + high) / 2
+        keep, ratio = evaluate(middle)
+        if best is None or abs(ratio - target) < abs(best["ratio"] - target):
+            best = BudgetResult(keep=keep, ratio=ratio, fraction=middle)
+        if ratio > target:
+            high = middle
+        else:
+            low = middle
+    return best

@@ -1,0 +1,302 @@
+"""The run: the same shape for every method.
+
+load data -> build or load the model -> pre-train it if untrained -> evaluate the dense
+baseline -> run the method (search, then fine-tune / retrain) -> evaluate -> strip ->
+export -> report. Everything trains inside the strategy's scope. Artefacts land in the
+run folder as they are made, each written atomically.
+"""
+
+import dataclasses
+import os
+import platform
+import sys
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_prune.errors import PruneError
+from keras_prune.export import fold_batch_norms, measure_latency, strip
+from keras_prune.export.report_io import write_json
+from keras_prune.graph import count_flops, count_params
+from keras_prune.methods import get_method
+from keras_prune.methods.base import RunContext
+from keras_prune.run_dir import prepare_output_dir
+from keras_prune.training import evaluate_accuracy, make_strategy, train_classifier
+from keras_prune.version import __version__
+
+__all__ = ["RunConfig", "run", "layer_table"]
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Every setting of a run (the command line builds one from its flags)."""
+
+    method: str
+    model: str
+    output_dir: str
+    dataset: str = "mnist5k"
+    data_dir: str = None
+    target_flops: float = 0.5
+    pretrain_epochs: int = 10
+    finetune_epochs: int = 5
+    epochs: int = 10
+    batch_size: int = 128
+    learning_rate: float = 0.01
+    pretrain_learning_rate: float = 0.01
+    seed: int = 0
+    strategy: str = "auto"
+    tpu_address: str = None
+    resume: bool = False
+    overwrite: bool = False
+    export: tuple = ("saved_model", "keras")
+    latency_repeats: int = 30
+    prune_residual: bool = False
+    verbose: int = None
+
+    def as_dict(self):
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
+
+
+def _log(message):
+    print(f"[keras_prune] {message}", flush=True)
+
+
+def _build_model(config, info, strategy):
+    from keras_prune.models import get_model
+
+    with strategy.scope():
+        if config.model.endswith(".keras") or os.path.sep in config.model:
+            if not os.path.exists(config.model):
+                raise PruneError(f"--model={config.model}: no such file.")
+            try:
+                model = keras.models.load_model(config.model, compile=False)
+            except Exception as e:  # Keras raises many types for a bad file.
+                raise PruneError(f"--model={config.model} is not a Keras model file: {e}") from None
+            if tuple(model.input_shape[1:]) != tuple(info.input_shape):
+                raise PruneError(
+                    f"--model={config.model} takes inputs of shape {model.input_shape[1:]}, "
+                    f"but --dataset={config.dataset} has {info.input_shape}."
+                )
+            return model, False
+        return get_model(config.model, info.input_shape, info.num_classes, seed=config.seed), True
+
+
+def _stats(model, data, strategy, repeats):
+    """Accuracy, FLOPs, params and measured batch-1 latency of a plain model."""
+    params = count_params(model)
+    return {
+        "accuracy": evaluate_accuracy(model, data.test, strategy),
+        "flops": count_flops(model).total,
+        "params": params.total,
+        "nonzero_params": params.nonzero,
+        "latency_ms": measure_latency(fold_batch_norms(model), repeats=repeats)["median_ms"],
+    }
+
+
+_COMPUTE = (
+    keras.layers.Conv1D,
+    keras.layers.Conv2D,
+    keras.layers.Conv3D,
+    keras.layers.Conv2DTranspose,
+    keras.layers.SeparableConv2D,
+    keras.layers.DepthwiseConv2D,
+    keras.layers.Dense,
+)
+
+
+def _width(layer):
+    if isinstance(layer, keras.layers.DepthwiseConv2D):
+        return int(layer.kernel.shape[-2] * layer.kernel.shape[-1])
+    return int(getattr(layer, "filters", None) or layer.units)
+
+
+def _nonzero(layer):
+    total = 0
+    masks = getattr(layer, "prune_masks", {})
+    values = {w.name: np.asarray(w.numpy()) for w in layer.weights}
+    for name, value in values.items():
+        if name in masks.values():
+            continue
+        if name in masks:
+            value = value * values[masks[name]]
+        total += int(np.count_nonzero(value))
+    return total
+
+
+def layer_table(dense, pruned):
+    """Per compute layer: channels, FLOPs and weight sparsity before and after."""
+    flops_before = count_flops(dense).by_layer
+    flops_after = count_flops(pruned).by_layer
+    after = {layer.name: layer for layer in pruned.layers}
+    rows = []
+    for layer in dense.layers:
+        if not isinstance(layer, _COMPUTE):
+            continue
+        new = after.get(layer.name)
+        params_before = sum(int(np.prod(w.shape)) for w in layer.weights if "mask" not in w.name)
+        rows.append(
+            {
+                "name": layer.name,
+                "channels_before": _width(layer),
+                "channels_after": _width(new) if new is not None else 0,
+                "flops_before": int(flops_before.get(layer.name, 0)),
+                "flops_after": int(flops_after.get(layer.name, 0)),
+                "sparsity": round(1.0 - (_nonzero(new) if new is not None else 0) / max(params_before, 1), 6),
+            }
+        )
+    return rows
+
+
+def _export(model, output_dir, formats):
+    """Writes the plain pruned model: model.keras, saved_model/, optionally model.tflite."""
+    written = {}
+    if "keras" in formats:
+        path = os.path.join(output_dir, "model.keras")
+        tmp = os.path.join(output_dir, ".tmp-model.keras")
+        model.save(tmp)
+        os.replace(tmp, path)
+        written["keras"] = path
+    if "saved_model" in formats:
+        path = os.path.join(output_dir, "saved_model")
+        tmp = os.path.join(output_dir, ".tmp-saved_model")
+        for folder in (tmp, path + ".old"):
+            if os.path.exists(folder):
+                tf.io.gfile.rmtree(folder)
+        model.export(tmp, format="tf_saved_model", verbose=False)
+        if os.path.exists(path):
+            os.replace(path, path + ".old")
+        os.replace(tmp, path)
+        if os.path.exists(path + ".old"):
+            tf.io.gfile.rmtree(path + ".old")
+        written["saved_model"] = path
+    if "tflite" in formats:
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        from keras_prune.export.report_io import atomic_write
+
+        path = os.path.join(output_dir, "model.tflite")
+        atomic_write(path, converter.convert(), mode="wb")
+        written["tflite"] = path
+    return written
+
+
+def _environment():
+    return {
+        "versions": {
+            "keras_prune": __version__,
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+            "python": platform.python_version(),
+        },
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+    }
+
+
+def run(config, *, flags_text=None):
+    """Runs `config` end to end and returns the report dict (also in report.json)."""
+    from keras_prune.data import load_dataset
+    from keras_prune.export.plots import plot_layer_channels
+    from keras_prune.export.report_md import write_markdown
+    from keras_prune.export.summaries import RunSummaries
+
+    started = time.perf_counter()
+    method = get_method(config.method)
+    output_dir = prepare_output_dir(config.output_dir, resume=config.resume, overwrite=config.overwrite)
+    from keras_prune.export.report_io import atomic_write
+
+    atomic_write(os.path.join(output_dir, "flags.txt"), flags_text or _config_text(config))
+    keras.utils.set_random_seed(config.seed)
+    strategy = make_strategy(config.strategy, tpu_address=config.tpu_address)
+    _log(f"strategy: {type(strategy).__name__} with {strategy.num_replicas_in_sync} replica(s)")
+    data = load_dataset(config.dataset, data_dir=config.data_dir, batch_size=config.batch_size, seed=config.seed)
+    _log(f"data: {data.info.describe()}")
+    model, untrained = _build_model(config, data.info, strategy)
+    verbose = config.verbose if config.verbose is not None else (1 if sys.stdout.isatty() else 2)
+    summaries = RunSummaries(os.path.join(output_dir, "tensorboard"))
+
+    def callbacks(phase):
+        return [keras.callbacks.TensorBoard(os.path.join(output_dir, "tensorboard", phase))]
+
+    baseline_path = os.path.join(output_dir, "baseline.keras")
+    if config.resume and os.path.exists(baseline_path):
+        _log(f"resume: loading the trained baseline from {baseline_path}")
+        with strategy.scope():
+            model = keras.models.load_model(baseline_path, compile=False)
+    elif untrained:
+        _log(f"pretrain: {config.pretrain_epochs} epoch(s) of the dense model")
+        train_classifier(
+            model,
+            data,
+            strategy,
+            epochs=config.pretrain_epochs,
+            learning_rate=config.pretrain_learning_rate,
+            phase="pretrain",
+            callbacks=callbacks("pretrain"),
+            verbose=verbose,
+        )
+        model.save(baseline_path + ".tmp.keras")
+        os.replace(baseline_path + ".tmp.keras", baseline_path)
+    baseline = _stats(model, data, strategy, config.latency_repeats)
+    _log(f"baseline: accuracy {baseline['accuracy']:.4f}, {baseline['flops'] / 1e6:.2f} M MACs")
+
+    ctx = RunContext(strategy, config, output_dir, summaries, log=_log, callbacks=callbacks)
+    result = method.run(model, data, ctx)
+    with strategy.scope():
+        plain = strip(result.model)
+    pruned = _stats(plain, data, strategy, config.latency_repeats)
+    _log(
+        f"pruned: accuracy {pruned['accuracy']:.4f}, {pruned['flops'] / 1e6:.2f} M MACs "
+        f"({pruned['flops'] / baseline['flops']:.4f} of the dense model)"
+    )
+    exported = _export(plain, output_dir, config.export)
+
+    report = {
+        "method": config.method,
+        "model": config.model,
+        "dataset": config.dataset,
+        "config": config.as_dict(),
+        "baseline": baseline,
+        "pruned": pruned,
+        "flops_ratio": pruned["flops"] / baseline["flops"],
+        "target_flops": config.target_flops,
+        "search_seconds": result.search_seconds,
+        "retrain_seconds": result.retrain_seconds,
+        "total_seconds": time.perf_counter() - started,
+        "layers": layer_table(model, plain),
+        "method_details": result.details,
+        "exported": {k: os.path.relpath(v, output_dir) for k, v in exported.items()},
+        **_environment(),
+    }
+    _write_summaries(summaries, report)
+    plot_layer_channels(report, os.path.join(output_dir, "plots", "layer_channels.png"))
+    write_markdown(report, os.path.join(output_dir, "report.md"))
+    write_json(os.path.join(output_dir, "report.json"), report)
+    _log(f"done in {report['total_seconds']:.1f} s: {os.path.join(output_dir, 'report.md')}")
+    return report
+
+
+def _write_summaries(summaries, report):
+    from keras_prune.export.report_md import render_markdown
+
+    with summaries:
+        for step, key in enumerate(("baseline", "pruned")):
+            stats = report[key]
+            summaries.scalars(
+                step,
+                flops=stats["flops"],
+                params=stats["params"],
+                nonzero_params=stats["nonzero_params"],
+                accuracy=stats["accuracy"],
+                latency_ms=stats["latency_ms"],
+            )
+        summaries.layer_sparsity(1, {row["name"]: row["sparsity"] for row in report["layers"]})
+        summaries.text("structure", render_markdown(report))
+        summaries.hparams(
+            report["config"],
+            {"accuracy": report["pruned"]["accuracy"], "flops_ratio": report["flops_ratio"]},
+        )
+
+
+def _config_text(config):
+    return "".join(f"--{k}={v}\n" for k, v in config.as_dict().items() if v is not None)

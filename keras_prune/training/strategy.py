@@ -1,0 +1,46 @@
+"""Choosing the tf.distribute strategy every training loop runs under."""
+
+import json
+import os
+
+import tensorflow as tf
+
+from keras_prune.errors import PruneError
+
+__all__ = ["STRATEGIES", "make_strategy"]
+
+STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
+
+
+def make_strategy(name="auto", *, tpu_address=None):
+    """Returns a `tf.distribute.Strategy`.
+
+    - auto: MirroredStrategy over all GPUs if there are several, else one device.
+    - one_device: the first GPU, or the CPU.
+    - mirrored: all GPUs, or all logical CPU devices when there is no GPU (used by the
+      tests, which split the CPU into two logical devices).
+    - multi_worker: MultiWorkerMirroredStrategy; the cluster comes from `TF_CONFIG`.
+    - tpu: TPUStrategy on `tpu_address` (or the TPU the environment names).
+    """
+    if name not in STRATEGIES:
+        raise PruneError(f"Unknown strategy. Expected one of {STRATEGIES}. Received: strategy={name!r}")
+    gpus = tf.config.list_logical_devices("GPU")
+    if name == "auto":
+        name = "mirrored" if len(gpus) > 1 else "one_device"
+    if name == "one_device":
+        return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
+    if name == "mirrored":
+        devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices)
+    if name == "multi_worker":
+        config = os.environ.get("TF_CONFIG")
+        if not config or "cluster" not in json.loads(config):
+            raise PruneError(
+                "--strategy=multi_worker needs TF_CONFIG with a 'cluster' and a 'task' "
+                "(see docs/distributed.md). Received: TF_CONFIG unset or without a cluster"
+            )
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu_address or "")
+    tf.config.experimental_connect_to_cluster(resolver)
+    tf.tpu.experimental.initialize_tpu_system(resolver)
+    return tf.distribute.TPUStrategy(resolver)

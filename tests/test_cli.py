@@ -1,0 +1,83 @@
+"""The command line: every recipe parses, and bad input gives one clear line, no traceback."""
+
+import glob
+import os
+import subprocess
+import sys
+
+import pytest
+from absl import flags
+
+from keras_prune.cli.flags import config_from_flags, define_flags
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RECIPES = sorted(glob.glob(os.path.join(ROOT, "flags", "*.flags")))
+
+
+def _parse(*args):
+    fv = flags.FlagValues()
+    define_flags(fv)
+    fv(["prune", *args])
+    return fv
+
+
+@pytest.mark.parametrize("recipe", [os.path.basename(r) for r in RECIPES])
+def test_every_flagfile_parses_with_smoke_last(recipe, tmp_path):
+    path = os.path.join(ROOT, "flags", recipe)
+    header = open(path).read().splitlines()[:4]
+    assert any("bin/prune" in line for line in header), "the header gives the exact command"
+    args = [f"--flagfile={path}", f"--output_dir={tmp_path}"]
+    if recipe != "smoke.flags":
+        assert any("run time" in line.lower() for line in header), "the header gives the run time"
+        config = config_from_flags(_parse(*args, f"--flagfile={os.path.join(ROOT, 'flags', 'smoke.flags')}"))
+        assert config.dataset == "mnist5k" and config.pretrain_epochs <= 2
+    else:
+        fv = _parse(*args, "--method=l1", "--model=lenet5")
+        assert fv.finetune_epochs <= 1
+
+
+def _prune(*args, cwd=ROOT):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run(
+        [sys.executable, os.path.join(ROOT, "bin", "prune"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=300,
+    )
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--method=nope", "--model=lenet5"], "value should be one of"),
+        (["--method=l1", "--model=lenet5", "--target_flops=1.5"], "--target_flops must be in (0, 1]"),
+        (["--method=l1", "--model=lenet5", "--target_flops=0"], "--target_flops must be in (0, 1]"),
+    ],
+)
+def test_flag_errors_are_one_line_without_traceback(args, expected, tmp_path):
+    result = _prune(*args, f"--output_dir={tmp_path / 'run'}")
+    assert result.returncode != 0
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_run_errors_name_the_problem(tmp_path):
+    unknown_model = _prune("--method=l1", "--model=resnet9000", f"--output_dir={tmp_path / 'a'}")
+    assert unknown_model.returncode == 2 and "lenet5" in unknown_model.stderr
+    assert "Traceback" not in unknown_model.stderr
+    missing = _prune("--method=l1", f"--model={tmp_path / 'missing.keras'}", f"--output_dir={tmp_path / 'b'}")
+    assert missing.returncode == 2 and "no such file" in missing.stderr
+    not_a_model = tmp_path / "junk.keras"
+    not_a_model.write_text("not a model")
+    junk = _prune("--method=l1", f"--model={not_a_model}", f"--output_dir={tmp_path / 'c'}")
+    assert junk.returncode == 2 and "not a Keras model file" in junk.stderr
+    dataset = _prune("--method=l1", "--model=lenet5", "--dataset=cifar10", f"--data_dir={tmp_path}", f"--output_dir={tmp_path / 'd'}")
+    assert dataset.returncode == 2 and "cifar10" in dataset.stderr and "Traceback" not in dataset.stderr
+
+
+def test_an_output_dir_holding_a_run_is_refused(tmp_path):
+    (tmp_path / "flags.txt").write_text("--method=l1\n")
+    result = _prune("--method=l1", "--model=lenet5", f"--output_dir={tmp_path}")
+    assert result.returncode == 2 and "--resume" in result.stderr and "--overwrite" in result.stderr

@@ -1,0 +1,101 @@
+"""The run pipeline end to end: every artefact exists and agrees with the others."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from keras_prune.graph import count_flops
+from keras_prune.pipeline import RunConfig, run
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _smoke_config(output_dir, **overrides):
+    settings = dict(
+        method="l1",
+        model="lenet5",
+        output_dir=str(output_dir),
+        dataset="mnist5k",
+        target_flops=0.5,
+        pretrain_epochs=2,
+        finetune_epochs=1,
+        batch_size=64,
+        latency_repeats=5,
+        verbose=0,
+    )
+    settings.update(overrides)
+    return RunConfig(**settings)
+
+
+@pytest.mark.slow
+def test_cli_smoke_run_writes_consistent_artefacts(tmp_path):
+    out = tmp_path / "run"
+    result = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(ROOT, "bin", "prune"),
+            f"--flagfile={os.path.join(ROOT, 'flags', 'l1_lenet5_mnist5k.flags')}",
+            f"--flagfile={os.path.join(ROOT, 'flags', 'smoke.flags')}",
+            f"--output_dir={out}",
+            "--export=saved_model",
+            "--export=keras",
+            "--export=tflite",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    for key in ("method", "model", "dataset", "config", "baseline", "pruned", "search_seconds", "total_seconds", "layers"):
+        assert key in report
+    for side in ("baseline", "pruned"):
+        assert set(report[side]) >= {"accuracy", "flops", "params", "nonzero_params", "latency_ms"}
+    assert report["baseline"]["accuracy"] > 0.5, "two epochs on mnist5k learn something"
+    assert abs(report["pruned"]["flops"] / report["baseline"]["flops"] - 0.5) <= 0.02 * 0.5
+    assert {"name", "channels_before", "channels_after", "flops_before", "flops_after", "sparsity"} <= set(report["layers"][0])
+    for path in ("report.md", "flags.txt", "model.keras", "model.tflite", "plots/layer_channels.png", "saved_model/saved_model.pb"):
+        assert (out / path).exists(), path
+    assert any(f.startswith("events") for _, _, files in os.walk(out / "tensorboard") for f in files)
+    assert "--method=l1" in (out / "flags.txt").read_text()
+
+    model = keras.models.load_model(out / "model.keras")
+    assert count_flops(model).total == report["pruned"]["flops"]
+    x = np.random.default_rng(0).normal(size=(4, 28, 28, 1)).astype("float32")
+    np.save(tmp_path / "x.npy", x)
+    # The SavedModel must load where keras_prune was never imported.
+    code = (
+        "import sys, numpy as np, tensorflow as tf;"
+        f"m = tf.saved_model.load({str(out / 'saved_model')!r});"
+        f"y = m.serve(tf.constant(np.load({str(tmp_path / 'x.npy')!r})));"
+        f"np.save({str(tmp_path / 'y.npy')!r}, y.numpy());"
+        "assert 'keras_prune' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300, cwd=str(tmp_path))
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), model(x), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_gives_the_same_structure(tmp_path):
+    one = run(_smoke_config(tmp_path / "one", strategy="one_device"))
+    two = run(_smoke_config(tmp_path / "two", strategy="mirrored"))
+    assert [r["channels_after"] for r in one["layers"]] == [r["channels_after"] for r in two["layers"]]
+    assert one["pruned"]["flops"] == two["pruned"]["flops"]
+    assert abs(one["pruned"]["accuracy"] - two["pruned"]["accuracy"]) < 0.05
+
+
+def test_unreachable_target_names_the_smallest_value(tmp_path):
+    with pytest.raises(ValueError, match="smallest reachable value is 0.0"):
+        run(_smoke_config(tmp_path / "run", target_flops=0.0001, pretrain_epochs=0))
+
+
+def test_nan_loss_stops_with_a_clear_message(tmp_path):
+    with pytest.raises(ValueError, match="diverged in phase 'pretrain'"):
+        run(_smoke_config(tmp_path / "run", pretrain_learning_rate=1e12))
+    assert (tmp_path / "run" / "flags.txt").exists(), "what was written is kept"
