@@ -12,7 +12,8 @@ import keras
 from keras import layers, ops
 
 from keras_prune.graph.dependency import analyze
-from keras_prune.graph.surgery import kept_slices, rebuild, sliced_weights
+from keras_prune.graph.rules import SPATIAL_LAYERS
+from keras_prune.graph.surgery import kept_slices, rebuild, resized_config, sliced_weights
 from keras_prune.layers.gates import ChannelGate, ChannelGroupGate, ChannelMask
 from keras_prune.layers.masked import MASKED_LAYERS
 
@@ -30,6 +31,8 @@ _MIXING = (
     layers.Dense,
 )
 _ZERO_PRESERVING = (
+    # f(0) = 0 channel by channel: rectifiers, dropout, and every spatial pass-through
+    # layer (pooling, padding, cropping, resampling, flattening) of the channel rules.
     layers.ReLU,
     layers.LeakyReLU,
     layers.ELU,
@@ -41,29 +44,9 @@ _ZERO_PRESERVING = (
     layers.GaussianDropout,
     layers.AlphaDropout,
     layers.Identity,
-    layers.MaxPooling1D,
-    layers.MaxPooling2D,
-    layers.MaxPooling3D,
-    layers.AveragePooling1D,
-    layers.AveragePooling2D,
-    layers.AveragePooling3D,
-    layers.GlobalAveragePooling1D,
-    layers.GlobalAveragePooling2D,
-    layers.GlobalAveragePooling3D,
-    layers.GlobalMaxPooling1D,
-    layers.GlobalMaxPooling2D,
-    layers.GlobalMaxPooling3D,
-    layers.ZeroPadding1D,
-    layers.ZeroPadding2D,
-    layers.ZeroPadding3D,
-    layers.Cropping1D,
-    layers.Cropping2D,
-    layers.Cropping3D,
-    layers.UpSampling1D,
-    layers.UpSampling2D,
-    layers.UpSampling3D,
     layers.Flatten,
     layers.Reshape,
+    *SPATIAL_LAYERS,
 )
 
 
@@ -230,12 +213,6 @@ def strip(model):
     folded = _fold_gates(graph, alive)
     slices = kept_slices(graph, alive)
 
-    def config_for(path, layer, config):
-        if path in graph.resizes:
-            ids, update = graph.resizes[path]
-            config = update(config, int(alive[ids].sum()))
-        return config
-
     def layer_for(path, layer, config):
         if isinstance(layer, (ChannelMask, ChannelGate)):
             return None
@@ -247,4 +224,4 @@ def strip(model):
         values = folded.get(path) or _plain_values(old)
         return sliced_weights(path, old, slices, values)
 
-    return rebuild(graph, config_for=config_for, layer_for=layer_for, weights_for=weights_for)
+    return rebuild(graph, config_for=resized_config(graph, alive), layer_for=layer_for, weights_for=weights_for)

@@ -357,7 +357,7 @@ def _spatial(rule):
     return check
 
 
-_PASSTHROUGH = [
+PASSTHROUGH_LAYERS = (
     layers.Activation,
     layers.ReLU,
     layers.LeakyReLU,
@@ -371,8 +371,8 @@ _PASSTHROUGH = [
     layers.AlphaDropout,
     layers.ActivityRegularization,
     layers.Identity,
-]
-_SPATIAL = [
+)
+SPATIAL_LAYERS = (
     layers.MaxPooling1D,
     layers.MaxPooling2D,
     layers.MaxPooling3D,
@@ -395,6 +395,6 @@ _SPATIAL = [
     layers.UpSampling2D,
     layers.UpSampling3D,
     layers.Resizing,
-]
-register_channel_rule(*_PASSTHROUGH)(passthrough)
-register_channel_rule(*_SPATIAL)(_spatial(passthrough))
+)
+register_channel_rule(*PASSTHROUGH_LAYERS)(passthrough)
+register_channel_rule(*SPATIAL_LAYERS)(_spatial(passthrough))

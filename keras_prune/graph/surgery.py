@@ -11,7 +11,7 @@ import numpy as np
 from keras_prune.graph.dependency import analyze
 from keras_prune.graph.trace import replay
 
-__all__ = ["kept_slices", "masked_reference", "prune_channels", "rebuild", "sliced_weights"]
+__all__ = ["kept_slices", "masked_reference", "prune_channels", "rebuild", "resized_config", "sliced_weights"]
 
 
 def _unique_namer():
@@ -93,6 +93,18 @@ def kept_slices(graph, alive):
     return slices
 
 
+def resized_config(graph, alive):
+    """A `config_for` for `rebuild` that writes each layer's surviving channel count."""
+
+    def config_for(path, layer, config):
+        if path in graph.resizes:
+            ids, update = graph.resizes[path]
+            config = update(config, int(alive[ids].sum()))
+        return config
+
+    return config_for
+
+
 def sliced_weights(path, layer, slices, values=None):
     """{weight name: value} of `layer` with the removed positions cut out."""
     values = values or {w.name: np.asarray(w.numpy()) for w in layer.weights}
@@ -123,16 +135,10 @@ def prune_channels(model, keep, *, graph=None, name=None):
     alive = graph.alive(keep)
     slices = kept_slices(graph, alive)
 
-    def config_for(path, layer, config):
-        if path in graph.resizes:
-            ids, update = graph.resizes[path]
-            config = update(config, int(alive[ids].sum()))
-        return config
-
     def weights_for(path, old, new):
         return sliced_weights(path, old, slices)
 
-    return rebuild(graph, config_for=config_for, weights_for=weights_for, name=name)
+    return rebuild(graph, config_for=resized_config(graph, alive), weights_for=weights_for, name=name)
 
 
 def masked_reference(model, keep, *, graph=None):
