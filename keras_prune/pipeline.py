@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from keras_prune.errors import PruneError
 from keras_prune.export import fold_batch_norms, measure_latency, strip
-from keras_prune.export.report_io import write_json
+from keras_prune.export.report_io import atomic_write, write_json
 from keras_prune.graph import count_flops, count_params
 from keras_prune.methods import get_method
 from keras_prune.methods.base import RunContext
@@ -173,8 +173,6 @@ def _export(model, output_dir, formats):
         written["saved_model"] = path
     if "tflite" in formats:
         converter = tf.lite.TFLiteConverter.from_keras_model(model)
-        from keras_prune.export.report_io import atomic_write
-
         path = os.path.join(output_dir, "model.tflite")
         atomic_write(path, converter.convert(), mode="wb")
         written["tflite"] = path
@@ -203,8 +201,6 @@ def run(config, *, flags_text=None):
     started = time.perf_counter()
     method = get_method(config.method)
     output_dir = prepare_output_dir(config.output_dir, resume=config.resume, overwrite=config.overwrite)
-    from keras_prune.export.report_io import atomic_write
-
     atomic_write(os.path.join(output_dir, "flags.txt"), flags_text or _config_text(config))
     keras.utils.set_random_seed(config.seed)
     strategy = make_strategy(config.strategy, tpu_address=config.tpu_address)
