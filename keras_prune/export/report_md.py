@@ -84,8 +84,8 @@ def render_markdown(report):
     if details:
         parts.append(_method_details(details))
     if report.get("config"):
-        parts.append("## Config\n\n" + _key_value_table(_flatten(report["config"]), "Flag"))
-    environment = {**_flatten(report.get("versions") or {}), **_flatten(report.get("machine") or {})}
+        parts.append("## Config\n\n" + _key_value_table(flatten_keys(report["config"]), "Flag"))
+    environment = {**flatten_keys(report.get("versions") or {}), **flatten_keys(report.get("machine") or {})}
     if environment:
         parts.append("## Environment\n\n" + _key_value_table(environment, "Item"))
     return "\n\n".join(p.rstrip("\n") for p in parts if p) + "\n"
@@ -281,13 +281,13 @@ def _count_values(value):
     return 1
 
 
-def _flatten(mapping, prefix=""):
+def flatten_keys(mapping, prefix=""):
     """Nested dicts as one level with dotted keys: {"a": {"b": 1}} gives {"a.b": 1}."""
     flat = {}
     for key, value in mapping.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict) and value:
-            flat.update(_flatten(value, prefix=name + "."))
+            flat.update(flatten_keys(value, prefix=name + "."))
         else:
             flat[name] = value
     return flat

@@ -12,6 +12,7 @@ import os
 
 import numpy as np
 import tensorflow as tf
+from keras_prune.export.report_md import flatten_keys
 
 __all__ = ["RunSummaries"]
 
@@ -105,7 +106,7 @@ class RunSummaries:
         """
         from tensorboard.plugins.hparams import api as hp  # only needed here
 
-        values = {name: _hparam_value(v) for name, v in _flatten(_mapping(config, "config")).items()}
+        values = {name: _hparam_value(v) for name, v in flatten_keys(_mapping(config, "config")).items()}
         metrics = {k: v for k, v in _mapping(metrics, "metrics").items() if v is not None}
         step = _step(step)
         with self._default():
@@ -178,14 +179,3 @@ def _hparam_value(value):
     if isinstance(value, np.generic):
         value = value.item()
     return value if isinstance(value, _HPARAM_TYPES) else str(value)
-
-
-def _flatten(mapping, prefix=""):
-    flat = {}
-    for key, value in mapping.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            flat.update(_flatten(value, prefix=name + "."))
-        else:
-            flat[name] = value
-    return flat
