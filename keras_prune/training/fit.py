@@ -10,11 +10,23 @@ import keras
 
 from keras_prune.errors import TrainingDivergedError
 
-__all__ = ["compile_classifier", "evaluate_accuracy", "train_classifier"]
+__all__ = ["SCHEDULES", "compile_classifier", "evaluate_accuracy", "learning_rate_schedule", "train_classifier"]
+
+
+def _sparse_smoothed_crossentropy(num_classes, label_smoothing):
+    """Cross-entropy with label smoothing on integer labels (the datasets yield integers)."""
+
+    def loss(y_true, logits):
+        one_hot = keras.ops.one_hot(keras.ops.reshape(keras.ops.cast(y_true, "int32"), (-1,)), num_classes)
+        return keras.losses.categorical_crossentropy(
+            one_hot, logits, from_logits=True, label_smoothing=label_smoothing
+        )
+
+    return loss
 
 
 def compile_classifier(model, strategy, *, learning_rate, optimizer="sgd", label_smoothing=0.0, weight_decay=None):
-    """Compiles `model` for logits classification inside `strategy`'s scope."""
+    """Compiles `model` for logits classification of integer labels inside `strategy`'s scope."""
     with strategy.scope():
         if optimizer == "sgd":
             opt = keras.optimizers.SGD(learning_rate, momentum=0.9, weight_decay=weight_decay)
@@ -23,13 +35,36 @@ def compile_classifier(model, strategy, *, learning_rate, optimizer="sgd", label
         else:
             raise ValueError(f"optimizer must be 'sgd' or 'adam'. Received: optimizer={optimizer!r}")
         if label_smoothing:
-            loss = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=label_smoothing)
-            metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
+            num_classes = int(model.output_shape[-1])
+            loss = _sparse_smoothed_crossentropy(num_classes, label_smoothing)
         else:
             loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-            metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+        metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
         model.compile(optimizer=opt, loss=loss, metrics=metrics)
     return model
+
+
+SCHEDULES = ("constant", "cosine", "step")
+"""Learning-rate schedules of `train_classifier`."""
+
+
+def learning_rate_schedule(learning_rate, schedule, total_steps):
+    """The learning rate (or schedule) for a run of `total_steps` optimizer steps.
+
+    "constant" keeps it; "cosine" decays it to 0; "step" divides it by 10 at 50% and
+    75% of the run (the CIFAR recipe of Pruning from Scratch and Network Slimming).
+    """
+    if schedule == "constant":
+        return learning_rate
+    if schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(learning_rate, max(1, total_steps))
+    if schedule == "step":
+        # PiecewiseConstantDecay switches after a boundary step: step `total // 2` is the first at lr/10.
+        half = max(0, total_steps // 2 - 1)
+        boundaries = [half, max(half + 1, (3 * total_steps) // 4 - 1)]
+        values = [learning_rate, learning_rate / 10, learning_rate / 100]
+        return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+    raise ValueError(f"schedule must be one of {SCHEDULES}. Received: schedule={schedule!r}")
 
 
 def train_classifier(
@@ -43,24 +78,33 @@ def train_classifier(
     callbacks=(),
     optimizer="sgd",
     schedule="constant",
+    label_smoothing=0.0,
+    weight_decay=None,
     verbose=1,
 ):
     """Trains `model` on `data.train`, validating on `data.validation`.
 
     Args:
         phase: a name for messages and logs ("pretrain", "finetune", ...).
-        schedule: "constant" or "cosine" (decays to 0 over the run).
+        schedule: one of `SCHEDULES` (see `learning_rate_schedule`).
+        label_smoothing: label smoothing of the cross-entropy (0 for none).
+        weight_decay: the optimizer's decoupled weight decay (None for none).
 
     Returns:
         The Keras `History`. Raises `TrainingDivergedError` if the loss became NaN.
     """
     if epochs <= 0:
         return None
-    lr = learning_rate
-    if schedule == "cosine":
-        steps = max(1, int(data.train.cardinality().numpy())) * epochs
-        lr = keras.optimizers.schedules.CosineDecay(learning_rate, steps)
-    compile_classifier(model, strategy, learning_rate=lr, optimizer=optimizer)
+    steps = max(1, int(data.train.cardinality().numpy())) * epochs
+    lr = learning_rate_schedule(learning_rate, schedule, steps)
+    compile_classifier(
+        model,
+        strategy,
+        learning_rate=lr,
+        optimizer=optimizer,
+        label_smoothing=label_smoothing,
+        weight_decay=weight_decay,
+    )
     history = model.fit(
         data.train,
         validation_data=data.validation if data.info.num_validation else None,
