@@ -3,7 +3,7 @@
 from keras_prune.graph.dependency import ChannelGraph, ChannelGroup, Member, analyze, channel_groups
 from keras_prune.graph.flops import FlopsCount, ParamsCount, count_flops, count_params
 from keras_prune.graph.rules import passthrough, register_channel_rule
-from keras_prune.graph.surgery import masked_reference, prune_channels
+from keras_prune.graph.surgery import expand_channels, masked_reference, prune_channels, reinitialize
 
 __all__ = [
     "ChannelGraph",
@@ -15,8 +15,10 @@ __all__ = [
     "channel_groups",
     "count_flops",
     "count_params",
+    "expand_channels",
     "masked_reference",
     "passthrough",
     "prune_channels",
     "register_channel_rule",
+    "reinitialize",
 ]

@@ -11,7 +11,16 @@ import numpy as np
 from keras_prune.graph.dependency import analyze
 from keras_prune.graph.trace import replay
 
-__all__ = ["kept_slices", "masked_reference", "prune_channels", "rebuild", "resized_config", "sliced_weights"]
+__all__ = [
+    "expand_channels",
+    "kept_slices",
+    "masked_reference",
+    "prune_channels",
+    "rebuild",
+    "reinitialize",
+    "resized_config",
+    "sliced_weights",
+]
 
 
 def _unique_namer():
@@ -162,3 +171,70 @@ def masked_reference(model, keep, *, graph=None):
         return result
 
     return rebuild(graph, after_call=after_call)
+
+
+def _multiplicity(graph, sizes):
+    """Copies of each channel id when every group `g` in `sizes` grows to `sizes[g]` channels."""
+    copies = {}
+    for group_id, size in sizes.items():
+        group = graph.group(group_id)
+        if size == group.size:
+            continue
+        if not group.prunable:
+            raise ValueError(f"Group {group_id!r} is frozen ({group.reason}); it cannot change width.")
+        if size < group.size or size > 2 * group.size:
+            raise ValueError(
+                f"Group {group_id!r} of {group.size} channels can grow to between {group.size} and "
+                f"{2 * group.size}. Received: {size}"
+            )
+        per_channel = np.ones(group.size, dtype=np.int64)
+        per_channel[: size - group.size] = 2
+        copies[graph._by_id[group_id]] = per_channel
+    root_copies = np.ones(len(graph.root), dtype=np.int64)
+    for r in np.unique(graph.root).tolist():
+        group = graph.groups[graph.group_of_root[r]]
+        if group in copies:
+            root_copies[r] = copies[group][graph.channel_of_root[r]]
+    return root_copies[graph.root]
+
+
+def expand_channels(model, factor, *, graph=None, name=None):
+    """The same architecture with every prunable group `factor` times as wide, freshly initialised.
+
+    "Prunable" includes groups tied by residual additions (they widen together), so a
+    CIFAR ResNet with widths 16/32/64 becomes 20/40/80 at `factor=1.25`; model inputs,
+    outputs and frozen layers keep their width. Weights are drawn anew from each layer's
+    initializer, because a wider layer has no "original" values to keep.
+
+    Args:
+        model: a functional or Sequential Keras model.
+        factor: the width multiplier, in [1, 2]; each group gets `round(factor * size)`.
+        graph: an existing `analyze(model)` result.
+        name: the new model's name (defaults to the original's).
+    """
+    if not 1.0 <= factor <= 2.0:
+        raise ValueError(f"The expansion factor must be in [1, 2]. Received: factor={factor}")
+    graph = graph or analyze(model)
+    sizes = {g.id: int(round(factor * g.size)) for g in graph.prunable_groups}
+    copies = _multiplicity(graph, sizes)
+
+    def config_for(path, layer, config):
+        if path in graph.resizes:
+            ids, update = graph.resizes[path]
+            config = update(config, int(copies[ids].sum()))
+        return config
+
+    def fresh_weights(path, old, new):
+        return {w.name: w.numpy() for w in new.weights}
+
+    return rebuild(graph, config_for=config_for, weights_for=fresh_weights, name=name)
+
+
+def reinitialize(model, *, name=None):
+    """The same architecture with fresh weights from each layer's initializer (train from scratch)."""
+    graph = analyze(model)
+
+    def fresh_weights(path, old, new):
+        return {w.name: w.numpy() for w in new.weights}
+
+    return rebuild(graph, weights_for=fresh_weights, name=name)

@@ -5,7 +5,7 @@ import numpy as np
 from keras_prune.errors import PruneError
 from keras_prune.graph.flops import count_flops
 
-__all__ = ["BudgetResult", "top_channels", "min_reachable_ratio", "uniform_budget"]
+__all__ = ["BudgetResult", "global_budget", "min_reachable_ratio", "top_channels", "uniform_budget"]
 
 
 class BudgetResult(dict):
@@ -26,8 +26,11 @@ def _counts(groups, fraction):
     return {g.id: max(1, int(round(fraction * g.size))) for g in groups}
 
 
-def min_reachable_ratio(graph, groups, full_flops=None, *, model=None):
-    """FLOPs ratio with every listed group cut to one channel: the smallest budget."""
+def min_reachable_ratio(graph, groups, full_flops=None):
+    """FLOPs ratio with every listed group cut to one channel: the smallest budget.
+
+    `full_flops` is the reference (default: the analysed model's own FLOPs).
+    """
     full = full_flops or count_flops(graph.model, graph=graph).total
     keep = {g.id: [0] for g in groups}
     return count_flops(graph.model, keep, graph=graph).total / full
@@ -42,16 +45,8 @@ def uniform_budget(graph, groups, scores, target, *, iterations=40):
     Raises:
         PruneError: if `target` is below what one channel per group reaches.
     """
-    if not groups:
-        raise PruneError("The model has no prunable channel groups (see graph.analyze(model).frozen_layers).")
     full = count_flops(graph.model, graph=graph).total
-    floor = min_reachable_ratio(graph, groups, full)
-    if target < floor:
-        raise PruneError(
-            f"--target_flops={target:g} is not reachable: keeping one channel in every "
-            f"prunable group still costs {floor:.4f} of the FLOPs. The smallest reachable "
-            f"value is {floor:.4f}."
-        )
+    _check_reachable(graph, groups, target, full)
 
     def evaluate(fraction):
         counts = _counts(groups, fraction)
@@ -70,3 +65,64 @@ def uniform_budget(graph, groups, scores, target, *, iterations=40):
         else:
             low = middle
     return best
+
+
+def _check_reachable(graph, groups, target, full):
+    if not groups:
+        raise PruneError("The model has no prunable channel groups (see graph.analyze(model).frozen_layers).")
+    floor = min_reachable_ratio(graph, groups, full)
+    if target < floor:
+        raise PruneError(
+            f"--target_flops={target:g} is not reachable: keeping one channel in every "
+            f"prunable group still costs {floor:.4f} of the FLOPs. The smallest reachable "
+            f"value is {floor:.4f}."
+        )
+
+
+def global_budget(graph, groups, scores, target, *, reference_flops=None):
+    """Keeps the globally top-scored channels, as many as meet `target`.
+
+    One ranking over the channels of all `groups` (each channel counts once, whatever
+    its group's size); a bisection on how many are kept finds the count whose FLOPs
+    ratio is closest to `target`. Every group keeps at least one channel, its best.
+
+    Args:
+        scores: `{group_id: per-channel scores}`; comparable across groups.
+        reference_flops: the FLOPs `target` is a fraction of (default: the analysed
+            model's). Pruning from Scratch measures against the unexpanded model, so
+            its ratio can exceed 1 when little is pruned.
+
+    Returns:
+        A `BudgetResult` with `keep`, `ratio`, `fraction` (of the ranked channels kept)
+        and `counts` per group.
+
+    Raises:
+        PruneError: if `target` is below what one channel per group reaches.
+    """
+    full = reference_flops or count_flops(graph.model, graph=graph).total
+    _check_reachable(graph, groups, target, full)
+    flat = np.concatenate([np.asarray(scores[g.id], dtype="float64") for g in groups])
+    order = np.argsort(-flat, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    offsets = np.cumsum([0] + [g.size for g in groups])
+
+    def evaluate(kept):
+        keep = {}
+        for i, group in enumerate(groups):
+            ranks = rank[offsets[i] : offsets[i + 1]]
+            chosen = np.flatnonzero(ranks < kept)
+            keep[group.id] = chosen if chosen.size else np.array([int(np.argmin(ranks))])
+        ratio = count_flops(graph.model, keep, graph=graph).total / full
+        counts = {g.id: len(keep[g.id]) for g in groups}
+        return BudgetResult(keep=keep, ratio=ratio, fraction=kept / flat.size, counts=counts)
+
+    low, high = 0, int(flat.size)
+    while high - low > 1:
+        middle = (low + high) // 2
+        if evaluate(middle)["ratio"] >= target:
+            high = middle
+        else:
+            low = middle
+    candidates = [evaluate(low), evaluate(high)]
+    return min(candidates, key=lambda result: abs(result["ratio"] - target))

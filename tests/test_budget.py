@@ -1,0 +1,73 @@
+"""FLOPs budgets: the uniform rule of `l1` and the global ranking of `scratch` and `slimming`."""
+
+import numpy as np
+import pytest
+
+from keras_prune.errors import PruneError
+from keras_prune.graph import analyze, count_flops
+from keras_prune.methods.budget import global_budget, min_reachable_ratio, uniform_budget
+from keras_prune.methods.l1 import select_groups
+from keras_prune.models import get_model
+
+
+@pytest.fixture(scope="module")
+def resnet20():
+    model = get_model("resnet20", (32, 32, 3), 10, seed=0)
+    return model, analyze(model)
+
+
+@pytest.mark.parametrize("target", [0.3, 0.5, 0.8])
+def test_global_budget_meets_the_target_within_one_percent(resnet20, rng, target):
+    model, graph = resnet20
+    groups = select_groups(graph, prune_residual=True)
+    scores = {g.id: rng.random(g.size) for g in groups}
+    result = global_budget(graph, groups, scores, target)
+    assert abs(result["ratio"] - target) <= 0.01 * target
+    assert result["ratio"] == pytest.approx(count_flops(model, result.keep, graph=graph).total / count_flops(model).total)
+    assert all(len(result.keep[g.id]) >= 1 for g in groups)
+
+
+def test_global_budget_is_one_ranking_across_groups(resnet20):
+    model, graph = resnet20
+    groups = select_groups(graph)
+    # Group i's channels all score i: the later groups are kept first, whole.
+    scores = {g.id: np.full(g.size, float(i)) for i, g in enumerate(groups)}
+    result = global_budget(graph, groups, scores, 0.6)
+    kept = [result["counts"][g.id] / g.size for g in groups]
+    assert kept == sorted(kept), "a higher-scored group is never cut before a lower-scored one"
+    assert kept[-1] == 1.0 and kept[0] < 1.0
+
+
+def test_global_budget_keeps_the_best_channel_of_a_group_it_would_empty(resnet20):
+    model, graph = resnet20
+    groups = select_groups(graph)
+    scores = {g.id: np.linspace(0, 1, g.size) + (100.0 if i else 0.0) for i, g in enumerate(groups)}
+    result = global_budget(graph, groups, scores, min_reachable_ratio(graph, groups) + 0.01)
+    first = groups[0]
+    assert list(result.keep[first.id]) == [first.size - 1], "its single best channel"
+
+
+def test_global_budget_can_measure_against_another_reference(resnet20):
+    model, graph = resnet20
+    groups = select_groups(graph)
+    scores = {g.id: np.ones(g.size) for g in groups}
+    full = count_flops(model).total
+    result = global_budget(graph, groups, scores, 1.2, reference_flops=full // 2)
+    assert abs(result["ratio"] - 1.2) <= 0.012
+    assert result["ratio"] == pytest.approx(count_flops(model, result.keep, graph=graph).total / (full // 2))
+
+
+@pytest.mark.parametrize("budget", [uniform_budget, global_budget])
+def test_an_unreachable_target_names_the_minimum(resnet20, budget):
+    model, graph = resnet20
+    groups = select_groups(graph)
+    floor = min_reachable_ratio(graph, groups)
+    scores = {g.id: np.ones(g.size) for g in groups}
+    with pytest.raises(PruneError, match=f"smallest reachable value is {floor:.4f}"):
+        budget(graph, groups, scores, floor / 2)
+
+
+def test_no_prunable_groups_is_a_clear_error(resnet20):
+    model, graph = resnet20
+    with pytest.raises(PruneError, match="no prunable channel groups"):
+        global_budget(graph, [], {}, 0.5)
