@@ -53,6 +53,15 @@ class RunConfig:
     export: tuple = ("saved_model", "keras")
     latency_repeats: int = 30
     prune_residual: bool = False
+    schedule: str = "constant"
+    label_smoothing: float = 0.0
+    weight_decay: float = 0.0
+    expansion: float = 1.25
+    balance_factor: float = 0.5
+    gate_sparsity: float = 0.2
+    gate_learning_rate: float = 0.01
+    budget_train: bool = False
+    slimming_sparsity: float = 1e-4
     verbose: int = None
 
     def as_dict(self):

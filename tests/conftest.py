@@ -35,3 +35,24 @@ def random_keep(graph, rng, fraction=0.3):
         n_keep = max(1, group.size - int(round(group.size * fraction)))
         keep[group.id] = np.sort(rng.choice(group.size, n_keep, replace=False))
     return keep
+
+
+def tiny_resnet(input_shape=(8, 8, 1), classes=10, width=8):
+    """conv-BN-ReLU stem, one residual block (internal group + tied residual group), head."""
+    inputs = keras.Input(input_shape)
+    x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False, name="stem")(inputs)
+    x = keras.layers.BatchNormalization(name="stem_bn")(x)
+    stream = keras.layers.ReLU(name="stem_relu")(x)
+    y = keras.layers.Conv2D(width + 4, 3, padding="same", use_bias=False, name="block_1")(stream)
+    y = keras.layers.BatchNormalization(name="block_1_bn")(y)
+    y = keras.layers.ReLU(name="block_1_relu")(y)
+    y = keras.layers.Conv2D(width, 3, padding="same", use_bias=False, name="block_2")(y)
+    y = keras.layers.BatchNormalization(name="block_2_bn")(y)
+    x = keras.layers.Add(name="add")([stream, y])
+    x = keras.layers.ReLU(name="out_relu")(x)
+    x = keras.layers.Conv2D(2 * width, 3, strides=2, padding="same", name="plain")(x)
+    x = keras.layers.BatchNormalization(name="plain_bn")(x)
+    x = keras.layers.ReLU(name="plain_relu")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    outputs = keras.layers.Dense(classes, name="logits")(x)
+    return keras.Model(inputs, outputs, name="tiny_resnet")

@@ -3,6 +3,7 @@
 from absl import flags
 
 from keras_prune.methods import METHODS
+from keras_prune.training.fit import SCHEDULES
 from keras_prune.training.strategy import STRATEGIES
 
 __all__ = ["define_flags", "config_from_flags"]
@@ -22,7 +23,9 @@ def define_flags(flag_values=None):
     _define(flags.DEFINE_integer, fv, "pretrain_epochs", 10, "Epochs to train an untrained (zoo) model before pruning.")
     _define(flags.DEFINE_float, fv, "pretrain_learning_rate", 0.01, "SGD learning rate of pre-training.")
     _define(flags.DEFINE_integer, fv, "finetune_epochs", 5, "Epochs of fine-tuning after pruning.")
-    _define(flags.DEFINE_integer, fv, "epochs", 10, "Epochs of the method's own search phase, where it has one.")
+    _define(flags.DEFINE_integer, fv, 
+        "epochs", 10, "Epochs of the method's search phase: scratch's gate learning, slimming's sparsity training."
+    )
     _define(flags.DEFINE_integer, fv, "batch_size", 128, "Global batch size (split across replicas).")
     _define(flags.DEFINE_float, fv, "learning_rate", 0.01, "Learning rate of fine-tuning / retraining.")
     _define(flags.DEFINE_integer, fv, "seed", 0, "Random seed (data order, initialisation, search).")
@@ -34,7 +37,22 @@ def define_flags(flag_values=None):
         "export", ["saved_model", "keras"], ["saved_model", "keras", "tflite"], "Export formats (repeatable)."
     )
     _define(flags.DEFINE_integer, fv, "latency_repeats", 30, "Timed batch-1 inference calls per latency measurement.")
-    _define(flags.DEFINE_bool, fv, "prune_residual", False, "l1: also prune channel groups tied by residual additions.")
+    _define(flags.DEFINE_bool, fv, 
+        "prune_residual", False, "l1, scratch, slimming: also prune channel groups tied by residual additions."
+    )
+    _define(flags.DEFINE_enum, fv, 
+        "schedule", "constant", list(SCHEDULES), "Learning-rate schedule of fine-tuning / retraining (step: /10 at 50%, 75%)."
+    )
+    _define(flags.DEFINE_float, fv, "label_smoothing", 0.0, "Label smoothing of fine-tuning / retraining.")
+    _define(flags.DEFINE_float, fv, "weight_decay", 0.0, "Weight decay of fine-tuning / retraining (0: none).")
+    _define(flags.DEFINE_float, fv, "expansion", 1.25, "scratch: width multiplier of the network the gates are learned on.")
+    _define(flags.DEFINE_float, fv, "balance_factor", 0.5, "scratch: lambda of the (mean |gate| - r)^2 regulariser.")
+    _define(flags.DEFINE_float, fv, "gate_sparsity", 0.2, "scratch: r, the target mean gate value.")
+    _define(flags.DEFINE_float, fv, "gate_learning_rate", 0.01, "scratch: Adam learning rate of gate learning.")
+    _define(flags.DEFINE_bool, fv, 
+        "budget_train", False, "scratch: train the pruned net finetune_epochs / target_flops epochs (Scratch-B)."
+    )
+    _define(flags.DEFINE_float, fv, "slimming_sparsity", 1e-4, "slimming: L1 coefficient on BatchNorm scales.")
     _define(flags.DEFINE_bool, fv, "traceback", False, "Show the full traceback of an error.")
     flags.mark_flags_as_required(["method", "model", "output_dir"], flag_values=fv)
     flags.register_validator(
@@ -47,6 +65,13 @@ def define_flags(flag_values=None):
         flags.register_validator(
             name, lambda v: v is not None and v > 0, message=f"--{name} must be > 0.", flag_values=fv
         )
+    _positive(fv, "expansion", lambda v: 1.0 <= v <= 2.0, "--expansion must be in [1, 2].")
+    _positive(fv, "gate_sparsity", lambda v: 0.0 < v < 1.0, "--gate_sparsity (r) must be in (0, 1).")
+    _positive(fv, "label_smoothing", lambda v: 0.0 <= v < 1.0, "--label_smoothing must be in [0, 1).")
+    for name in ("balance_factor", "weight_decay", "slimming_sparsity"):
+        _positive(fv, name, lambda v: v >= 0.0, f"--{name} must be >= 0.")
+    for name in ("gate_learning_rate", "learning_rate", "pretrain_learning_rate"):
+        _positive(fv, name, lambda v: v > 0.0, f"--{name} must be > 0.")
     for name in ("pretrain_epochs", "finetune_epochs", "epochs"):
         flags.register_validator(
             name, lambda v: v is not None and v >= 0, message=f"--{name} must be >= 0.", flag_values=fv
@@ -57,29 +82,20 @@ def _define(definer, fv, *args, **kwargs):
     definer(*args, flag_values=fv, **kwargs)
 
 
+def _positive(fv, name, check, message):
+    flags.register_validator(name, lambda v: v is not None and check(v), message=message, flag_values=fv)
+
+
 def config_from_flags(values):
-    """A frozen `RunConfig` from parsed flag values."""
+    """A frozen `RunConfig` from parsed flag values (every config field has a flag)."""
+    import dataclasses
+
     from keras_prune.pipeline import RunConfig
 
-    return RunConfig(
-        method=values.method,
-        model=values.model,
-        output_dir=values.output_dir,
-        dataset=values.dataset,
-        data_dir=values.data_dir,
-        target_flops=values.target_flops,
-        pretrain_epochs=values.pretrain_epochs,
-        pretrain_learning_rate=values.pretrain_learning_rate,
-        finetune_epochs=values.finetune_epochs,
-        epochs=values.epochs,
-        batch_size=values.batch_size,
-        learning_rate=values.learning_rate,
-        seed=values.seed,
-        strategy=values.strategy,
-        tpu_address=values.tpu_address,
-        resume=values.resume,
-        overwrite=values.overwrite,
-        export=tuple(values.export),
-        latency_repeats=values.latency_repeats,
-        prune_residual=values.prune_residual,
-    )
+    settings = {}
+    for field in dataclasses.fields(RunConfig):
+        if field.name not in values:
+            continue
+        value = getattr(values, field.name)
+        settings[field.name] = tuple(value) if isinstance(value, list) else value
+    return RunConfig(**settings)

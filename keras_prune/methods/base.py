@@ -1,8 +1,9 @@
 """What every method receives and returns, so the run pipeline can treat them alike."""
 
 import dataclasses
+import time
 
-__all__ = ["MethodResult", "RunContext"]
+__all__ = ["MethodResult", "RunContext", "retrain"]
 
 
 @dataclasses.dataclass
@@ -45,3 +46,29 @@ class MethodResult:
     retrain_seconds: float = 0.0
     details: dict = dataclasses.field(default_factory=dict)
     reference_flops: int = None
+
+
+def retrain(model, data, ctx, *, epochs, phase):
+    """Fine-tunes or retrains `model` with the run's settings; returns the seconds it took.
+
+    Uses `--learning_rate`, `--schedule`, `--label_smoothing` and `--weight_decay`, so
+    every method's final training phase is configured the same way.
+    """
+    from keras_prune.training import train_classifier
+
+    config = ctx.config
+    start = time.perf_counter()
+    train_classifier(
+        model,
+        data,
+        ctx.strategy,
+        epochs=epochs,
+        learning_rate=config.learning_rate,
+        phase=phase,
+        callbacks=ctx.callbacks(phase),
+        schedule=config.schedule,
+        label_smoothing=config.label_smoothing,
+        weight_decay=config.weight_decay or None,
+        verbose=0 if config.verbose == 0 else 2,
+    )
+    return time.perf_counter() - start

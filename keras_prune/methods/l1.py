@@ -10,9 +10,8 @@ import time
 
 from keras_prune.criteria import filter_norms
 from keras_prune.graph import analyze, prune_channels
-from keras_prune.methods.base import MethodResult
+from keras_prune.methods.base import MethodResult, retrain
 from keras_prune.methods.budget import uniform_budget
-from keras_prune.training import train_classifier
 
 __all__ = ["run", "select_groups"]
 
@@ -37,20 +36,11 @@ def run(model, data, ctx):
         f"l1: kept {budget['fraction']:.1%} of each of {len(groups)} groups -> "
         f"{budget['ratio']:.4f} of the FLOPs (target {config.target_flops:g})"
     )
-    start = time.perf_counter()
-    train_classifier(
-        pruned,
-        data,
-        ctx.strategy,
-        epochs=config.finetune_epochs,
-        learning_rate=config.learning_rate,
-        phase="finetune",
-        callbacks=ctx.callbacks("finetune"),
-    )
+    retrain_seconds = retrain(pruned, data, ctx, epochs=config.finetune_epochs, phase="finetune")
     return MethodResult(
         model=pruned,
         search_seconds=search_seconds,
-        retrain_seconds=time.perf_counter() - start,
+        retrain_seconds=retrain_seconds,
         details={
             "kept_fraction_per_group": round(budget["fraction"], 6),
             "flops_ratio_after_search": round(budget["ratio"], 6),

@@ -1,0 +1,351 @@
+"""`scratch`: Pruning from Scratch (Wang et al., AAAI 2020).
+
+1. Widen the architecture by `--expansion` (1.25) with a fresh random initialisation
+   (the zoo's initialisers are the paper's), and put a learned gate in [0, 1] after the
+   BatchNorm of every prunable channel group, before its activation.
+2. Learn only the gates, on the frozen random weights, with BatchNorm normalising by
+   batch statistics: loss = CE + balance_factor * (mean |gate| - r)^2, one global mean
+   over all gates; gates clipped to [0, 1] after each step (Adam). Keep the gates of
+   the best validation accuracy among epochs whose fraction of non-zero gates is <= r.
+3. Rank all gates globally and bisect how many channels to keep so that the pruned
+   structure's FLOPs, as a fraction of the **unexpanded** model's, meet `--target_flops`.
+4. Build that structure fresh and train it from scratch (`--budget_train` scales the
+   epochs by 1 / target_flops, "Scratch-B").
+
+Only the internal channels of residual blocks are gated; the residual stream keeps its
+expanded width, as in the official code. `--prune_residual` gates the tied groups too,
+one shared gate per group.
+"""
+
+import io
+import json
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_prune.errors import PruneError
+from keras_prune.export.report_io import atomic_write
+from keras_prune.graph import analyze, count_flops, expand_channels, prune_channels, reinitialize
+from keras_prune.methods.base import MethodResult, retrain
+from keras_prune.methods.budget import global_budget
+from keras_prune.methods.gating import gate_positions, gate_values, insert_gates
+from keras_prune.methods.l1 import select_groups
+
+__all__ = ["GateLearner", "GateSelection", "learn_gates", "run"]
+
+CHECKPOINT = os.path.join("scratch", "gate_learning.npz")
+"""Gate-learning state in the run folder, rewritten after every epoch (for --resume)."""
+
+
+class GateLearner(keras.Model):
+    """Trains only the gates of `net`; everything else stays at its random values.
+
+    The forward pass runs in training mode, so BatchNormalization normalises with batch
+    statistics (its moving averages still update; its gamma and beta are not trained).
+    The regulariser's mean runs over all gates at once, not per layer.
+
+    Args:
+        net: the gated model.
+        gates: the `ChannelGate` layers inside `net`.
+        balance_factor: lambda.
+        sparsity: r, the target mean gate value.
+    """
+
+    def __init__(self, net, gates, *, balance_factor, sparsity, **kwargs):
+        super().__init__(**kwargs)
+        self.net = net
+        self.gate_layers = list(gates)
+        self.balance_factor = float(balance_factor)
+        self.sparsity = float(sparsity)
+        self.cross_entropy = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.penalty_tracker = keras.metrics.Mean(name="penalty")
+        self.accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.penalty_tracker, self.accuracy]
+
+    @property
+    def gate_variables(self):
+        return [layer.gate for layer in self.gate_layers]
+
+    def call(self, inputs, training=False):
+        return self.net(inputs, training=training)
+
+    def penalty(self):
+        every_gate = keras.ops.concatenate([keras.ops.abs(g) for g in self.gate_variables])
+        return self.balance_factor * keras.ops.square(keras.ops.mean(every_gate) - self.sparsity)
+
+    def train_step(self, data):
+        x, y = data[0], data[1]
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        with tf.GradientTape() as tape:
+            logits = self.net(x, training=True)
+            # The Keras loss already divides by the replica count; the penalty is global,
+            # so each replica contributes its share and the all-reduce sums them back.
+            cross_entropy = self.cross_entropy(y, logits)
+            penalty = self.penalty()
+            loss = cross_entropy + penalty / replicas
+        variables = self.gate_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        self.loss_tracker.update_state(cross_entropy * replicas + penalty)
+        self.penalty_tracker.update_state(penalty)
+        self.accuracy.update_state(y, logits)
+        return {m.name: m.result() for m in self.metrics}
+
+    def test_step(self, data):
+        x, y = data[0], data[1]
+        logits = self.net(x, training=False)
+        self.loss_tracker.update_state(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
+        self.accuracy.update_state(y, logits)
+        return {m.name: m.result() for m in (self.loss_tracker, self.accuracy)}
+
+
+def _state_arrays(learner):
+    arrays = {f"net_{i}": np.asarray(v.numpy()) for i, v in enumerate(learner.net.weights)}
+    arrays.update({f"opt_{i}": np.asarray(v.numpy()) for i, v in enumerate(learner.optimizer.variables)})
+    return arrays
+
+
+def _restore_arrays(learner, arrays):
+    for i, variable in enumerate(learner.net.weights):
+        variable.assign(arrays[f"net_{i}"])
+    for i, variable in enumerate(learner.optimizer.variables):
+        variable.assign(arrays[f"opt_{i}"])
+
+
+class GateSelection(keras.callbacks.Callback):
+    """Keeps the best gates, logs them, and checkpoints gate learning after every epoch.
+
+    The best gates are those of the highest validation accuracy among epochs whose
+    fraction of non-zero gates is at most r; if no epoch qualifies, the last gates.
+    """
+
+    def __init__(self, learner, gates, sparsity, *, checkpoint=None, summaries=None, log=print):
+        super().__init__()
+        self.learner = learner
+        self.gates = gates
+        self.sparsity = sparsity
+        self.checkpoint = checkpoint
+        self.summaries = summaries
+        self.log = log
+        self.history = []
+        self.best = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        values = gate_values(self.gates)
+        every_gate = np.concatenate(list(values.values()))
+        accuracy = float(logs.get("val_accuracy", logs.get("accuracy", 0.0)))
+        record = {
+            "epoch": epoch + 1,
+            "accuracy": accuracy,
+            "train_accuracy": float(logs.get("accuracy", 0.0)),
+            "loss": float(logs.get("loss", 0.0)),
+            "mean_gate": float(every_gate.mean()),
+            "nonzero_fraction": float(np.mean(every_gate != 0)),
+        }
+        self.history.append(record)
+        qualifies = record["nonzero_fraction"] <= self.sparsity
+        if qualifies and (self.best is None or accuracy > self.best["accuracy"]):
+            self.best = {"epoch": epoch + 1, "accuracy": accuracy, "gates": values}
+        self.log(
+            f"scratch: gate epoch {epoch + 1}: accuracy {accuracy:.4f}, mean gate "
+            f"{record['mean_gate']:.3f}, non-zero {record['nonzero_fraction']:.3f} (r={self.sparsity:g})"
+        )
+        if self.summaries is not None:
+            self.summaries.scalars(epoch + 1, **{f"gates/{k}": v for k, v in record.items() if k != "epoch"})
+            self.summaries.histograms(epoch + 1, {f"gates/{k}": v for k, v in values.items()})
+        if self.checkpoint:
+            self.save(self.checkpoint, epoch + 1)
+
+    def selected(self):
+        """(gates, epoch): the best qualifying gates, else the last ones."""
+        if self.best is not None:
+            return self.best["gates"], self.best["epoch"]
+        return gate_values(self.gates), len(self.history)
+
+    def save(self, path, epochs_done):
+        state = {"epochs_done": epochs_done, "history": self.history}
+        arrays = _state_arrays(self.learner)
+        if self.best is not None:
+            state["best"] = {"epoch": self.best["epoch"], "accuracy": self.best["accuracy"]}
+            arrays.update({f"best/{k}": v for k, v in self.best["gates"].items()})
+        buffer = io.BytesIO()
+        np.savez(buffer, state=np.array(json.dumps(state)), **arrays)
+        atomic_write(path, buffer.getvalue(), mode="wb")
+
+    def restore(self, path):
+        """Loads a checkpoint written by `save`; returns the number of epochs done."""
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {k: archive[k] for k in archive.files}
+        state = json.loads(str(arrays.pop("state")))
+        _restore_arrays(self.learner, arrays)
+        self.history = state["history"]
+        if "best" in state:
+            gates = {k[len("best/") :]: v for k, v in arrays.items() if k.startswith("best/")}
+            self.best = {**state["best"], "gates": gates}
+        return state["epochs_done"]
+
+
+def learn_gates(
+    net,
+    gates,
+    data,
+    strategy,
+    *,
+    epochs,
+    balance_factor,
+    sparsity,
+    learning_rate=0.01,
+    checkpoint=None,
+    resume=False,
+    summaries=None,
+    log=print,
+    verbose=2,
+):
+    """Stage 1: learns `gates` (`{group id: ChannelGate}`) on `net`'s frozen weights.
+
+    Returns:
+        `(values, selection)`: `{group id: gate values}` of the selected epoch, and the
+        `GateSelection` callback (its `history` lists every epoch).
+
+    Raises:
+        PruneError: if every selected gate is zero (the regulariser won).
+    """
+    with strategy.scope():
+        learner = GateLearner(net, gates.values(), balance_factor=balance_factor, sparsity=sparsity)
+        learner.compile(optimizer=keras.optimizers.Adam(learning_rate))
+        learner.optimizer.build(learner.gate_variables)
+    selection = GateSelection(learner, gates, sparsity, checkpoint=checkpoint, summaries=summaries, log=log)
+    initial_epoch = 0
+    if resume and checkpoint and os.path.exists(checkpoint):
+        initial_epoch = selection.restore(checkpoint)
+        log(f"scratch: resuming gate learning after epoch {initial_epoch} from {checkpoint}")
+    if initial_epoch < epochs:
+        learner.fit(
+            data.train,
+            validation_data=data.validation if data.info.num_validation else None,
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+            callbacks=[selection],
+            verbose=verbose,
+        )
+    values, epoch = selection.selected()
+    if not any(np.any(v > 0) for v in values.values()):
+        raise PruneError(
+            f"Every gate collapsed to zero during gate learning (epoch {epoch}): the regulariser "
+            f"outweighs the task. Use a smaller --balance_factor (now {balance_factor:g}) or a "
+            f"larger --gate_sparsity (now {sparsity:g})."
+        )
+    for group_id, layer in gates.items():
+        layer.gate.assign(values[group_id].astype("float32"))
+    return values, selection
+
+
+def retrain_epochs(config):
+    """Epochs of training from scratch: `finetune_epochs`, scaled by 1/target with --budget_train."""
+    if config.budget_train:
+        return int(config.finetune_epochs / config.target_flops)
+    return config.finetune_epochs
+
+
+def run(model, data, ctx):
+    """Prunes `model`'s architecture from scratch to `ctx.config.target_flops`."""
+    config = ctx.config
+    start = time.perf_counter()
+    reference_flops = count_flops(model).total
+    with ctx.strategy.scope():
+        expanded = expand_channels(model, config.expansion, name=f"{model.name}_expanded")
+    graph = analyze(expanded)
+    groups = select_groups(graph, prune_residual=config.prune_residual)
+    placement, skipped = gate_positions(graph, groups)
+    for group_id, reason in skipped.items():
+        ctx.log(f"scratch: group {group_id} is not gated ({reason}); it keeps every channel")
+    groups = [g for g in groups if g.id not in skipped]
+    if not groups:
+        raise PruneError(
+            f"Model {model.name!r} has no channel group a gate can be placed on "
+            "(see keras_prune.graph.analyze(model).frozen_layers)."
+        )
+    with ctx.strategy.scope():
+        gated, gates = insert_gates(graph, placement, name=f"{model.name}_gated")
+    ctx.log(
+        f"scratch: learning {sum(g.size for g in groups)} gates in {len(groups)} groups on a "
+        f"{config.expansion:g}x-wide random network for {config.epochs} epoch(s)"
+    )
+    values, selection = learn_gates(
+        gated,
+        gates,
+        data,
+        ctx.strategy,
+        epochs=config.epochs,
+        balance_factor=config.balance_factor,
+        sparsity=config.gate_sparsity,
+        learning_rate=config.gate_learning_rate,
+        checkpoint=os.path.join(ctx.output_dir, CHECKPOINT),
+        resume=config.resume,
+        summaries=ctx.summaries,
+        log=ctx.log,
+        verbose=0 if config.verbose == 0 else 2,
+    )
+    gate_seconds = time.perf_counter() - start
+
+    budget_start = time.perf_counter()
+    budget = global_budget(graph, groups, values, config.target_flops, reference_flops=reference_flops)
+    budget_seconds = time.perf_counter() - budget_start
+    off_by = abs(budget["ratio"] - config.target_flops) / config.target_flops
+    ctx.log(
+        f"scratch: kept {budget['fraction']:.1%} of the gated channels -> {budget['ratio']:.4f} of the "
+        f"unexpanded model's FLOPs (target {config.target_flops:g}, off by {off_by:.2%})"
+    )
+    if off_by > 0.01:
+        ctx.log("scratch: warning: one channel more or less moves the FLOPs by over 1% of the target here")
+    with ctx.strategy.scope():
+        structure = reinitialize(prune_channels(expanded, budget.keep, graph=graph), name=f"{model.name}_scratch")
+    search_seconds = time.perf_counter() - start
+
+    epochs = retrain_epochs(config)
+    ctx.log(f"scratch: training the pruned structure from scratch for {epochs} epoch(s)")
+    retrain_seconds = retrain(structure, data, ctx, epochs=epochs, phase="retrain")
+    _plot_gate_channels(ctx, model, graph, groups, budget)
+    original = {g.id: g.size for g in analyze(model).groups}
+    return MethodResult(
+        model=structure,
+        search_seconds=search_seconds,
+        retrain_seconds=retrain_seconds,
+        details={
+            "gate_learning_seconds": round(gate_seconds, 3),
+            "budget_search_seconds": round(budget_seconds, 3),
+            "selected_epoch": selection.selected()[1],
+            "gate_history": selection.history,
+            "flops_ratio_after_search": round(budget["ratio"], 6),
+            "kept_gate_fraction": round(budget["fraction"], 6),
+            "retrain_epochs": epochs,
+            "groups": [
+                {
+                    "group": g.id,
+                    "original": original.get(g.id),
+                    "expanded": g.size,
+                    "kept": budget["counts"][g.id],
+                    "mean_gate": round(float(values[g.id].mean()), 6),
+                }
+                for g in groups
+            ],
+            "groups_not_gated": len(graph.prunable_groups) - len(groups),
+        },
+    )
+
+
+def _plot_gate_channels(ctx, model, graph, groups, budget):
+    from keras_prune.export.plots import plot_layer_channels
+
+    layers = [
+        {"name": g.id, "channels_before": g.size, "channels_after": budget["counts"][g.id]} for g in groups
+    ]
+    figure = {"layers": layers, "model": f"{model.name} x{ctx.config.expansion:g}", "method": "scratch gates"}
+    plot_layer_channels(figure, os.path.join(ctx.output_dir, "plots", "gate_channels.png"))

@@ -1,0 +1,129 @@
+"""`slimming`: Network Slimming (Liu et al., ICCV 2017), the baseline Pruning from Scratch beats.
+
+Train the model with an L1 penalty on the BatchNorm scales (`--slimming_sparsity` s,
+`--epochs` epochs), rank every prunable channel by |gamma| in one global ranking, keep
+the top channels until the pruned model meets `--target_flops`, then fine-tune. Channel
+groups tied by residual additions sum the |gamma| of their BatchNorms and are left whole
+unless `--prune_residual`, as for `l1` and `scratch`.
+"""
+
+import time
+from contextlib import contextmanager
+
+import keras
+import numpy as np
+
+from keras_prune.errors import PruneError
+from keras_prune.graph import analyze, prune_channels
+from keras_prune.methods.base import MethodResult, retrain
+from keras_prune.methods.budget import global_budget
+from keras_prune.methods.l1 import select_groups
+from keras_prune.training import train_classifier
+
+__all__ = ["bn_scale_scores", "gamma_l1", "run", "sparsity_train"]
+
+
+def _bn_members(graph, group):
+    for member in group.members:
+        layer = graph.layers[member.layer]
+        if isinstance(layer, keras.layers.BatchNormalization) and member.weight == "gamma":
+            yield layer, member
+
+
+def bn_scale_scores(graph, groups):
+    """`{group id: sum of |gamma| per channel}` for the groups that have a BatchNorm."""
+    scores = {}
+    for group in groups:
+        total = np.zeros(group.size)
+        found = False
+        for layer, member in _bn_members(graph, group):
+            gamma = np.abs(np.asarray(layer.gamma.numpy(), dtype="float64"))
+            valid = member.index_map >= 0
+            np.add.at(total, member.index_map[valid], gamma[valid])
+            found = True
+        if found:
+            scores[group.id] = total
+    return scores
+
+
+@contextmanager
+def gamma_l1(model, strength):
+    """Within the block, every BatchNorm scale of `model` carries an L1 penalty `strength`."""
+    layers = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
+    previous = [layer.gamma.regularizer if layer.scale else None for layer in layers]
+    try:
+        for layer in layers:
+            if layer.scale:
+                layer.gamma.regularizer = keras.regularizers.L1(strength)
+        yield layers
+    finally:
+        for layer, regularizer in zip(layers, previous):
+            if layer.scale:
+                layer.gamma.regularizer = regularizer
+
+
+def sparsity_train(model, data, strategy, *, epochs, strength, learning_rate, callbacks=(), verbose=2):
+    """Trains `model` with the L1 penalty on its BatchNorm scales (the search of slimming)."""
+    with gamma_l1(model, strength) as layers:
+        if not layers:
+            raise PruneError(
+                f"Network Slimming ranks channels by BatchNorm scales, and model {model.name!r} has "
+                "no BatchNormalization layer. Use --method=l1 instead."
+            )
+        return train_classifier(
+            model,
+            data,
+            strategy,
+            epochs=epochs,
+            learning_rate=learning_rate,
+            phase="sparsity",
+            callbacks=callbacks,
+            verbose=verbose,
+        )
+
+
+def run(model, data, ctx):
+    """Sparsity-trains `model`, prunes it by global |gamma| to the FLOPs target, fine-tunes."""
+    config = ctx.config
+    verbose = 0 if config.verbose == 0 else 2
+    start = time.perf_counter()
+    ctx.log(f"slimming: {config.epochs} epoch(s) with L1 {config.slimming_sparsity:g} on the BatchNorm scales")
+    sparsity_train(
+        model,
+        data,
+        ctx.strategy,
+        epochs=config.epochs,
+        strength=config.slimming_sparsity,
+        learning_rate=config.pretrain_learning_rate,
+        callbacks=ctx.callbacks("sparsity"),
+        verbose=verbose,
+    )
+    graph = analyze(model)
+    candidates = select_groups(graph, prune_residual=config.prune_residual)
+    scores = bn_scale_scores(graph, candidates)
+    groups = [g for g in candidates if g.id in scores]
+    if not groups:
+        raise PruneError(
+            f"No prunable channel group of model {model.name!r} passes through a BatchNormalization; "
+            "Network Slimming has nothing to rank. Use --method=l1 instead."
+        )
+    budget = global_budget(graph, groups, scores, config.target_flops)
+    with ctx.strategy.scope():
+        pruned = prune_channels(model, budget.keep, graph=graph)
+    search_seconds = time.perf_counter() - start
+    ctx.log(
+        f"slimming: kept {budget['fraction']:.1%} of the ranked channels -> {budget['ratio']:.4f} of the FLOPs "
+        f"(target {config.target_flops:g})"
+    )
+    retrain_seconds = retrain(pruned, data, ctx, epochs=config.finetune_epochs, phase="finetune")
+    return MethodResult(
+        model=pruned,
+        search_seconds=search_seconds,
+        retrain_seconds=retrain_seconds,
+        details={
+            "flops_ratio_after_search": round(budget["ratio"], 6),
+            "kept_channel_fraction": round(budget["fraction"], 6),
+            "groups": [{"group": g.id, "size": g.size, "kept": budget["counts"][g.id]} for g in groups],
+            "groups_without_batchnorm": len(candidates) - len(groups),
+        },
+    )

@@ -1,0 +1,85 @@
+"""Network Slimming: the L1 penalty on BatchNorm scales, the global |gamma| ranking, the run."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_prune.data import load_dataset
+from keras_prune.errors import PruneError
+from keras_prune.graph import analyze
+from keras_prune.methods.l1 import select_groups
+from keras_prune.methods.slimming import bn_scale_scores, gamma_l1, sparsity_train
+from keras_prune.pipeline import RunConfig, run
+
+from conftest import tiny_resnet
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits", batch_size=64, seed=0)
+
+
+def test_gamma_penalty_is_on_inside_the_block_and_off_after():
+    model = tiny_resnet()
+    assert not model.losses
+    with gamma_l1(model, 1e-2) as layers:
+        assert len(layers) == 4
+        expected = sum(1e-2 * np.abs(layer.gamma.numpy()).sum() for layer in layers)
+        assert float(sum(model.losses)) == pytest.approx(expected, rel=1e-5)
+    assert not model.losses
+
+
+def test_residual_groups_sum_the_scales_of_every_batchnorm():
+    model = tiny_resnet()
+    model.get_layer("stem_bn").gamma.assign(np.full(8, 0.25, "float32"))
+    model.get_layer("block_2_bn").gamma.assign(-np.arange(8, dtype="float32"))
+    graph = analyze(model)
+    groups = select_groups(graph, prune_residual=True)
+    scores = bn_scale_scores(graph, groups)
+    residual = next(g for g in groups if len(g.producers) > 1)
+    np.testing.assert_allclose(scores[residual.id], 0.25 + np.arange(8))
+    assert set(scores) == {g.id for g in groups}
+
+
+def test_sparsity_training_shrinks_the_scales(digits):
+    strategy = tf.distribute.get_strategy()
+
+    def mean_gamma(strength):
+        keras.utils.set_random_seed(0)
+        model = tiny_resnet()
+        sparsity_train(model, digits, strategy, epochs=2, strength=strength, learning_rate=0.05, verbose=0)
+        return np.mean([np.abs(layer.gamma.numpy()).mean() for layer in model.layers if "bn" in layer.name])
+
+    assert mean_gamma(5e-2) < 0.8 * mean_gamma(0.0)
+
+
+def test_a_model_without_batchnorm_is_a_clear_error(digits):
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    outputs = keras.layers.Dense(10)(keras.layers.Flatten()(x))
+    with pytest.raises(PruneError, match="--method=l1"):
+        sparsity_train(keras.Model(inputs, outputs), digits, tf.distribute.get_strategy(), epochs=1, strength=1e-4, learning_rate=0.01)
+
+
+def test_slimming_run_prunes_to_the_target(tmp_path):
+    path = tmp_path / "tiny.keras"
+    tiny_resnet(width=16).save(path)
+    report = run(
+        RunConfig(
+            method="slimming",
+            model=str(path),
+            output_dir=str(tmp_path / "run"),
+            dataset="digits",
+            target_flops=0.6,
+            pretrain_epochs=0,
+            epochs=1,
+            finetune_epochs=1,
+            latency_repeats=2,
+            export=("keras",),
+            verbose=0,
+        )
+    )
+    assert abs(report["flops_ratio"] - 0.6) <= 0.05 * 0.6
+    assert report["method_details"]["groups_without_batchnorm"] == 0
+    assert report["search_seconds"] > 0 and report["retrain_seconds"] > 0
