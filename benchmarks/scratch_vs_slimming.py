@@ -20,6 +20,7 @@ Run: python benchmarks/scratch_vs_slimming.py --model resnet20 --width 0.5
 """
 
 import argparse
+import json
 import os
 import tempfile
 import time
@@ -87,6 +88,44 @@ def _outcome(result, data, strategy, reference_flops, **extra):
     return outcome
 
 
+def add_scratch_b(args):
+    """Scratch-B: the same search, then final_epochs / target_flops epochs from scratch.
+
+    Liu et al. ("Rethinking the Value of Network Pruning") and the PfS README use this
+    budget rule: a pruned net trained from scratch gets the compute the fine-tuned one
+    consumed in pre-training plus fine-tuning. Appended to the existing result file.
+    """
+    path = os.path.join(RESULTS, f"scratch_vs_slimming_{args.model}.json")
+    if not os.path.exists(path):
+        raise SystemExit(f"{path} does not exist: run the full comparison first.")
+    summary = json.load(open(path))
+    strategy = make_strategy("auto")
+    data = load_dataset("mnist5k", batch_size=args.batch_size, seed=args.seed)
+    reference_flops = count_flops(_fresh(args, data.info, strategy)).total
+    with tempfile.TemporaryDirectory() as out:
+        ctx = _context(args, out, strategy, gate_learning_rate=args.gate_learning_rate, budget_train=True)
+        result = scratch.run(_fresh(args, data.info, strategy), data, ctx)
+    summary["results"]["scratch_b"] = _outcome(
+        result,
+        data,
+        strategy,
+        reference_flops,
+        search_epochs=args.gate_epochs,
+        final_epochs=result.details["retrain_epochs"],
+        groups=result.details["groups"],
+    )
+    results = summary["results"]
+    summary["accuracy_scratch_b_minus_slimming_pp"] = 100 * (
+        results["scratch_b"]["test_accuracy"] - results["slimming"]["test_accuracy"]
+    )
+    summary["accuracy_scratch_b_minus_l1_pp"] = 100 * (results["scratch_b"]["test_accuracy"] - results["l1"]["test_accuracy"])
+    write_json(path, summary)
+    _log(
+        f"Scratch-B: accuracy {100 * results['scratch_b']['test_accuracy']:.2f}% "
+        f"({summary['accuracy_scratch_b_minus_slimming_pp']:+.2f} pp vs slimming); wrote {path}"
+    )
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="resnet20")
@@ -107,9 +146,18 @@ def main():
     parser.add_argument("--batch_size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="one-epoch phases, to check the script")
+    parser.add_argument(
+        "--add_scratch_b",
+        action="store_true",
+        help="only run scratch with the budget rule (final_epochs / target_flops, Scratch-B) and add it "
+        "to this model's existing result file",
+    )
     args = parser.parse_args()
     if args.quick:
         args.train_epochs, args.gate_epochs, args.final_epochs = 1, 1, 1
+    if args.add_scratch_b:
+        add_scratch_b(args)
+        return
 
     started = time.perf_counter()
     strategy = make_strategy("auto")

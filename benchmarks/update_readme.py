@@ -70,12 +70,60 @@ def method_rows():
     ]
 
 
+def scratch_section():
+    results = [json.load(open(p)) for p in sorted(glob.glob(os.path.join(RESULTS, "scratch_vs_slimming_*.json")))]
+    if not results:
+        return []
+    rows = []
+    for result in results:
+        r = result["results"]
+        settings = result["settings"]
+        for name in ("scratch", "scratch_b", "slimming", "l1"):
+            if name not in r:
+                continue
+            row = r[name]
+            final = f"{row.get('final_epochs', settings['final_epochs'])} epochs, {row['final_training_seconds']:.0f} s"
+            if name.startswith("scratch"):
+                search = f"{row['search_epochs']} gate epoch(s)"
+            elif name == "slimming":
+                search = f"{row['search_epochs']} sparsity-training epochs"
+            else:
+                search = f"({row['search_epochs']} pre-training epochs: {row['pretrain_seconds']:.0f} s)"
+            rows.append(
+                f"| {result['model']} x{result['width']:g} | `{name}` | {100 * row['test_accuracy']:.2f} "
+                f"| {row['flops_ratio']:.4f} | {row['params']:,} | {row['search_seconds']:.1f} s | {search} "
+                f"| {final} |"
+            )
+        rows.append(
+            f"| | | dense {100 * result['dense_test_accuracy']:.2f} | target {result['target_flops']:g} | | "
+            f"**slimming / scratch = {result['search_time_ratio_slimming_over_scratch']:.1f}x** | "
+            f"scratch - slimming {result['accuracy_scratch_minus_slimming_pp']:+.2f} pp, "
+            f"scratch - l1 {result['accuracy_scratch_minus_l1_pp']:+.2f} pp | |"
+        )
+        if "accuracy_scratch_b_minus_slimming_pp" in result:
+            rows.append(
+                f"| | | | | | | `scratch_b` - slimming {result['accuracy_scratch_b_minus_slimming_pp']:+.2f} pp, "
+                f"`scratch_b` - l1 {result['accuracy_scratch_b_minus_l1_pp']:+.2f} pp | |"
+            )
+    return [
+        "**Pruning from Scratch vs Network Slimming vs L1** (`benchmarks/scratch_vs_slimming.py`, mnist5k test "
+        "split, same FLOPs target against the unexpanded model, same final training budget; `scratch_b` is "
+        "scratch with the budget rule, final epochs / target FLOPs, i.e. the total training epochs of "
+        "slimming and l1; the zoo width multiplier sizes each run for this CPU):",
+        "",
+        "| model | method | test accuracy % | FLOPs ratio | params | search time | search | final training |",
+        "|---|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
+
+
 def main():
     readme = os.path.join(ROOT, "README.md")
     text = open(readme).read()
     head, _, rest = text.partition(START)
     _, _, tail = rest.partition(END)
-    body = surgery_section(_load("surgery.json")) + method_rows()
+    body = surgery_section(_load("surgery.json")) + method_rows() + scratch_section()
     new = head + START + "\n" + "\n".join(body) + "\n" + END + tail
     with open(readme + ".tmp", "w") as f:
         f.write(new)

@@ -258,6 +258,7 @@ def run(model, data, ctx):
     """Prunes `model`'s architecture from scratch to `ctx.config.target_flops`."""
     config = ctx.config
     start = time.perf_counter()
+    ctx.log("scratch: only the architecture is used; its weights are drawn afresh (the method's premise)")
     reference_flops = count_flops(model).total
     with ctx.strategy.scope():
         expanded = expand_channels(model, config.expansion, name=f"{model.name}_expanded")
