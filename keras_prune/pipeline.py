@@ -62,6 +62,17 @@ class RunConfig:
     gate_learning_rate: float = 0.01
     budget_train: bool = False
     slimming_sparsity: float = 1e-4
+    olmp_delta: float = 0.08
+    olmp_crate_bounds: str = "0,10"
+    olmp_iterations: int = 30001
+    olmp_prune_stop: int = 15000
+    olmp_prune_interval: int = 1000
+    olmp_population: int = 10
+    olmp_budget: int = 1600
+    olmp_sigma: str = "5"
+    olmp_legacy_ncs: bool = False
+    olmp_lr_policy: str = "inv"
+    olmp_tuner: bool = True
     verbose: int = None
 
     def as_dict(self):

@@ -27,7 +27,7 @@ def define_flags(flag_values=None):
         "epochs", 10, "Epochs of the method's search phase: scratch's gate learning, slimming's sparsity training."
     )
     _define(flags.DEFINE_integer, fv, "batch_size", 128, "Global batch size (split across replicas).")
-    _define(flags.DEFINE_float, fv, "learning_rate", 0.01, "Learning rate of fine-tuning / retraining.")
+    _define(flags.DEFINE_float, fv, "learning_rate", 0.01, "Learning rate of fine-tuning / retraining (olmp: base rate of its masked SGD).")
     _define(flags.DEFINE_integer, fv, "seed", 0, "Random seed (data order, initialisation, search).")
     _define(flags.DEFINE_enum, fv, "strategy", "auto", list(STRATEGIES), "tf.distribute strategy.")
     _define(flags.DEFINE_string, fv, "tpu_address", None, "TPU name or grpc:// address for --strategy=tpu.")
@@ -44,7 +44,7 @@ def define_flags(flag_values=None):
         "schedule", "constant", list(SCHEDULES), "Learning-rate schedule of fine-tuning / retraining (step: /10 at 50%, 75%)."
     )
     _define(flags.DEFINE_float, fv, "label_smoothing", 0.0, "Label smoothing of fine-tuning / retraining.")
-    _define(flags.DEFINE_float, fv, "weight_decay", 0.0, "Weight decay of fine-tuning / retraining (0: none).")
+    _define(flags.DEFINE_float, fv, "weight_decay", 0.0, "Weight decay of fine-tuning / retraining (0: none; olmp: L2 added to the gradient, as Caffe).")
     _define(flags.DEFINE_float, fv, "expansion", 1.25, "scratch: width multiplier of the network the gates are learned on.")
     _define(flags.DEFINE_float, fv, "balance_factor", 0.5, "scratch: lambda of the (mean |gate| - r)^2 regulariser.")
     _define(flags.DEFINE_float, fv, "gate_sparsity", 0.2, "scratch: r, the target mean gate value.")
@@ -53,6 +53,7 @@ def define_flags(flag_values=None):
         "budget_train", False, "scratch: train the pruned net finetune_epochs / target_flops epochs (Scratch-B)."
     )
     _define(flags.DEFINE_float, fv, "slimming_sparsity", 1e-4, "slimming: L1 coefficient on BatchNorm scales.")
+    _define_olmp(fv)
     _define(flags.DEFINE_bool, fv, "traceback", False, "Show the full traceback of an error.")
     flags.mark_flags_as_required(["method", "model", "output_dir"], flag_values=fv)
     flags.register_validator(
@@ -76,6 +77,63 @@ def define_flags(flag_values=None):
         flags.register_validator(
             name, lambda v: v is not None and v >= 0, message=f"--{name} must be >= 0.", flag_values=fv
         )
+
+
+def _define_olmp(fv):
+    """OLMP's flags (defaults: the paper's LeNet-300-100 run) and their validators."""
+    from keras_prune.methods.olmp.settings import parse_bounds, parse_lr_policy, parse_schedule
+
+    _define(flags.DEFINE_float, fv, "olmp_delta", 0.08,
+            "olmp: batch accuracy an NCS candidate may lose against the current model, in (0, 1).")
+    _define(flags.DEFINE_string, fv, "olmp_crate_bounds", "0,10", "olmp: 'lower,upper' bounds of every c-rate.")
+    _define(flags.DEFINE_integer, fv, "olmp_iterations", 30001, "olmp: SGD iterations in all (K).")
+    _define(flags.DEFINE_integer, fv, "olmp_prune_stop", 15000,
+            "olmp: iteration from which masks are frozen (then retraining).")
+    _define(flags.DEFINE_integer, fv, "olmp_prune_interval", 1000, "olmp: iterations between NCS calls.")
+    _define(flags.DEFINE_integer, fv, "olmp_population", 10, "olmp: NCS population size N.")
+    _define(flags.DEFINE_integer, fv, "olmp_budget", 1600, "olmp: NCS evaluations per call (Tmax).")
+    _define(flags.DEFINE_string, fv, "olmp_sigma", "5",
+            "olmp: NCS initial step size, or a schedule 'value@iteration,...' (e.g. '5@0,0.5@10000').")
+    _define(flags.DEFINE_bool, fv, "olmp_legacy_ncs", False,
+            "olmp: reproduce the released OLMP NCS, whose population never moves (PAPERS.md 2.6).")
+    _define(flags.DEFINE_string, fv, "olmp_lr_policy", "inv",
+            "olmp: learning-rate policy: inv (Caffe, gamma 1e-4, power 0.75), step@N (x0.1 every N) or fixed.")
+    _define(flags.DEFINE_bool, fv, "olmp_tuner", True,
+            "olmp: run each NCS call as a Keras Tuner search in <output_dir>/olmp/tuner (else bare NCS).")
+    _positive(fv, "olmp_delta", lambda v: 0.0 < v < 1.0,
+              "--olmp_delta must be in (0, 1): the batch accuracy a candidate may lose.")
+    _parses(fv, "olmp_crate_bounds", parse_bounds)
+    _parses(fv, "olmp_sigma", parse_schedule)
+    _parses(fv, "olmp_lr_policy", parse_lr_policy)
+    _positive(fv, "olmp_iterations", lambda v: v >= 1, "--olmp_iterations must be >= 1.")
+    _positive(fv, "olmp_prune_stop", lambda v: v >= 0, "--olmp_prune_stop must be >= 0.")
+    _positive(fv, "olmp_prune_interval", lambda v: v >= 1, "--olmp_prune_interval must be >= 1.")
+    _positive(fv, "olmp_population", lambda v: v >= 2, "--olmp_population must be >= 2.")
+    flags.register_multi_flags_validator(
+        ["olmp_prune_stop", "olmp_iterations"],
+        lambda v: v["olmp_prune_stop"] <= v["olmp_iterations"],
+        message="--olmp_prune_stop must be <= --olmp_iterations.",
+        flag_values=fv,
+    )
+    flags.register_multi_flags_validator(
+        ["olmp_budget", "olmp_population"],
+        lambda v: v["olmp_budget"] >= v["olmp_population"] + 1,
+        message="--olmp_budget must be >= --olmp_population + 1 (the start point and one generation).",
+        flag_values=fv,
+    )
+
+
+def _parses(fv, name, parser):
+    """Validates flag `name` with `parser`, whose error message becomes the flag error."""
+
+    def check(value):
+        try:
+            parser(value)
+        except ValueError as error:
+            raise flags.ValidationError(f"--{name}: {error}") from None
+        return True
+
+    flags.register_validator(name, check, flag_values=fv)
 
 
 def _define(definer, fv, *args, **kwargs):

@@ -1,0 +1,72 @@
+"""`olmp.run`: the method's driver (convert, run the loop, report); see the package docstring."""
+
+import os
+
+import tensorflow as tf
+
+from keras_prune.errors import PruneError
+from keras_prune.methods.base import MethodResult
+from keras_prune.methods.olmp.dns import DNSLayers, to_masked
+from keras_prune.methods.olmp.engine import MaskedSGD
+from keras_prune.methods.olmp.loop import OLMPLoop
+from keras_prune.methods.olmp.report import describe, write_plots
+from keras_prune.methods.olmp.settings import OLMPSettings
+
+__all__ = ["WORKDIR", "run"]
+
+WORKDIR = "olmp"
+"""The method's folder inside the run folder: checkpoint.npz and tuner/."""
+
+
+def run(model, data, ctx):
+    """Prunes `model`'s weights with OLMP; returns the masked, retrained model and its report.
+
+    Raises:
+        PruneError: for invalid `olmp_*` settings, a model without Dense/Conv2D layers, or a
+            multi-worker strategy.
+    """
+    settings = OLMPSettings.from_config(ctx.config)
+    strategy = ctx.strategy
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        raise PruneError(
+            "olmp runs on one machine (each NCS candidate is scored on one global batch, and the "
+            "run folder holds one checkpoint). Received: --strategy=multi_worker; use mirrored or one_device."
+        )
+    with strategy.scope():
+        masked, names = to_masked(model)
+    dns = DNSLayers(masked, names)
+    trainer = MaskedSGD(
+        masked,
+        dns,
+        strategy,
+        learning_rate=settings.learning_rate,
+        lr_policy=settings.lr_policy,
+        weight_decay=settings.weight_decay,
+    )
+    loop = OLMPLoop(
+        trainer,
+        dns,
+        data.train,
+        settings,
+        workdir=os.path.join(ctx.output_dir, WORKDIR),
+        summaries=ctx.summaries,
+        log=ctx.log,
+    )
+    ctx.log(
+        f"olmp: {len(names)} layers {names}, {dns.total:,} weights + biases; {settings.iterations} "
+        f"iterations, masks frozen at {settings.prune_stop}, NCS every {settings.prune_interval} "
+        f"(N={settings.population}, budget {settings.budget}, delta {settings.delta:g})"
+    )
+    loop.run(resume=ctx.config.resume)
+    details = describe(loop, ctx.output_dir)
+    ctx.log(
+        f"olmp: compression {details['compression_ratio']}x ({details['nonzero_params']:,} of "
+        f"{details['pruned_layer_params']:,} weights + biases kept) after {details['ncs_calls']} NCS call(s)"
+    )
+    write_plots(details, os.path.join(ctx.output_dir, "plots"), title=f"{model.name} on {ctx.config.dataset}")
+    return MethodResult(
+        model=masked,
+        search_seconds=loop.search_seconds,
+        retrain_seconds=loop.train_seconds,
+        details=details,
+    )

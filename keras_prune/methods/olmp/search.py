@@ -1,0 +1,133 @@
+"""One NCS call of OLMP: search the triggered layers' c-rates, as a Keras Tuner search or bare.
+
+The default runs NCS through `NCSOracle` and a `PruningTuner`: one Keras Tuner trial per
+candidate, whose `run_trial` only evaluates the candidate (no model is built), so every
+trial lands in `<directory>/<project>/trial_*` and an interrupted call continues where it
+stopped (`overwrite=False`). The bare path runs `NCS` ask/tell and saves its exact state
+after each generation; an interrupted call then loses at most the generation in flight.
+"""
+
+import dataclasses
+import os
+
+import keras_tuner
+import numpy as np
+
+from keras_prune.export.report_io import read_json, write_json
+from keras_prune.search import NCS, NCSOracle
+
+__all__ = ["PruningTuner", "SearchOutcome", "search_crates"]
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchOutcome:
+    """The result of one NCS call.
+
+    Attributes:
+        crates: the best c-rates found, one per searched layer.
+        fitness: their fitness (remaining fraction, or the death penalty).
+        trajectory: best-so-far fitness after the start point (index 0) and each generation.
+        evaluations: candidates evaluated.
+        generations: NCS generations run.
+    """
+
+    crates: np.ndarray
+    fitness: float
+    trajectory: list
+    evaluations: int
+    generations: int
+
+
+class PruningTuner(keras_tuner.Tuner):
+    """A Keras Tuner whose trial evaluates one c-rate candidate; it never builds a model.
+
+    Args:
+        fitness: `fn(crates) -> float`, the candidate's NCS fitness (minimised).
+        names: the hyperparameter names, in the order `fitness` takes the c-rates.
+        **kwargs: for `keras_tuner.Tuner` (`oracle`, `directory`, `project_name`, `overwrite`).
+    """
+
+    def __init__(self, fitness, names, **kwargs):
+        super().__init__(**kwargs)
+        self.fitness = fitness
+        self.names = list(names)
+
+    def run_trial(self, trial, *args, **kwargs):
+        values = trial.hyperparameters
+        return float(self.fitness(np.array([values.get(name) for name in self.names], "float64")))
+
+    def on_trial_end(self, trial):
+        """Ends the trial in the oracle, which saves itself; writes the tuner's file once.
+
+        Keras Tuner's default also saves the oracle again here, a fourth write of its
+        growing state per trial. This tuner has no state of its own (`get_state()` is
+        empty), so its file only has to exist for `overwrite=False` to reload the project.
+        """
+        self.oracle.end_trial(trial)
+        if not self._is_worker() and not os.path.exists(self._get_tuner_fname()):
+            write_json(self._get_tuner_fname(), self.get_state())
+
+
+def _seed(seed, iteration):
+    """A per-call seed, so every NCS call of a run draws differently yet reproducibly."""
+    return int(np.random.SeedSequence([seed, iteration]).generate_state(1)[0] % (2**31 - 1))
+
+
+def search_crates(fitness, *, names, initial, settings, iteration, directory, resume):
+    """Runs the NCS call at `iteration` over the c-rates of the layers `names`.
+
+    Args:
+        fitness: `fn(crates) -> float` for a candidate (one c-rate per name).
+        names: the searched layers' names (the trial hyperparameters).
+        initial: their current c-rates, NCS's start point (copied to the population).
+        settings: the `OLMPSettings` (bounds, budget, population, sigma, legacy, use_tuner).
+        iteration: the training iteration of this call (project name, seed, sigma schedule).
+        directory: the folder of the tuner projects (or the bare searches' state files).
+        resume: continue the call's saved search instead of starting it afresh.
+
+    Returns:
+        A `SearchOutcome`.
+    """
+    options = dict(
+        budget=settings.budget,
+        population_size=settings.population,
+        sigma=settings.sigma_at(iteration),
+        legacy_olmp=settings.legacy_ncs,
+        seed=_seed(settings.seed, iteration),
+    )
+    project = f"ncs_{iteration:07d}"
+    initial = np.clip(np.asarray(initial, "float64"), *settings.crate_bounds)
+    if settings.use_tuner:
+        search = _tuner_search(fitness, names, initial, settings.crate_bounds, options, directory, project, resume)
+    else:
+        search = _bare_search(fitness, initial, settings.crate_bounds, options, directory, project, resume)
+    result = search.result()
+    return SearchOutcome(
+        crates=np.asarray(result.x, "float64"),
+        fitness=float(result.fitness),
+        trajectory=[float(v) for v in result.trajectory],
+        evaluations=int(result.evaluations),
+        generations=int(result.generations),
+    )
+
+
+def _tuner_search(fitness, names, initial, bounds, options, directory, project, resume):
+    space = keras_tuner.HyperParameters()
+    for name, value in zip(names, initial):
+        space.Float(name, bounds[0], bounds[1], default=float(value))
+    oracle = NCSOracle(hyperparameters=space, **options)
+    tuner = PruningTuner(fitness, names, oracle=oracle, directory=directory, project_name=project,
+                         overwrite=not resume)
+    tuner.search(verbose=0)
+    return oracle.ncs
+
+
+def _bare_search(fitness, initial, bounds, options, directory, project, resume):
+    path = os.path.join(directory, f"{project}.json")
+    search = NCS(initial, bounds=bounds, **options)
+    if resume and os.path.exists(path):
+        search.set_state(read_json(path))
+    while not search.done:
+        search.tell([fitness(x) for x in search.ask()])
+        write_json(path, search.get_state())
+    return search
