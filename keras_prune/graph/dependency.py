@@ -282,15 +282,22 @@ class ChannelGraph:
             flags = np.zeros(group.size, dtype=bool)
             flags[indices] = True
             alive_group[self._by_id[group_id]] = flags
-        alive = np.ones(len(self.root), dtype=bool)
-        if alive_group:
-            root_alive = np.ones(len(self.root), dtype=bool)
-            for r in np.unique(self.root).tolist():
-                group = self.groups[self.group_of_root[r]]
-                if group in alive_group:
-                    root_alive[r] = alive_group[group][self.channel_of_root[r]]
-            alive = root_alive[self.root]
-        return alive
+        return self.spread(alive_group, True, bool)
+
+    def spread(self, per_group, fill, dtype):
+        """Per channel id, its group channel's value in `per_group` (`{ChannelGroup: array}`), else `fill`."""
+        values = np.full(len(self.root), fill, dtype=dtype)
+        if not per_group:
+            return values
+        for r in np.unique(self.root).tolist():
+            group = self.groups[self.group_of_root[r]]
+            if group in per_group:
+                values[r] = per_group[group][self.channel_of_root[r]]
+        return values[self.root]
+
+    def channels_of(self, ids):
+        """`(group, channel index)` of each channel id in `ids`."""
+        return [(self.groups[self.group_of_root[int(r)]], self.channel_of_root[int(r)]) for r in self.root[ids]]
 
     def kept_positions(self, ids, alive):
         """Positions of a channel id array that survive."""

@@ -189,13 +189,8 @@ def _multiplicity(graph, sizes):
             )
         per_channel = np.ones(group.size, dtype=np.int64)
         per_channel[: size - group.size] = 2
-        copies[graph._by_id[group_id]] = per_channel
-    root_copies = np.ones(len(graph.root), dtype=np.int64)
-    for r in np.unique(graph.root).tolist():
-        group = graph.groups[graph.group_of_root[r]]
-        if group in copies:
-            root_copies[r] = copies[group][graph.channel_of_root[r]]
-    return root_copies[graph.root]
+        copies[group] = per_channel
+    return graph.spread(copies, 1, np.int64)
 
 
 def expand_channels(model, factor, *, graph=None, name=None):
@@ -224,17 +219,14 @@ def expand_channels(model, factor, *, graph=None, name=None):
             config = update(config, int(copies[ids].sum()))
         return config
 
-    def fresh_weights(path, old, new):
-        return {w.name: w.numpy() for w in new.weights}
-
-    return rebuild(graph, config_for=config_for, weights_for=fresh_weights, name=name)
+    return rebuild(graph, config_for=config_for, weights_for=_fresh_weights, name=name)
 
 
 def reinitialize(model, *, name=None):
     """The same architecture with fresh weights from each layer's initializer (train from scratch)."""
-    graph = analyze(model)
+    return rebuild(analyze(model), weights_for=_fresh_weights, name=name)
 
-    def fresh_weights(path, old, new):
-        return {w.name: w.numpy() for w in new.weights}
 
-    return rebuild(graph, weights_for=fresh_weights, name=name)
+def _fresh_weights(path, old, new):
+    """A `weights_for` that keeps the new layer's freshly initialised values."""
+    return {w.name: w.numpy() for w in new.weights}

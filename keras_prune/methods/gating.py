@@ -35,9 +35,8 @@ def _aligned(graph, key, group):
     ids = graph.tensor_channels.get(key)
     if ids is None or len(ids) != group.size:
         return False
-    roots = graph.root[ids]
-    same_group = all(graph.groups[graph.group_of_root[int(r)]] is group for r in roots)
-    return same_group and [graph.channel_of_root[int(r)] for r in roots] == list(range(group.size))
+    channels = graph.channels_of(ids)
+    return all(g is group for g, _ in channels) and [c for _, c in channels] == list(range(group.size))
 
 
 def gate_positions(graph, groups):

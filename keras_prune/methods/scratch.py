@@ -259,9 +259,10 @@ def run(model, data, ctx):
     config = ctx.config
     start = time.perf_counter()
     ctx.log("scratch: only the architecture is used; its weights are drawn afresh (the method's premise)")
-    reference_flops = count_flops(model).total
+    original_graph = analyze(model)
+    reference_flops = count_flops(model, graph=original_graph).total
     with ctx.strategy.scope():
-        expanded = expand_channels(model, config.expansion, name=f"{model.name}_expanded")
+        expanded = expand_channels(model, config.expansion, graph=original_graph, name=f"{model.name}_expanded")
     graph = analyze(expanded)
     groups = select_groups(graph, prune_residual=config.prune_residual)
     placement, skipped = gate_positions(graph, groups)
@@ -314,7 +315,7 @@ def run(model, data, ctx):
     ctx.log(f"scratch: training the pruned structure from scratch for {epochs} epoch(s)")
     retrain_seconds = retrain(structure, data, ctx, epochs=epochs, phase="retrain")
     _plot_gate_channels(ctx, model, graph, groups, budget)
-    original = {g.id: g.size for g in analyze(model).groups}
+    original = {g.id: g.size for g in original_graph.groups}
     return MethodResult(
         model=structure,
         search_seconds=search_seconds,
