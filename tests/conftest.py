@@ -23,6 +23,17 @@ def _clean_session():
     yield
 
 
+@pytest.fixture(scope="session")
+def mirrored():
+    """One two-replica MirroredStrategy for the whole session.
+
+    Each new strategy restarts TF's collective keys, and a collective of an earlier
+    strategy in the same process can then clash with the new one's ("Shape mismatch in
+    the collective instance 100"); a real run makes one strategy per process.
+    """
+    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)

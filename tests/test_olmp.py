@@ -270,8 +270,7 @@ def test_legacy_ncs_never_moves_the_population(pretrained, tmp_path):
     assert loop.calls[0]["best_fitness"] <= loop.calls[0]["trajectory"][0]
 
 
-def test_two_replica_mirrored_strategy_matches_one_device(pretrained, tmp_path):
-    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+def test_two_replica_mirrored_strategy_matches_one_device(pretrained, tmp_path, mirrored):
     assert mirrored.num_replicas_in_sync == 2
     one = _setup(pretrained)
     two = _setup(pretrained, strategy=mirrored)

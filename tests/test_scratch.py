@@ -167,8 +167,8 @@ def test_resume_continues_gate_learning_from_the_last_epoch(digits, tmp_path):
     assert [r["epoch"] for r in selection.history] == [1, 2]
 
 
-def test_gate_learning_runs_under_mirrored_strategy(digits):
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+def test_gate_learning_runs_under_mirrored_strategy(digits, mirrored):
+    strategy = mirrored
     with strategy.scope():
         model = tiny_resnet()
         _, _, _, _, gated, gates = _gated(model)
