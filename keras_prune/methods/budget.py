@@ -79,18 +79,25 @@ def _check_reachable(graph, groups, target, full):
         )
 
 
-def global_budget(graph, groups, scores, target, *, reference_flops=None):
+def global_budget(graph, groups, scores, target, *, reference_flops=None, refine=256):
     """Keeps the globally top-scored channels, as many as meet `target`.
 
     One ranking over the channels of all `groups` (each channel counts once, whatever
     its group's size); a bisection on how many are kept finds the count whose FLOPs
     ratio is closest to `target`. Every group keeps at least one channel, its best.
 
+    One channel of an early, high-resolution layer can cost more than 1% of a small
+    model's FLOPs, so the two counts around the target may both miss it by that much.
+    The margin below the target is then filled with the next-ranked channels that
+    still fit, in rank order, skipping those that would overshoot (up to `refine`
+    of them; 0 turns this off).
+
     Args:
         scores: `{group_id: per-channel scores}`; comparable across groups.
         reference_flops: the FLOPs `target` is a fraction of (default: the analysed
             model's). Pruning from Scratch measures against the unexpanded model, so
             its ratio can exceed 1 when little is pruned.
+        refine: how many next-ranked channels the margin filling may try.
 
     Returns:
         A `BudgetResult` with `keep`, `ratio`, `fraction` (of the ranked channels kept)
@@ -107,15 +114,18 @@ def global_budget(graph, groups, scores, target, *, reference_flops=None):
     rank[order] = np.arange(order.size)
     offsets = np.cumsum([0] + [g.size for g in groups])
 
-    def evaluate(kept):
+    def result(chosen):
         keep = {}
         for i, group in enumerate(groups):
             ranks = rank[offsets[i] : offsets[i + 1]]
-            chosen = np.flatnonzero(ranks < kept)
-            keep[group.id] = chosen if chosen.size else np.array([int(np.argmin(ranks))])
+            kept = np.flatnonzero(chosen[offsets[i] : offsets[i + 1]])
+            keep[group.id] = kept if kept.size else np.array([int(np.argmin(ranks))])
         ratio = count_flops(graph.model, keep, graph=graph).total / full
         counts = {g.id: len(keep[g.id]) for g in groups}
-        return BudgetResult(keep=keep, ratio=ratio, fraction=kept / flat.size, counts=counts)
+        return BudgetResult(keep=keep, ratio=ratio, fraction=int(chosen.sum()) / flat.size, counts=counts)
+
+    def evaluate(kept):
+        return result(rank < kept)
 
     low, high = 0, int(flat.size)
     while high - low > 1:
@@ -124,5 +134,19 @@ def global_budget(graph, groups, scores, target, *, reference_flops=None):
             high = middle
         else:
             low = middle
-    candidates = [evaluate(low), evaluate(high)]
+    below, above = evaluate(low), evaluate(high)
+    candidates = [below, above]
+    if refine and below["ratio"] < target:
+        chosen = rank < low
+        best = below
+        for channel in order[high : high + refine]:
+            if target - best["ratio"] <= 1e-4 * target:
+                break
+            chosen[channel] = True
+            trial = result(chosen)
+            if trial["ratio"] <= target:
+                best = trial
+            else:
+                chosen[channel] = False
+        candidates.append(best)
     return min(candidates, key=lambda result: abs(result["ratio"] - target))
