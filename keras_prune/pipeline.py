@@ -73,6 +73,22 @@ class RunConfig:
     olmp_legacy_ncs: bool = False
     olmp_lr_policy: str = "inv"
     olmp_tuner: bool = True
+    prune_rate: float = 0.2
+    recovery_epochs: int = 10
+    patience: int = 10
+    lstm_epochs: int = 100
+    lstm_parents: int = 5
+    lstm_children: int = 5
+    lstm_hidden_units: int = 64
+    lstm_learning_rate: float = 0.001
+    lstm_reward: str = "gated"
+    lstm_beta: float = 1.0
+    lstm_tolerance: float = 0.01
+    lstm_penalty: float = 10.0
+    lstm_teacher: str = "parent"
+    lstm_temperature: float = 4.0
+    lstm_distill_weight: float = 0.5
+    lstm_criterion: str = "l1"
     verbose: int = None
 
     def as_dict(self):

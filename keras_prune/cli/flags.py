@@ -38,7 +38,7 @@ def define_flags(flag_values=None):
     )
     _define(flags.DEFINE_integer, fv, "latency_repeats", 30, "Timed batch-1 inference calls per latency measurement.")
     _define(flags.DEFINE_bool, fv, 
-        "prune_residual", False, "l1, scratch, slimming: also prune channel groups tied by residual additions."
+        "prune_residual", False, "l1, lstm, scratch, slimming: also prune channel groups tied by residual additions."
     )
     _define(flags.DEFINE_enum, fv, 
         "schedule", "constant", list(SCHEDULES), "Learning-rate schedule of fine-tuning / retraining (step: /10 at 50%, 75%)."
@@ -54,6 +54,7 @@ def define_flags(flag_values=None):
     )
     _define(flags.DEFINE_float, fv, "slimming_sparsity", 1e-4, "slimming: L1 coefficient on BatchNorm scales.")
     _define_olmp(fv)
+    _define_lstm(fv)
     _define(flags.DEFINE_bool, fv, "traceback", False, "Show the full traceback of an error.")
     flags.mark_flags_as_required(["method", "model", "output_dir"], flag_values=fv)
     flags.register_validator(
@@ -121,6 +122,45 @@ def _define_olmp(fv):
         message="--olmp_budget must be >= --olmp_population + 1 (the start point and one generation).",
         flag_values=fv,
     )
+
+
+def _define_lstm(fv):
+    """Where to Prune's flags (defaults: the paper's MNIST settings, PAPERS.md 4) and their validators."""
+    from keras_prune.methods.lstm.settings import CRITERIA, REWARDS, TEACHERS
+
+    _define(flags.DEFINE_float, fv, "prune_rate", 0.2,
+            "lstm: fraction of a layer's current channels one 'prune' decision removes, in (0, 1).")
+    _define(flags.DEFINE_integer, fv, "recovery_epochs", 10,
+            "lstm: teacher-student recovery epochs of every child (paper: 30 CIFAR, 10 MNIST).")
+    _define(flags.DEFINE_integer, fv, "patience", 10, "lstm: stop after this many controller epochs without a better structure.")
+    _define(flags.DEFINE_integer, fv, "lstm_epochs", 100,
+            "lstm: controller epochs at most (the paper stops by --patience or --target_flops only).")
+    _define(flags.DEFINE_integer, fv, "lstm_parents", 5, "lstm: best structures fed to the controller each epoch.")
+    _define(flags.DEFINE_integer, fv, "lstm_children", 5, "lstm: decision sequences sampled per parent per epoch.")
+    _define(flags.DEFINE_integer, fv, "lstm_hidden_units", 64, "lstm: width of the controller's LSTM.")
+    _define(flags.DEFINE_float, fv, "lstm_learning_rate", 0.001, "lstm: Adam learning rate of the controller.")
+    _define(flags.DEFINE_enum, fv, "lstm_reward", "gated", list(REWARDS),
+            "lstm: gated = FLOPs removed - penalty * (accuracy lost beyond tolerance); "
+            "linear = accuracy / reference - beta * FLOPs ratio.")
+    _define(flags.DEFINE_float, fv, "lstm_beta", 1.0, "lstm: FLOPs weight of the linear reward.")
+    _define(flags.DEFINE_float, fv, "lstm_tolerance", 0.01, "lstm: validation accuracy the gated reward lets a child lose.")
+    _define(flags.DEFINE_float, fv, "lstm_penalty", 10.0, "lstm: gated reward lost per unit of accuracy beyond the tolerance.")
+    _define(flags.DEFINE_enum, fv, "lstm_teacher", "parent", list(TEACHERS),
+            "lstm: teacher of a child's recovery: the network it was pruned from, or the pre-trained one.")
+    _define(flags.DEFINE_float, fv, "lstm_temperature", 4.0, "lstm: distillation temperature.")
+    _define(flags.DEFINE_float, fv, "lstm_distill_weight", 0.5,
+            "lstm: weight of the distillation term in recovery (the rest: cross-entropy), in [0, 1].")
+    _define(flags.DEFINE_enum, fv, "lstm_criterion", "l1", list(CRITERIA),
+            "lstm: channel criterion inside a pruned layer (filter L1 or L2 norm; the smallest go).")
+    _positive(fv, "prune_rate", lambda v: 0.0 < v < 1.0, "--prune_rate must be in (0, 1).")
+    _positive(fv, "recovery_epochs", lambda v: v >= 0, "--recovery_epochs must be >= 0.")
+    for name in ("patience", "lstm_epochs", "lstm_parents", "lstm_children", "lstm_hidden_units"):
+        _positive(fv, name, lambda v: v >= 1, f"--{name} must be >= 1.")
+    for name in ("lstm_learning_rate", "lstm_temperature"):
+        _positive(fv, name, lambda v: v > 0.0, f"--{name} must be > 0.")
+    for name in ("lstm_beta", "lstm_tolerance", "lstm_penalty"):
+        _positive(fv, name, lambda v: v >= 0.0, f"--{name} must be >= 0.")
+    _positive(fv, "lstm_distill_weight", lambda v: 0.0 <= v <= 1.0, "--lstm_distill_weight must be in [0, 1].")
 
 
 def _parses(fv, name, parser):

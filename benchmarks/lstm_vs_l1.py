@@ -1,0 +1,174 @@
+"""Benchmark: Where to Prune (`lstm`) against uniform L1 pruning at the same FLOPs.
+
+The paper's claim (Zhong et al. 2018): 70.1% fewer FLOPs on VGG and 47.5% on ResNet-56
+at comparable accuracy, by choosing per layer where to prune. Here, on mnist5k and this
+CPU, for one VGG-style and one CIFAR-ResNet-style zoo model (width multipliers size the
+runs to <= 30 minutes each on the whole machine):
+
+1. Train the dense model for `--train_epochs` (the shared starting point).
+2. lstm: the search (controller epochs of `--children` samples per parent, each child
+   recovered by distillation for `--recovery_epochs`) until the best structure meets the
+   paper's FLOPs reduction or `--patience` runs out; then `--final_epochs` on train +
+   validation at the fixed `--final_learning_rate`.
+3. l1: the same dense model, every searched group cut uniformly by filter L1 norm to the
+   FLOPs ratio lstm reached, then the same `--final_epochs` on train + validation.
+
+Pass/fail per model: reduction >= the paper's, test accuracy within 1 pp of the dense
+model, and lstm's test accuracy against l1's. Writes benchmarks/results/lstm_vs_l1_<model>.json
+(with --quick, a temporary file: a quick run checks the script, it is not a result).
+
+Run: python benchmarks/lstm_vs_l1.py --model vgg16      (VGG-16 x0.25)
+     python benchmarks/lstm_vs_l1.py --model resnet20   (ResNet-20 x0.5, the residual rule of ResNet-56)
+     python benchmarks/lstm_vs_l1.py --model vgg16 --quick
+"""
+
+import argparse
+import os
+import tempfile
+import time
+
+import keras
+
+from keras_prune.data import load_dataset
+from keras_prune.export.report_io import write_json
+from keras_prune.export.summaries import RunSummaries
+from keras_prune.graph import count_flops
+from keras_prune.methods import l1, lstm
+from keras_prune.methods.base import RunContext
+from keras_prune.methods.lstm.method import train_and_validation
+from keras_prune.models import get_model
+from keras_prune.pipeline import RunConfig, _environment
+from keras_prune.training import evaluate_accuracy, make_strategy, train_classifier
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+
+PAPER = {"vgg16": {"width": 0.25, "reduction": 0.701}, "resnet20": {"width": 0.5, "reduction": 0.475}}
+"""Per model: the zoo width that fits the time budget, and the paper's FLOPs reduction (VGG-16, ResNet-56)."""
+
+
+def _log(message):
+    print(f"[bench] {message}", flush=True)
+
+
+def _dense(args, data, strategy):
+    keras.utils.set_random_seed(args.seed)
+    with strategy.scope():
+        model = get_model(args.model, data.info.input_shape, data.info.num_classes, width=args.width, seed=args.seed)
+    start = time.perf_counter()
+    train_classifier(model, data, strategy, epochs=args.train_epochs, learning_rate=args.train_learning_rate,
+                     phase="pretrain", schedule="step", verbose=2)
+    return model, time.perf_counter() - start
+
+
+def _copy(model, strategy):
+    with strategy.scope():
+        twin = keras.models.clone_model(model)
+        twin.set_weights(model.get_weights())
+    return twin
+
+
+def _run_config(args, out, target_flops):
+    return RunConfig(
+        method="bench", model=args.model, output_dir=out, target_flops=target_flops,
+        finetune_epochs=args.final_epochs, batch_size=args.batch_size, learning_rate=args.final_learning_rate,
+        schedule="constant", seed=args.seed, verbose=2, recovery_epochs=args.recovery_epochs,
+        patience=args.patience, lstm_epochs=args.controller_epochs, lstm_children=args.children,
+        lstm_parents=args.parents, lstm_learning_rate=args.controller_learning_rate,
+    )
+
+
+def _score(result, data, strategy, dense_flops):
+    flops = count_flops(result.model).total
+    return {
+        "test_accuracy": evaluate_accuracy(result.model, data.test, strategy),
+        "flops": flops,
+        "flops_ratio": flops / dense_flops,
+        "params": result.model.count_params(),
+        "search_seconds": result.search_seconds,
+        "final_training_seconds": result.retrain_seconds,
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=sorted(PAPER), default="vgg16")
+    parser.add_argument("--width", type=float, default=None, help="zoo width multiplier (default: PAPER[model])")
+    parser.add_argument("--train_epochs", type=int, default=15)
+    parser.add_argument("--train_learning_rate", type=float, default=0.02)
+    parser.add_argument("--recovery_epochs", type=int, default=1, help="paper: 10 (MNIST); one here to fit 30 min")
+    parser.add_argument("--children", type=int, default=2)
+    parser.add_argument("--parents", type=int, default=5)
+    parser.add_argument("--patience", type=int, default=3)
+    parser.add_argument("--controller_epochs", type=int, default=10)
+    parser.add_argument("--controller_learning_rate", type=float, default=0.001)
+    parser.add_argument("--final_epochs", type=int, default=10)
+    parser.add_argument("--final_learning_rate", type=float, default=0.01, help="fixed (paper: 1e-3 for 100-250 epochs)")
+    parser.add_argument("--batch_size", type=int, default=128)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="tiny phases, to check the script")
+    args = parser.parse_args()
+    paper = PAPER[args.model]
+    args.width = args.width or paper["width"]
+    target = round(1.0 - paper["reduction"], 6)
+    if args.quick:
+        args.train_epochs, args.final_epochs, args.recovery_epochs = 1, 1, 1
+        args.controller_epochs, args.children, args.parents = 2, 2, 2
+
+    started = time.perf_counter()
+    strategy = make_strategy("auto")
+    data = load_dataset("mnist5k", batch_size=args.batch_size, seed=args.seed)
+    merged = train_and_validation(data, args.batch_size, seed=args.seed)
+    dense, train_seconds = _dense(args, data, strategy)
+    dense_flops = count_flops(dense).total
+    dense_accuracy = evaluate_accuracy(dense, data.test, strategy)
+    _log(f"dense {args.model} x{args.width:g}: test accuracy {dense_accuracy:.4f}, {dense_flops / 1e6:.2f} M MACs")
+    results = {}
+    with tempfile.TemporaryDirectory() as out:
+        summaries = RunSummaries(os.path.join(out, "tensorboard"))
+        ctx = RunContext(strategy, _run_config(args, out, target), out, summaries, log=_log)
+        result = lstm.run(_copy(dense, strategy), data, ctx)
+        results["lstm"] = _score(result, data, strategy, dense_flops)
+        details = result.details
+        results["lstm"].update(
+            controller_epochs=details["controller_epochs"], structures_evaluated=details["structures_evaluated"],
+            stopped=details["stopped"], sensitivity=details["sensitivity"], epochs=details["epochs"],
+        )
+        reached = results["lstm"]["flops_ratio"]
+        _log(f"l1 at lstm's FLOPs ratio {reached:.4f}")
+        ctx = RunContext(strategy, _run_config(args, out, reached), out, summaries, log=_log)
+        results["l1"] = _score(l1.run(_copy(dense, strategy), merged, ctx), data, strategy, dense_flops)
+        summaries.close()
+
+    loss_pp = 100 * (dense_accuracy - results["lstm"]["test_accuracy"])
+    summary = {
+        "benchmark": "lstm_vs_l1",
+        "model": args.model,
+        "width": args.width,
+        "dataset": "mnist5k",
+        "paper_flops_reduction": paper["reduction"],
+        "dense_flops": dense_flops,
+        "dense_test_accuracy": dense_accuracy,
+        "dense_training_seconds": train_seconds,
+        "settings": vars(args),
+        "results": results,
+        "lstm_flops_reduction": 1.0 - results["lstm"]["flops_ratio"],
+        "lstm_accuracy_loss_pp": loss_pp,
+        "accuracy_lstm_minus_l1_pp": 100 * (results["lstm"]["test_accuracy"] - results["l1"]["test_accuracy"]),
+        "meets_paper_reduction": 1.0 - results["lstm"]["flops_ratio"] >= paper["reduction"],
+        "within_1pp": loss_pp <= 1.0,
+        "total_seconds": time.perf_counter() - started,
+        **_environment(),
+    }
+    folder = tempfile.gettempdir() if args.quick else RESULTS
+    path = os.path.join(folder, f"lstm_vs_l1_{args.model}.json")
+    write_json(path, summary)
+    _log(
+        f"lstm: {100 * summary['lstm_flops_reduction']:.1f}% fewer FLOPs (paper {100 * paper['reduction']:.1f}%), "
+        f"test accuracy {100 * results['lstm']['test_accuracy']:.2f}% ({-loss_pp:+.2f} pp vs dense), "
+        f"{summary['accuracy_lstm_minus_l1_pp']:+.2f} pp vs l1 at the same FLOPs; wrote {path} "
+        f"in {summary['total_seconds']:.0f} s"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""`lstm.run`: the method's driver (search, retrain the best structure, report)."""
+
+import dataclasses
+import math
+import os
+import time
+
+import keras
+import tensorflow as tf
+
+from keras_prune.errors import PruneError
+from keras_prune.graph import analyze
+from keras_prune.methods.base import MethodResult, retrain
+from keras_prune.methods.lstm.report import describe, write_plots
+from keras_prune.methods.lstm.search import LSTMSearch
+from keras_prune.methods.lstm.settings import LSTMSettings
+from keras_prune.methods.lstm.structure import StructureSpace
+
+__all__ = ["WORKDIR", "run", "train_and_validation"]
+
+WORKDIR = "lstm"
+"""The method's folder inside the run folder: checkpoint.npz and children/."""
+
+
+def train_and_validation(data, batch_size, *, seed=0):
+    """`data` whose train split is train + validation, reshuffled each epoch (no validation left).
+
+    The paper retrains the best structure on both; the test split stays untouched.
+    """
+    examples = data.train.unbatch().concatenate(data.validation.unbatch())
+    total = data.info.num_train + data.info.num_validation
+    train = (
+        examples.shuffle(min(total, 10_000), seed=seed, reshuffle_each_iteration=True)
+        .batch(batch_size)
+        .apply(tf.data.experimental.assert_cardinality(math.ceil(total / batch_size)))
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    info = dataclasses.replace(data.info, num_train=total, num_validation=0)
+    return dataclasses.replace(data, train=train, info=info)
+
+
+def run(model, data, ctx):
+    """Searches where to prune `model` with the LSTM controller, then retrains the best structure.
+
+    Raises:
+        PruneError: for invalid settings, a model with fewer than two prunable groups, or a
+            multi-worker strategy.
+    """
+    config = ctx.config
+    settings = LSTMSettings.from_config(config)
+    if isinstance(ctx.strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        raise PruneError(
+            "lstm runs on one machine: every evaluated child is saved to, and the search resumed from, "
+            "one run folder. Received: --strategy=multi_worker; use mirrored or one_device."
+        )
+    start = time.perf_counter()
+    space = StructureSpace(analyze(model), prune_rate=settings.prune_rate, prune_residual=config.prune_residual)
+    ctx.log(
+        f"lstm: {len(space.groups)} groups, prune rate {settings.prune_rate:g}; up to {settings.max_epochs} "
+        f"controller epoch(s) of {settings.parents} parent(s) x {settings.children} child(ren), "
+        f"{settings.recovery_epochs} recovery epoch(s) each (teacher: {settings.teacher})"
+    )
+    search = LSTMSearch(
+        model,
+        space,
+        data,
+        ctx.strategy,
+        settings,
+        workdir=os.path.join(ctx.output_dir, WORKDIR),
+        summaries=ctx.summaries,
+        log=ctx.log,
+    )
+    best = search.run(resume=config.resume)
+    with ctx.strategy.scope():
+        structure = keras.models.clone_model(search.load(best))
+        structure.set_weights(search.load(best).get_weights())
+    search_seconds = time.perf_counter() - start
+    ctx.log(
+        f"lstm: best structure {best['id']} ({best['flops_ratio']:.4f} of the FLOPs, validation accuracy "
+        f"{best['accuracy']:.4f}); retraining it on train + validation for {config.finetune_epochs} epoch(s)"
+    )
+    retrain_seconds = retrain(
+        structure, train_and_validation(data, config.batch_size, seed=config.seed), ctx, epochs=config.finetune_epochs, phase="retrain"
+    )
+    details = describe(search)
+    details["search_loop_seconds"] = round(search.seconds, 3)
+    write_plots(details, os.path.join(ctx.output_dir, "plots"), title=f"{model.name} on {config.dataset}")
+    return MethodResult(
+        model=structure, search_seconds=search_seconds, retrain_seconds=retrain_seconds, details=details
+    )

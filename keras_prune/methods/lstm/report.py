@@ -1,0 +1,120 @@
+"""What the `lstm` report shows: per-layer sensitivity, the search trajectory, every structure."""
+
+import io
+import os
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from keras_prune.export.plots import plot_trajectory
+from keras_prune.export.report_io import atomic_write
+
+__all__ = ["describe", "sensitivity", "write_plots"]
+
+
+def sensitivity(search, *, top=None):
+    """Per group: how much the best structures pruned it, and how often the controller chose to.
+
+    A layer the search leaves wide in its best structures is one whose pruning costs
+    accuracy: the paper's reading of the learned decisions as layer sensitivity.
+
+    Args:
+        search: a finished `LSTMSearch`.
+        top: how many of the best structures to average over (default: `settings.parents`).
+
+    Returns:
+        A list of dicts, one per group in model order; "mean_pruned_in_top" averages over
+        the `top` best structures.
+    """
+    keys = search.parents()[: top or search.settings.parents]
+    best = search.candidates[keys[0]]["counts"]
+    counts = np.asarray([search.candidates[k]["counts"] for k in keys], float)
+    original = np.asarray(search.space.original, float)
+    pruned_top = 1.0 - counts / original
+    rows = []
+    for i, group in enumerate(search.space.groups):
+        rows.append(
+            {
+                "group": group.id,
+                "original": int(original[i]),
+                "best": int(best[i]),
+                "pruned_in_best": round(float(1.0 - best[i] / original[i]), 4),
+                "mean_pruned_in_top": round(float(pruned_top[:, i].mean()), 4),
+                "prune_decisions": int(search.decisions[i]),
+                "prune_frequency": round(float(search.decisions[i] / max(search.samples, 1)), 4),
+            }
+        )
+    return rows
+
+
+def describe(search):
+    """The report's `method_details` for a finished search."""
+    best = search.best()
+    candidates = sorted(search.candidates.values(), key=lambda r: r["id"])
+    return {
+        "stopped": search.stopped,
+        "controller_epochs": search.epoch,
+        "structures_evaluated": len(candidates) - 1,
+        "cache_hits": search.cache_hits,
+        "decisions_sampled": search.samples,
+        "reference_validation_accuracy": search.reference_accuracy,
+        "best_structure": {k: best[k] for k in ("id", "flops_ratio", "accuracy", "reward", "epoch")},
+        "groups": search.space.ids,
+        "sensitivity_top_structures": min(search.settings.parents, len(candidates)),
+        "sensitivity": sensitivity(search),
+        "epochs": search.history,
+        "structures": [
+            {
+                "id": r["id"],
+                "parent": search.candidates[r["parent"]]["id"] if r["parent"] else None,
+                "epoch": r["epoch"],
+                "channels": r["key"],
+                "flops_ratio": round(r["flops_ratio"], 6),
+                "validation_accuracy": round(r["accuracy"], 6),
+                "reward": round(r["reward"], 6),
+                "recovery_seconds": r["seconds"],
+            }
+            for r in candidates
+        ],
+    }
+
+
+def write_plots(details, folder, *, title):
+    """plots/lstm_sensitivity.png and plots/lstm_reward.png."""
+    _plot_sensitivity(details["sensitivity"], details["sensitivity_top_structures"],
+                      os.path.join(folder, "lstm_sensitivity.png"), title=title)
+    epochs = details["epochs"]
+    if epochs:
+        plot_trajectory(
+            [e["epoch"] for e in epochs],
+            [e["best_reward"] for e in epochs],
+            os.path.join(folder, "lstm_reward.png"),
+            xlabel="controller epoch",
+            ylabel="best reward",
+            title=f"lstm search: {title}",
+        )
+
+
+def _plot_sensitivity(rows, top, path, *, title):
+    names = [r["group"] for r in rows]
+    n = len(rows)
+    fig = Figure(figsize=(9.0, 2.4 + 0.22 * n), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    y = np.arange(n)
+    ax.barh(y - 0.2, [r["pruned_in_best"] for r in rows], height=0.4, color="#1f5fa8", label="pruned in the best structure")
+    ax.barh(y + 0.2, [r["mean_pruned_in_top"] for r in rows], height=0.4, color="#c9d3df",
+            label=f"mean over the {top} best structures")
+    ax.plot([r["prune_frequency"] for r in rows], y, "o", color="#d1495b", markersize=4,
+            label="share of sampled decisions that pruned")
+    ax.set_yticks(y, names, fontsize=7 if n > 30 else 9)
+    ax.set_ylim(n - 0.5, -0.5)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("fraction of channels removed / frequency of the prune decision")
+    ax.set_title(f"Layer sensitivity learned by the LSTM: {title}", fontsize=11)
+    ax.grid(axis="x", color="#e6e6e6")
+    fig.legend(loc="outside lower center", ncols=3, fontsize=8)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    atomic_write(path, buffer.getvalue(), mode="wb")

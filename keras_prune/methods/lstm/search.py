@@ -1,0 +1,318 @@
+"""The search: REINFORCE over layer-wise prune/keep decisions, with parent baselines.
+
+Each controller epoch feeds the best `parents` structures so far (the pre-trained network
+alone in the first epoch) to the controller in turn. For each parent it samples `children`
+decision sequences; every new child is pruned from the parent by the channel criterion,
+recovered by distillation from its teacher, scored on the validation split, and saved.
+The parent's reward is the baseline of its children's rewards in one policy-gradient step.
+
+Children are cached by structure (their channel counts): a structure reached twice is
+trained once. After every evaluated child and every controller step, the whole search
+state (controller and optimizer weights, every candidate, the pending decisions, the
+sampler's random state) is written atomically to `<workdir>/checkpoint.npz`, so
+`resume=True` continues an interrupted search where it stopped.
+"""
+
+import io
+import json
+import os
+import time
+
+import keras
+import numpy as np
+
+from keras_prune.criteria import filter_norms
+from keras_prune.errors import PruneError
+from keras_prune.export.report_io import atomic_write
+from keras_prune.graph import analyze, prune_channels
+from keras_prune.methods.budget import top_channels
+from keras_prune.methods.lstm.controller import PRUNE, PruningController, reinforce_step
+from keras_prune.methods.lstm.structure import structure_key
+from keras_prune.training import evaluate_accuracy
+from keras_prune.training.distill import distill
+
+__all__ = ["CHECKPOINT", "LSTMSearch", "channel_scores"]
+
+CHECKPOINT = "checkpoint.npz"
+
+_CRITERION_ORDER = {"l1": 1, "l2": 2}
+
+
+def channel_scores(graph, group, criterion="l1"):
+    """Importance of each channel of `group` (higher is kept): the norm of its filters."""
+    return filter_norms(graph, group, order=_CRITERION_ORDER[criterion])
+
+
+class LSTMSearch:
+    """Runs and checkpoints the search; see the module docstring.
+
+    Args:
+        model: the pre-trained network (built in `strategy`'s scope).
+        space: its `StructureSpace`.
+        data: the `Dataset` (children train on `train`, are scored on `validation`).
+        strategy: the tf.distribute strategy of recovery and evaluation.
+        settings: `LSTMSettings`.
+        workdir: folder for the checkpoint and the children's models.
+        summaries: optional `RunSummaries` (per-epoch scalars under "lstm/").
+        log: `fn(message)`.
+    """
+
+    def __init__(self, model, space, data, strategy, settings, *, workdir, summaries=None, log=print):
+        if not data.info.num_validation:
+            raise PruneError("lstm scores children on a validation split; the dataset has none.")
+        self.model = model
+        self.space = space
+        self.data = data
+        self.strategy = strategy
+        self.settings = settings
+        self.workdir = workdir
+        self.summaries = summaries
+        self.log = log
+        # The controller is small and sees one parent's samples at a time: it trains on the
+        # default device, apart from the strategy that distributes the children's recovery.
+        self.controller = PruningController(settings.hidden_units, seed=settings.seed, name="pruning_controller")
+        self.optimizer = keras.optimizers.Adam(settings.controller_learning_rate)
+        descriptors = space.descriptors(space.original)
+        self.controller((descriptors[None], np.zeros((1, len(descriptors)), "int32")))
+        self.optimizer.build(self.controller.trainable_variables)
+        self.rng = np.random.default_rng(settings.seed)
+        self.reference_accuracy = None
+        self.candidates = {}
+        self.epoch = 0
+        self.history = []
+        self.pending = None
+        self.stopped = None
+        self.decisions = np.zeros(len(space.groups), "int64")
+        self.samples = 0
+        self.cache_hits = 0
+        self.seconds = 0.0
+        self._models = {}
+
+    # ----------------------------------------------------------------- the loop
+    def run(self, *, resume=False):
+        """Searches until patience runs out, the FLOPs target is met, or `max_epochs`; returns the best record."""
+        path = os.path.join(self.workdir, CHECKPOINT)
+        if resume and os.path.exists(path):
+            self.restore(path)
+            self.log(
+                f"lstm: resuming after {self.epoch} controller epoch(s) with {len(self.candidates)} "
+                f"evaluated structure(s) from {path}"
+            )
+        if not self.candidates:
+            self.reference_accuracy = evaluate_accuracy(self.model, self.data.validation, self.strategy)
+            self._add(self.space.original, parent=None, accuracy=self.reference_accuracy, model_file=None, seconds=0.0)
+        settings = self.settings
+        while self.stopped is None:
+            if self.epoch >= settings.max_epochs:
+                self.stopped = f"reached --lstm_epochs={settings.max_epochs}"
+                break
+            start = time.perf_counter()
+            if self.pending is None:
+                self.pending = {"parents": self.parents(), "next": 0, "actions": None, "rewards": [], "entropy": []}
+            while self.pending["next"] < len(self.pending["parents"]):
+                self._feed(self.candidates[self.pending["parents"][self.pending["next"]]])
+            self.seconds += time.perf_counter() - start
+            self._end_epoch()
+            self.checkpoint()
+        self._models.clear()
+        self.log(f"lstm: search stopped: {self.stopped}")
+        return self.best()
+
+    def parents(self):
+        """Keys of the best `settings.parents` structures by reward (ties: fewer FLOPs)."""
+        ranked = sorted(self.candidates.values(), key=lambda r: (-r["reward"], r["flops_ratio"], r["id"]))
+        return [r["key"] for r in ranked[: self.settings.parents]]
+
+    def best(self):
+        return self.candidates[self.parents()[0]]
+
+    def _feed(self, parent):
+        """Samples the children of one parent, evaluates them, and takes one controller step."""
+        pending = self.pending
+        descriptors = self.space.descriptors(parent["counts"])
+        if pending["actions"] is None:
+            actions = self.controller.sample(descriptors, self.settings.children, self.rng)
+            pending["actions"] = actions.tolist()
+            self.decisions += (actions == PRUNE).sum(axis=0)
+            self.samples += len(actions)
+            self.checkpoint()
+        actions = np.asarray(pending["actions"], "int32")
+        rewards = [self.evaluate(parent, self.space.child(parent["counts"], a))["reward"] for a in actions]
+        advantages = np.asarray(rewards) - parent["reward"]
+        stats = reinforce_step(
+            self.controller, self.optimizer, np.repeat(descriptors[None], len(actions), axis=0), actions, advantages
+        )
+        pending["rewards"].extend(rewards)
+        pending["entropy"].append(stats["entropy"])
+        pending["next"] += 1
+        pending["actions"] = None
+        self.checkpoint()
+
+    def _end_epoch(self):
+        best = self.best()
+        previous = max((h["best_reward"] for h in self.history), default=None)
+        improved = previous is None or best["reward"] > previous + 1e-12
+        stale = 0 if improved else self.history[-1]["epochs_without_improvement"] + 1
+        rewards = self.pending["rewards"]
+        record = {
+            "epoch": self.epoch + 1,
+            "parents": len(self.pending["parents"]),
+            "children": len(rewards),
+            "mean_reward": float(np.mean(rewards)) if rewards else None,
+            "max_reward": float(np.max(rewards)) if rewards else None,
+            "policy_entropy": float(np.mean(self.pending["entropy"])) if self.pending["entropy"] else None,
+            "best_reward": best["reward"],
+            "best_flops_ratio": best["flops_ratio"],
+            "best_accuracy": best["accuracy"],
+            "evaluated": len(self.candidates),
+            "epochs_without_improvement": stale,
+            "seconds": round(self.seconds, 3),
+        }
+        self.history.append(record)
+        self.epoch += 1
+        self.pending = None
+        self.log(
+            f"lstm: epoch {record['epoch']}: mean reward {record['mean_reward']:.4f}, entropy "
+            f"{record['policy_entropy']:.3f}; best reward {best['reward']:.4f} at {best['flops_ratio']:.4f} "
+            f"of the FLOPs, validation accuracy {best['accuracy']:.4f} ({len(self.candidates)} structures)"
+        )
+        if self.summaries is not None:
+            values = {k: v for k, v in record.items() if k not in ("epoch", "seconds")}
+            self.summaries.scalars(record["epoch"], **{f"lstm/{k}": v for k, v in values.items()})
+        if best["flops_ratio"] <= self.settings.target_flops:
+            self.stopped = (
+                f"the best structure has {best['flops_ratio']:.4f} of the FLOPs "
+                f"(--target_flops={self.settings.target_flops:g})"
+            )
+        elif stale >= self.settings.patience:
+            self.stopped = f"no better structure for {stale} epoch(s) (--patience={self.settings.patience})"
+
+    # --------------------------------------------------------------- candidates
+    def evaluate(self, parent, counts):
+        """The record of structure `counts`, pruned from `parent` and recovered unless cached."""
+        key = structure_key(counts)
+        if key in self.candidates:
+            self.cache_hits += 1
+            return self.candidates[key]
+        start = time.perf_counter()
+        settings = self.settings
+        parent_model = self.load(parent)
+        graph = analyze(parent_model)
+        keep = {}
+        for group, count in zip(self._groups_of(graph, parent), counts):
+            if count < group.size:
+                keep[group.id] = top_channels(channel_scores(graph, group, settings.criterion), count)
+        with self.strategy.scope():
+            child = prune_channels(parent_model, keep, graph=graph)
+        teacher = parent_model if settings.teacher == "parent" else self.model
+        distill(
+            child,
+            teacher,
+            self.data.train,
+            self.strategy,
+            epochs=settings.recovery_epochs,
+            learning_rate=settings.learning_rate,
+            temperature=settings.temperature,
+            alpha=settings.distill_weight,
+        )
+        accuracy = evaluate_accuracy(child, self.data.validation, self.strategy)
+        model_file = os.path.join("children", f"s{len(self.candidates):04d}.keras")
+        path = os.path.join(self.workdir, model_file)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        child.save(path + ".tmp.keras")
+        os.replace(path + ".tmp.keras", path)
+        record = self._add(counts, parent=parent["key"], accuracy=accuracy, model_file=model_file,
+                           seconds=time.perf_counter() - start)
+        self.log(
+            f"lstm:   child {record['id']} of {parent['id']}: {record['flops_ratio']:.4f} of the FLOPs, "
+            f"validation accuracy {accuracy:.4f}, reward {record['reward']:.4f} ({record['seconds']:.1f} s)"
+        )
+        if self.summaries is not None:
+            self.summaries.scalars(record["id"], **{"lstm/child_reward": record["reward"],
+                                                    "lstm/child_flops_ratio": record["flops_ratio"],
+                                                    "lstm/child_accuracy": accuracy})
+        self.checkpoint()
+        return record
+
+    def _add(self, counts, *, parent, accuracy, model_file, seconds):
+        flops_ratio = self.space.flops_ratio(counts)
+        record = {
+            "id": len(self.candidates),
+            "key": structure_key(counts),
+            "counts": [int(c) for c in counts],
+            "parent": parent,
+            "epoch": self.epoch + 1 if parent is not None else 0,
+            "flops_ratio": float(flops_ratio),
+            "accuracy": float(accuracy),
+            "reward": float(self.settings.reward(accuracy, flops_ratio, self.reference_accuracy)),
+            "model_file": model_file,
+            "seconds": round(float(seconds), 3),
+        }
+        self.candidates[record["key"]] = record
+        return record
+
+    def load(self, record):
+        """The model of an evaluated structure (the pre-trained network for the root)."""
+        if record["model_file"] is None:
+            return self.model
+        if record["key"] not in self._models:
+            self._models.clear()  # one parent at a time: children are pruned from it in turn
+            with self.strategy.scope():
+                self._models[record["key"]] = keras.models.load_model(
+                    os.path.join(self.workdir, record["model_file"]), compile=False
+                )
+        return self._models[record["key"]]
+
+    def _groups_of(self, graph, record):
+        """The searched groups of a candidate's graph, in the space's order (surgery keeps layer names)."""
+        groups = []
+        for group_id, count in zip(self.space.ids, record["counts"]):
+            group = graph.group(group_id)
+            if group.size != count:
+                raise RuntimeError(f"Group {group_id} of structure {record['key']} has {group.size} channels, not {count}.")
+            groups.append(group)
+        return groups
+
+    # ------------------------------------------------------------- persistence
+    def state(self):
+        return {
+            "epoch": self.epoch,
+            "reference_accuracy": self.reference_accuracy,
+            "candidates": list(self.candidates.values()),
+            "history": self.history,
+            "pending": self.pending,
+            "stopped": self.stopped,
+            "decisions": self.decisions.tolist(),
+            "samples": self.samples,
+            "cache_hits": self.cache_hits,
+            "seconds": self.seconds,
+            "rng": self.rng.bit_generator.state,
+        }
+
+    def checkpoint(self):
+        """Writes the whole search state atomically (one file)."""
+        arrays = {f"controller_{i}": np.asarray(v) for i, v in enumerate(self.controller.get_weights())}
+        arrays.update({f"optimizer_{i}": np.asarray(v.numpy()) for i, v in enumerate(self.optimizer.variables)})
+        buffer = io.BytesIO()
+        np.savez(buffer, state=np.array(json.dumps(self.state())), **arrays)
+        atomic_write(os.path.join(self.workdir, CHECKPOINT), buffer.getvalue(), mode="wb")
+
+    def restore(self, path):
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {k: archive[k] for k in archive.files}
+        state = json.loads(str(arrays.pop("state")))
+        weights = [arrays[f"controller_{i}"] for i in range(len(self.controller.get_weights()))]
+        self.controller.set_weights(weights)
+        for i, variable in enumerate(self.optimizer.variables):
+            variable.assign(arrays[f"optimizer_{i}"])
+        self.epoch = state["epoch"]
+        self.reference_accuracy = state["reference_accuracy"]
+        self.candidates = {r["key"]: r for r in state["candidates"]}
+        self.history = state["history"]
+        self.pending = state["pending"]
+        self.stopped = state["stopped"]
+        self.decisions = np.asarray(state["decisions"], "int64")
+        self.samples = state["samples"]
+        self.cache_hits = state["cache_hits"]
+        self.seconds = state["seconds"]
+        self.rng.bit_generator.state = state["rng"]

@@ -1,0 +1,312 @@
+"""Where to Prune (`lstm`): the controller, the descriptors, REINFORCE, the reward, the cached
+and resumable search, distillation under MirroredStrategy, and the run end to end."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from absl import flags
+
+from keras_prune.cli.flags import define_flags
+from keras_prune.data import load_dataset
+from keras_prune.errors import PruneError
+from keras_prune.graph import analyze, count_flops
+from keras_prune.methods.lstm.controller import KEEP, PRUNE, PruningController, reinforce_step
+from keras_prune.methods.lstm.method import train_and_validation
+from keras_prune.methods.lstm.report import describe
+from keras_prune.methods.lstm.search import CHECKPOINT, LSTMSearch
+from keras_prune.methods.lstm.settings import LSTMSettings, reward
+from keras_prune.methods.lstm.structure import DESCRIPTOR_FEATURES, StructureSpace, structure_key
+from keras_prune.pipeline import RunConfig, run
+from keras_prune.training.distill import Distiller, distill
+
+from conftest import tiny_resnet
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits", batch_size=64, seed=0)
+
+
+def _descriptors(steps=4, features=len(DESCRIPTOR_FEATURES)):
+    return np.random.default_rng(1).random((steps, features)).astype("float32")
+
+
+def test_controller_logits_have_one_keep_prune_pair_per_layer():
+    controller = PruningController(8)
+    logits = controller((np.zeros((3, 5, 9), "float32"), np.zeros((3, 5), "int32")))
+    assert tuple(logits.shape) == (3, 5, 2)
+
+
+def test_sampling_is_binary_and_replayed_by_the_same_generator_state():
+    controller = PruningController(8)
+    descriptors = _descriptors()
+    first = controller.sample(descriptors, 16, np.random.default_rng(7))
+    again = controller.sample(descriptors, 16, np.random.default_rng(7))
+    assert first.shape == (16, 4) and set(np.unique(first)) <= {KEEP, PRUNE}
+    np.testing.assert_array_equal(first, again)
+    assert 0 < first.mean() < 1  # an untrained policy is close to a fair coin
+
+
+def test_rollout_and_teacher_forced_logits_are_the_same_policy():
+    """`sample` steps the LSTM cell by hand; `call` runs the RNN: every step's probability agrees."""
+    controller = PruningController(8, seed=0)
+    descriptors = _descriptors()
+    forced = np.array([[1, 0, 1, 1], [0, 0, 1, 0], [1, 1, 1, 1]], "int32")
+    actions, p_prune = controller.rollout(descriptors, 3, lambda step, p: forced[:, step] == PRUNE)
+    np.testing.assert_array_equal(actions, forced)
+    expected = controller.prune_probabilities(np.repeat(descriptors[None], 3, axis=0), forced)
+    np.testing.assert_allclose(p_prune, keras.ops.convert_to_numpy(expected), atol=1e-5)
+    # The history matters: two sequences that differ at step 0 see different step-1 policies.
+    assert abs(p_prune[0, 1] - p_prune[1, 1]) > 1e-6
+    # And sampling draws with those probabilities.
+    many = controller.sample(descriptors, 4000, np.random.default_rng(1))
+    assert abs(many[:, 0].mean() - p_prune[0, 0]) < 0.03
+
+
+def test_log_prob_gradient_reaches_every_controller_weight():
+    controller = PruningController(8)
+    descriptors = np.repeat(_descriptors()[None], 5, axis=0)
+    actions = controller.sample(descriptors[0], 5, np.random.default_rng(0))
+    with tf.GradientTape() as tape:
+        log_prob, entropy = controller.log_probs_and_entropy(descriptors, actions)
+        total = keras.ops.sum(log_prob)
+    grads = tape.gradient(total, controller.trainable_variables)
+    assert tuple(log_prob.shape) == (5,) and np.all(keras.ops.convert_to_numpy(log_prob) < 0)
+    assert np.all(keras.ops.convert_to_numpy(entropy) <= np.log(2) + 1e-6)
+    assert all(g is not None and np.all(np.isfinite(g.numpy())) for g in grads)
+    assert all(np.abs(g.numpy()).sum() > 0 for g in grads)
+
+
+def test_reinforce_with_a_reward_for_pruning_raises_the_prune_probability():
+    controller = PruningController(8)
+    optimizer = keras.optimizers.Adam(0.01)
+    descriptors = _descriptors()
+    batch = np.repeat(descriptors[None], 16, axis=0)
+    rng = np.random.default_rng(0)
+
+    def mean_prune_probability():
+        probe = np.zeros((16, 4), "int32")
+        return float(np.mean(keras.ops.convert_to_numpy(controller.prune_probabilities(batch, probe))))
+
+    before = mean_prune_probability()
+    for _ in range(10):
+        actions = controller.sample(descriptors, 16, rng)
+        rewards = actions.sum(axis=1).astype(float)  # each prune decision earns 1
+        reinforce_step(controller, optimizer, batch, actions, rewards - rewards.mean())
+    assert mean_prune_probability() > before + 0.05
+
+
+def test_controller_round_trips_through_keras_saving(tmp_path):
+    controller = PruningController(6, seed=3, name="ctl")
+    inputs = (_descriptors()[None], np.array([[0, 1, 1, 0]], "int32"))
+    expected = keras.ops.convert_to_numpy(controller(inputs))
+    assert controller.get_config()["hidden_units"] == 6 and controller.get_config()["seed"] == 3
+    controller.save(tmp_path / "controller.keras")
+    loaded = keras.models.load_model(tmp_path / "controller.keras")
+    assert isinstance(loaded, PruningController) and loaded.hidden_units == 6 and loaded.seed == 3
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(inputs)), expected, atol=1e-6)
+
+
+def test_descriptors_describe_each_searched_group_in_model_order():
+    space = StructureSpace(analyze(tiny_resnet(width=8)), prune_rate=0.2)
+    assert space.ids == ["block_1", "plain"]  # the tied residual stream is left whole
+    rows = space.descriptors(space.original)
+    assert rows.shape == (2, len(DESCRIPTOR_FEATURES)) and rows.dtype == np.float32
+    column = {name: rows[:, i] for i, name in enumerate(DESCRIPTOR_FEATURES)}
+    np.testing.assert_allclose(column["position"], [0, 1])
+    np.testing.assert_allclose(column["kept_fraction"], [1, 1])
+    np.testing.assert_allclose(column["stride"], [0.5, 1.0])  # `plain` has stride 2
+    assert np.all(column["flops_saved_if_pruned"] > 0) and np.all(column["can_prune"] == 1)
+    smaller = space.descriptors((1, 16))
+    assert smaller[0, DESCRIPTOR_FEATURES.index("kept_fraction")] == pytest.approx(1 / 12)
+    assert smaller[0, DESCRIPTOR_FEATURES.index("can_prune")] == 0
+
+
+def test_a_prune_decision_removes_the_rate_of_current_channels_but_never_the_last():
+    space = StructureSpace(analyze(tiny_resnet(width=8)), prune_rate=0.2)
+    assert space.child((12, 16), [PRUNE, KEEP]) == (9, 16)  # ceil(0.2 * 12) = 3
+    assert space.child((1, 2), [PRUNE, PRUNE]) == (1, 1)
+    full = count_flops(space.graph.model).total
+    assert space.flops_ratio(space.original) == 1.0
+    assert space.flops_ratio((9, 16)) < 1.0 and space.full_flops == full
+    assert structure_key((9, 16)) == "9-16"
+
+
+def test_a_model_with_fewer_than_two_prunable_groups_is_refused():
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(4, 3, name="only")(inputs)
+    outputs = keras.layers.Dense(10)(keras.layers.Flatten()(x))
+    with pytest.raises(PruneError, match="at least two prunable"):
+        StructureSpace(analyze(keras.Model(inputs, outputs)), prune_rate=0.2)
+
+
+@pytest.mark.parametrize("rate", [0.0, 1.0, 1.5, -0.1])
+def test_prune_rate_outside_the_unit_interval_is_refused(rate):
+    with pytest.raises(PruneError, match="prune_rate"):
+        LSTMSettings(prune_rate=rate)
+    fv = flags.FlagValues()
+    define_flags(fv)
+    with pytest.raises(flags.IllegalFlagValueError, match="prune_rate must be in"):
+        fv(["prune", "--method=lstm", "--model=lenet5", "--output_dir=/tmp/x", f"--prune_rate={rate}"])
+
+
+def test_gated_reward_pays_for_flops_until_accuracy_falls_beyond_the_tolerance():
+    assert reward(0.95, 0.4, reference_accuracy=0.955) == pytest.approx(0.6)
+    assert reward(0.93, 0.4, reference_accuracy=0.955, penalty=10.0) == pytest.approx(0.6 - 10 * 0.015)
+    assert reward(0.9, 0.5, reference_accuracy=0.9, form="linear", beta=0.5) == pytest.approx(0.75)
+    with pytest.raises(PruneError, match="lstm_reward"):
+        LSTMSettings(reward_form="nope")
+
+
+def _search(model, data, tmp_path, strategy=None, **overrides):
+    settings = dict(recovery_epochs=1, max_epochs=2, parents=2, children=2, hidden_units=8,
+                    learning_rate=0.01, target_flops=0.05, seed=0)
+    settings = LSTMSettings(**{**settings, **overrides})
+    space = StructureSpace(analyze(model), prune_rate=settings.prune_rate)
+    return LSTMSearch(model, space, data, strategy or tf.distribute.get_strategy(), settings,
+                      workdir=str(tmp_path / "lstm"), log=lambda message: None)
+
+
+@pytest.fixture
+def counted_distill(monkeypatch):
+    """Counts recoveries (each is one trained child); `fail_after` makes the next one crash."""
+    import keras_prune.methods.lstm.search as search_module
+
+    calls = {"n": 0, "fail_after": None}
+
+    def wrapper(*args, **kwargs):
+        if calls["fail_after"] is not None and calls["n"] >= calls["fail_after"]:
+            raise KeyboardInterrupt("killed")
+        calls["n"] += 1
+        return distill(*args, **kwargs)
+
+    monkeypatch.setattr(search_module, "distill", wrapper)
+    return calls
+
+
+def test_search_trains_each_structure_once_and_reports_every_one(digits, tmp_path, counted_distill):
+    keras.utils.set_random_seed(0)
+    search = _search(tiny_resnet(width=8), digits, tmp_path, children=3, recovery_epochs=0)
+    best = search.run()
+    evaluated = len(search.candidates) - 1
+    assert counted_distill["n"] == evaluated
+    assert evaluated + search.cache_hits == search.samples
+    assert search.epoch == 2 and search.stopped.startswith("reached --lstm_epochs")
+    assert best["reward"] == max(r["reward"] for r in search.candidates.values())
+    keys = [r["key"] for r in search.candidates.values()]
+    assert len(keys) == len(set(keys))
+    for record in search.candidates.values():
+        if record["model_file"]:
+            model = keras.models.load_model(os.path.join(search.workdir, record["model_file"]), compile=False)
+            assert count_flops(model).total / search.space.full_flops == pytest.approx(record["flops_ratio"])
+    assert [h["epoch"] for h in search.history] == [1, 2]
+    details = describe(search)
+    assert details["structures_evaluated"] == evaluated and len(details["structures"]) == evaluated + 1
+    for row, count, original in zip(details["sensitivity"], best["counts"], search.space.original):
+        assert row["best"] == count and row["pruned_in_best"] == pytest.approx(1 - count / original, abs=1e-4)
+    assert sum(r["prune_decisions"] for r in details["sensitivity"]) == int(search.decisions.sum())
+
+
+def test_search_stops_once_the_best_structure_meets_the_flops_target(digits, tmp_path):
+    search = _search(tiny_resnet(width=8), digits, tmp_path, target_flops=0.999, max_epochs=5,
+                     recovery_epochs=0, tolerance=1.0)
+    search.run()
+    assert search.best()["flops_ratio"] <= 0.999 and "target_flops" in search.stopped
+    assert search.epoch < 5
+
+
+def test_resume_after_a_kill_keeps_controller_pool_and_every_evaluated_child(digits, tmp_path, counted_distill):
+    keras.utils.set_random_seed(0)
+    model = tiny_resnet(width=8)
+    reference = _search(model, digits, tmp_path / "reference", recovery_epochs=0, max_epochs=2, children=3)
+    reference.run()
+    trained = counted_distill["n"]
+
+    counted_distill.update(n=0, fail_after=max(1, trained - 1))
+    killed = _search(model, digits, tmp_path, recovery_epochs=0, max_epochs=2, children=3)
+    with pytest.raises(KeyboardInterrupt):
+        killed.run()
+    done_before_kill = counted_distill["n"]
+    saved = {r["key"] for r in killed.candidates.values()}
+    weights = [w.copy() for w in killed.controller.get_weights()]
+
+    counted_distill.update(n=0, fail_after=None)
+    resumed = _search(model, digits, tmp_path, recovery_epochs=0, max_epochs=2, children=3)
+    resumed.restore(os.path.join(resumed.workdir, CHECKPOINT))
+    assert {r["key"] for r in resumed.candidates.values()} == saved
+    for restored, expected in zip(resumed.controller.get_weights(), weights):
+        np.testing.assert_array_equal(restored, expected)
+    resumed = _search(model, digits, tmp_path, recovery_epochs=0, max_epochs=2, children=3)
+    resumed.run(resume=True)
+    # Only the children not evaluated before the kill are trained, and the search ends
+    # exactly where the uninterrupted one did (same decisions, same structures).
+    assert done_before_kill + counted_distill["n"] == trained
+    assert set(resumed.candidates) == set(reference.candidates)
+    assert resumed.samples == reference.samples
+
+
+def test_distillation_step_under_mirrored_strategy_trains_only_the_student(mirrored, digits):
+    with mirrored.scope():
+        teacher = tiny_resnet(width=4)
+        student = tiny_resnet(width=4)
+    teacher_before = [w.copy() for w in teacher.get_weights()]
+    student_before = [w.copy() for w in student.get_weights()]
+    history = distill(student, teacher, digits.train.take(2), mirrored, epochs=1, learning_rate=0.05)
+    assert np.isfinite(history.history["loss"][-1]) and history.history["distillation"][-1] >= 0
+    assert any(not np.allclose(a, b) for a, b in zip(student.get_weights(), student_before))
+    assert all(np.array_equal(a, b) for a, b in zip(teacher.get_weights(), teacher_before))
+    assert teacher.trainable  # the teacher's flag is left alone (children copy layer configs)
+
+
+def test_a_child_is_pruned_recovered_and_scored_under_mirrored_strategy(mirrored, digits, tmp_path):
+    with mirrored.scope():
+        model = tiny_resnet(width=8)
+    search = _search(model, digits, tmp_path, strategy=mirrored, max_epochs=1, children=1, recovery_epochs=1)
+    search.reference_accuracy = 0.5
+    root = search._add(search.space.original, parent=None, accuracy=0.5, model_file=None, seconds=0.0)
+    child = search.evaluate(root, (9, 16))
+    assert child["counts"] == [9, 16] and 0.0 <= child["accuracy"] <= 1.0
+    saved = keras.models.load_model(os.path.join(search.workdir, child["model_file"]), compile=False)
+    assert saved.get_layer("block_1").filters == 9
+
+
+def test_distillation_loss_is_zero_divergence_for_a_student_equal_to_its_teacher():
+    teacher = tiny_resnet(width=4)
+    x = np.random.default_rng(0).random((8, 8, 8, 1)).astype("float32")
+    y = np.arange(8) % 10
+    distiller = Distiller(teacher, teacher, temperature=3.0, alpha=1.0)
+    total, divergence, _, _ = distiller.losses_of(x, y, training=False)
+    assert float(divergence) == pytest.approx(0.0, abs=1e-5) and float(total) == pytest.approx(0.0, abs=1e-5)
+
+
+def test_final_training_data_is_train_plus_validation(digits):
+    merged = train_and_validation(digits, 64)
+    total = digits.info.num_train + digits.info.num_validation
+    assert merged.info.num_train == total and merged.info.num_validation == 0
+    assert sum(int(x.shape[0]) for x, _ in merged.train) == total
+    assert int(merged.train.cardinality()) == int(np.ceil(total / 64))
+
+
+def test_lstm_run_end_to_end_writes_sensitivity_and_every_structure(tmp_path):
+    keras.utils.set_random_seed(0)
+    path = tmp_path / "tiny.keras"
+    tiny_resnet(width=8).save(path)
+    out = tmp_path / "run"
+    config = RunConfig(
+        method="lstm", model=str(path), output_dir=str(out), dataset="digits", pretrain_epochs=0,
+        finetune_epochs=1, batch_size=64, latency_repeats=2, export=("keras",), verbose=0,
+        recovery_epochs=1, lstm_epochs=1, lstm_children=2, lstm_parents=2, target_flops=0.1,
+    )
+    report = run(config)
+    details = report["method_details"]
+    assert [row["group"] for row in details["sensitivity"]] == ["block_1", "plain"]
+    assert len(details["structures"]) == details["structures_evaluated"] + 1
+    best = details["best_structure"]
+    assert report["flops_ratio"] == pytest.approx(best["flops_ratio"])
+    assert (out / "plots" / "lstm_sensitivity.png").exists() and (out / "plots" / "lstm_reward.png").exists()
+    assert json.loads((out / "report.json").read_text())["method"] == "lstm"
+    assert "sensitivity" in (out / "report.md").read_text()
