@@ -73,6 +73,22 @@ class RunConfig:
     olmp_legacy_ncs: bool = False
     olmp_lr_policy: str = "inv"
     olmp_tuner: bool = True
+    rnp_groups: int = 4
+    rnp_order: str = "norm"
+    rnp_penalty: float = 0.1
+    rnp_alpha: float = None
+    rnp_rounds: int = 10
+    rnp_decision_steps: int = 100
+    rnp_backbone_steps: int = 100
+    rnp_warmup_steps: int = 0
+    rnp_epsilon_steps: int = 0
+    rnp_gamma: float = 1.0
+    rnp_target_update: float = 0.01
+    rnp_replay: int = 4096
+    rnp_q_learning_rate: float = 1e-3
+    rnp_backbone_learning_rate: float = 1e-4
+    rnp_flops_bias: float = 0.0
+    rnp_operating_points: str = "-0.1,0,0.1,0.2,0.5"
     prune_rate: float = 0.2
     recovery_epochs: int = 10
     patience: int = 10
@@ -276,12 +292,18 @@ def run(config, *, flags_text=None):
     result = method.run(model, data, ctx)
     with strategy.scope():
         plain = strip(result.model)
-    pruned = _stats(plain, data, strategy, config.latency_repeats)
+    if result.stats is not None:
+        pruned = result.stats(data, strategy, config.latency_repeats)
+    else:
+        pruned = _stats(plain, data, strategy, config.latency_repeats)
     _log(
         f"pruned: accuracy {pruned['accuracy']:.4f}, {pruned['flops'] / 1e6:.2f} M MACs "
         f"({pruned['flops'] / baseline['flops']:.4f} of the dense model)"
     )
-    exported = _export(plain, output_dir, config.export)
+    if result.export is not None:
+        exported = result.export(output_dir, config.export)
+    else:
+        exported = _export(plain, output_dir, config.export)
 
     report = {
         "method": config.method,

@@ -54,6 +54,7 @@ def define_flags(flag_values=None):
     )
     _define(flags.DEFINE_float, fv, "slimming_sparsity", 1e-4, "slimming: L1 coefficient on BatchNorm scales.")
     _define_olmp(fv)
+    _define_rnp(fv)
     _define_lstm(fv)
     _define(flags.DEFINE_bool, fv, "traceback", False, "Show the full traceback of an error.")
     flags.mark_flags_as_required(["method", "model", "output_dir"], flag_values=fv)
@@ -161,6 +162,49 @@ def _define_lstm(fv):
     for name in ("lstm_beta", "lstm_tolerance", "lstm_penalty"):
         _positive(fv, name, lambda v: v >= 0.0, f"--{name} must be >= 0.")
     _positive(fv, "lstm_distill_weight", lambda v: 0.0 <= v <= 1.0, "--lstm_distill_weight must be in [0, 1].")
+
+
+def _define_rnp(fv):
+    """Runtime Neural Pruning's flags (defaults: PAPERS.md 3, sized for a CPU) and their validators."""
+    from keras_prune.methods.rnp.backbone import ORDERS
+    from keras_prune.methods.rnp.settings import parse_biases
+
+    _define(flags.DEFINE_integer, fv, "rnp_groups", 4, "rnp: k, ordered channel groups per prunable conv (>= 2).")
+    _define(flags.DEFINE_enum, fv, "rnp_order", "norm", list(ORDERS),
+            "rnp: channel order inside a conv: by descending filter L2 norm, or as built.")
+    _define(flags.DEFINE_float, fv, "rnp_penalty", 0.1, "rnp: p > 0, the reward lost per extra group at every layer.")
+    _define(flags.DEFINE_float, fv, "rnp_alpha", None,
+            "rnp: alpha > 0, weight of the final cross-entropy in the reward (unset: mean alpha * L_cls = 1).")
+    _define(flags.DEFINE_integer, fv, "rnp_rounds", 10, "rnp: M, rounds of decision-net then backbone training.")
+    _define(flags.DEFINE_integer, fv, "rnp_decision_steps", 100, "rnp: N1, Q-learning minibatches per round.")
+    _define(flags.DEFINE_integer, fv, "rnp_backbone_steps", 100, "rnp: N2, backbone minibatches per round.")
+    _define(flags.DEFINE_integer, fv, "rnp_warmup_steps", 0,
+            "rnp: backbone minibatches under uniformly random group counts before the rounds.")
+    _define(flags.DEFINE_integer, fv, "rnp_epsilon_steps", 0,
+            "rnp: decision steps over which epsilon falls linearly 1.0 -> 0.1 (0: half of all of them).")
+    _define(flags.DEFINE_float, fv, "rnp_gamma", 1.0, "rnp: discount of the TD targets, in [0, 1].")
+    _define(flags.DEFINE_float, fv, "rnp_target_update", 0.01,
+            "rnp: soft-update rate tau of the target network, in [0, 1] (0: no target network).")
+    _define(flags.DEFINE_integer, fv, "rnp_replay", 4096, "rnp: replay capacity in episodes (0: no replay).")
+    _define(flags.DEFINE_float, fv, "rnp_q_learning_rate", 1e-3, "rnp: RMSprop learning rate of the decision net.")
+    _define(flags.DEFINE_float, fv, "rnp_backbone_learning_rate", 1e-4,
+            "rnp: RMSprop learning rate of backbone fine-tuning (warm-up and rounds).")
+    _define(flags.DEFINE_float, fv, "rnp_flops_bias", 0.0,
+            "rnp: default run-time bias subtracted from the Q-value per extra group (higher: faster, less accurate).")
+    _define(flags.DEFINE_string, fv, "rnp_operating_points", "-0.1,0,0.1,0.2,0.5",
+            "rnp: comma-separated flops_bias values the report measures.")
+    _positive(fv, "rnp_groups", lambda v: v >= 2, "--rnp_groups must be >= 2.")
+    _positive(fv, "rnp_penalty", lambda v: v > 0.0, "--rnp_penalty (p) must be > 0: each extra group costs -p.")
+    flags.register_validator("rnp_alpha", lambda v: v is None or v > 0.0, flag_values=fv,
+                             message="--rnp_alpha must be > 0 (or unset to calibrate it).")
+    for name in ("rnp_rounds", "rnp_decision_steps", "rnp_backbone_steps", "rnp_warmup_steps",
+                 "rnp_epsilon_steps", "rnp_replay"):
+        _positive(fv, name, lambda v: v >= 0, f"--{name} must be >= 0.")
+    for name in ("rnp_gamma", "rnp_target_update"):
+        _positive(fv, name, lambda v: 0.0 <= v <= 1.0, f"--{name} must be in [0, 1].")
+    for name in ("rnp_q_learning_rate", "rnp_backbone_learning_rate"):
+        _positive(fv, name, lambda v: v > 0.0, f"--{name} must be > 0.")
+    _parses(fv, "rnp_operating_points", parse_biases)
 
 
 def _parses(fv, name, parser):

@@ -4,7 +4,7 @@ import importlib
 
 __all__ = ["METHODS", "get_method"]
 
-METHODS = ("l1", "lstm", "olmp", "scratch", "slimming")
+METHODS = ("l1", "lstm", "olmp", "rnp", "scratch", "slimming")
 """Methods this version ships; the command line's --method accepts exactly these."""
 
 

@@ -39,6 +39,13 @@ class MethodResult:
         retrain_seconds: time spent fine-tuning or retraining the result.
         details: a JSON-able dict for the report's `method_details`.
         reference_flops: FLOPs the budget is measured against, if not the input model's.
+        stats: optional `fn(data, strategy, latency_repeats) -> dict` with the keys of the
+            report's `pruned` entry (accuracy, flops, params, nonzero_params, latency_ms),
+            for a method whose result is not a static model (rnp: mean FLOPs per input,
+            latency of its own serving function). None: measured on the stripped `model`.
+        export: optional `fn(output_dir, formats) -> {name: path}` that writes the
+            method's own artefacts instead of the stripped `model` (rnp: a SavedModel
+            that computes only the chosen channel groups). None: the pipeline exports.
     """
 
     model: object
@@ -46,6 +53,8 @@ class MethodResult:
     retrain_seconds: float = 0.0
     details: dict = dataclasses.field(default_factory=dict)
     reference_flops: int = None
+    stats: object = None
+    export: object = None
 
 
 def retrain(model, data, ctx, *, epochs, phase):

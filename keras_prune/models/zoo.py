@@ -15,6 +15,7 @@ from typing import Callable
 import keras
 
 from keras_prune.models import alexnet
+from keras_prune.models import conv4
 from keras_prune.models import lenet
 from keras_prune.models import mobilenet
 from keras_prune.models import resnet50
@@ -34,6 +35,7 @@ _ZOO = {
     "lenet300_100": _Entry(lenet.lenet300_100, input_rank=None),
     "lenet5": _Entry(lenet.lenet5),
     "vgg16": _Entry(vgg.vgg16),
+    "conv4": _Entry(conv4.conv4),
     "resnet20": _Entry(resnet_cifar.resnet20),
     "resnet32": _Entry(resnet_cifar.resnet32),
     "resnet56": _Entry(resnet_cifar.resnet56),

@@ -1,0 +1,161 @@
+"""Benchmark: Runtime Neural Pruning against static uniform channel pruning of the same backbone.
+
+One pre-trained backbone (the zoo's `conv4` by default) on mnist5k, this CPU:
+
+- rnp:    `rnp.build` + `rnp.train` (warm-up, rounds of Q-learning and backbone fine-tuning),
+          then the test accuracy and mean MACs per input for a sweep of run-time flops_bias
+          values (one trained model, the decision network's MACs included).
+- static: `l1` (uniform filter-norm pruning of every group) at the mean-FLOPs ratios of the
+          RNP operating points nearest to 2x, 3x and 4x fewer MACs, fine-tuned for as many
+          minibatches as RNP's backbone saw (warm-up + rounds x backbone steps).
+- latency: batch-1 median latency of the exported RNP SavedModel (the sliced path) at the
+          operating point closest to `--latency_speedup` (3x) theoretical speed-up, against the
+          dense backbone with BatchNorm folded, both measured here.
+
+Writes benchmarks/results/rnp_vs_static.json (with --quick: /tmp/rnp_vs_static_quick.json,
+which update_readme never reads).
+Run: python benchmarks/rnp_vs_static.py            (full; for the whole machine)
+     python benchmarks/rnp_vs_static.py --quick    (a few minutes, to check the script)
+"""
+
+import argparse
+import dataclasses
+import os
+import tempfile
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_prune.data import load_dataset
+from keras_prune.export import fold_batch_norms, measure_latency
+from keras_prune.export.report_io import write_json
+from keras_prune.export.summaries import RunSummaries
+from keras_prune.methods import l1, rnp
+from keras_prune.methods.rnp import sample_test_images
+from keras_prune.methods.base import RunContext
+from keras_prune.methods.rnp.report import operating_points, plot_operating_points
+from keras_prune.methods.rnp.serving import RNPServing, export_saved_model, serving_latency
+from keras_prune.methods.rnp.settings import settings_from_config
+from keras_prune.models import get_model
+from keras_prune.pipeline import RunConfig, _environment
+from keras_prune.training import evaluate_accuracy, make_strategy, train_classifier
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+
+
+def _log(message):
+    print(f"[bench] {message}", flush=True)
+
+
+def _pick_points(points, speedups=(2.0, 3.0, 4.0)):
+    """The sweep's points nearest to each wanted MAC speed-up (each point at most once)."""
+    chosen = []
+    for wanted in speedups:
+        free = [p for p in points if p not in chosen]
+        if free:
+            chosen.append(min(free, key=lambda p: abs(p["speedup"] - wanted)))
+    return sorted(chosen, key=lambda p: p["speedup"])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="conv4")
+    parser.add_argument("--width", type=float, default=2.0, help="conv4 x2: 64-128-256-512 channels, 48 M MACs")
+    parser.add_argument("--pretrain_epochs", type=int, default=15)
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--decision_steps", type=int, default=100)
+    parser.add_argument("--backbone_steps", type=int, default=100)
+    parser.add_argument("--warmup_steps", type=int, default=300)
+    parser.add_argument("--penalty", type=float, default=0.1)
+    parser.add_argument("--biases", default="-0.2,-0.1,-0.05,0,0.05,0.1,0.2,0.3,0.5")
+    parser.add_argument("--latency_speedup", type=float, default=3.0)
+    parser.add_argument("--latency_repeats", type=int, default=200)
+    parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", default=None)
+    parser.add_argument("--quick", action="store_true", help="tiny phases, to check the script")
+    args = parser.parse_args()
+    if args.quick:
+        args.pretrain_epochs, args.rounds, args.decision_steps, args.backbone_steps = 1, 1, 10, 10
+        args.warmup_steps, args.latency_repeats, args.width = 10, 20, 0.5
+    output = args.output or (
+        "/tmp/rnp_vs_static_quick.json" if args.quick else os.path.join(RESULTS, "rnp_vs_static.json"))
+
+    keras.utils.set_random_seed(args.seed)
+    strategy = make_strategy("auto")
+    data = load_dataset("mnist5k", batch_size=args.batch_size, seed=args.seed)
+    with strategy.scope():
+        base = get_model(args.model, data.info.input_shape, data.info.num_classes, width=args.width, seed=args.seed)
+    train_classifier(base, data, strategy, epochs=args.pretrain_epochs, learning_rate=0.01, phase="pretrain", verbose=2)
+    dense_accuracy = evaluate_accuracy(base, data.test, strategy)
+
+    out = tempfile.mkdtemp(prefix="rnp_bench_")
+    config = RunConfig(
+        method="rnp", model=args.model, output_dir=out, batch_size=args.batch_size, seed=args.seed,
+        rnp_rounds=args.rounds, rnp_decision_steps=args.decision_steps, rnp_backbone_steps=args.backbone_steps,
+        rnp_warmup_steps=args.warmup_steps, rnp_penalty=args.penalty, rnp_operating_points=args.biases,
+        learning_rate=1e-3, verbose=2,
+    )
+    ctx = RunContext(strategy, config, out, RunSummaries(os.path.join(out, "tensorboard")), log=_log)
+    start = time.perf_counter()
+    trainer = rnp.build(base, strategy, settings_from_config(config), seed=args.seed)
+    rnp.train(trainer, data, ctx)
+    rnp_seconds = time.perf_counter() - start
+    points, _ = operating_points(trainer, data.test, settings_from_config(config).operating_points)
+    for point in points:
+        _log(f"rnp bias {point['flops_bias']:g}: accuracy {point['accuracy']:.4f}, {point['speedup']:.2f}x")
+
+    steps_per_epoch = max(1, int(data.train.cardinality().numpy()))
+    finetune_epochs = max(1, round((args.warmup_steps + args.rounds * args.backbone_steps) / steps_per_epoch))
+    static = []
+    for point in _pick_points(points):
+        static_ctx = dataclasses.replace(ctx, config=dataclasses.replace(
+            config, target_flops=point["flops_ratio"], finetune_epochs=finetune_epochs))
+        result = l1.run(base, data, static_ctx)
+        static.append({
+            "target_flops": point["flops_ratio"],
+            "flops": trainer.backbone.full_flops * result.details["flops_ratio_after_search"],
+            "accuracy": evaluate_accuracy(result.model, data.test, strategy),
+            "rnp_accuracy": point["accuracy"],
+            "rnp_flops_bias": point["flops_bias"],
+        })
+        _log(f"static at {point['flops_ratio']:.3f}: accuracy {static[-1]['accuracy']:.4f} "
+             f"(rnp {point['accuracy']:.4f})")
+
+    near = min(points, key=lambda p: abs(p["speedup"] - args.latency_speedup))
+    serving = RNPServing(trainer.backbone, trainer.decision, near["flops_bias"])
+    loaded = tf.saved_model.load(export_saved_model(serving, os.path.join(out, "saved_model")))
+    serve = loaded.signatures["serve"]
+    test_images = sample_test_images(data)
+    folded = fold_batch_norms(base)
+    dense_ms, rnp_ms = [], []
+    for _ in range(3):  # alternated, so that load from other processes hits both alike
+        dense_ms.append(measure_latency(folded, repeats=args.latency_repeats)["median_ms"])
+        rnp_ms.append(serving_latency(lambda x: serve(images=x), test_images, repeats=args.latency_repeats))
+    dense_latency, rnp_latency = float(np.median(dense_ms)), float(np.median(rnp_ms))
+    _log(f"latency at {near['speedup']:.2f}x MACs: dense {dense_latency:.3f} ms, rnp {rnp_latency:.3f} ms")
+
+    wins = sum(s["rnp_accuracy"] >= s["accuracy"] for s in static)
+    result = {
+        "benchmark": "rnp_vs_static",
+        "quick": args.quick,
+        "settings": vars(args),
+        "dense": {"accuracy": dense_accuracy, "flops": trainer.backbone.full_flops, "latency_ms": dense_latency},
+        "rnp": {"points": points, "train_seconds": rnp_seconds, "alpha": trainer.alpha},
+        "static": static,
+        "rnp_wins": f"{wins} of {len(static)}",
+        "latency": {"flops_bias": near["flops_bias"], "speedup_macs": near["speedup"], "rnp_ms": rnp_latency,
+                    "dense_ms": dense_latency, "latency_speedup": dense_latency / rnp_latency},
+        **_environment(),
+    }
+    plot_operating_points(points, {"flops": trainer.backbone.full_flops, "accuracy": dense_accuracy},
+                          os.path.splitext(output)[0] + ".png", static=static)
+    write_json(output, result)
+    _log(f"rnp >= static at {wins} of {len(static)} points; latency speed-up "
+         f"{dense_latency / rnp_latency:.2f}x at {near['speedup']:.2f}x fewer MACs; wrote {output}")
+
+
+if __name__ == "__main__":
+    main()

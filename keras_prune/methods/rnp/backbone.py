@@ -1,0 +1,251 @@
+"""The RNP backbone: a plain chain of conv blocks whose output channel groups run per input.
+
+`RuntimeBackbone` splits a chain model into a stem (everything up to the second conv:
+the first conv is never pruned), one stage per prunable conv (the conv and the
+per-channel layers after it), and a head (from the first pooling/flatten/Dense layer).
+Two equivalent ways to run a stage with the first `a` groups:
+- masked (any batch, training): the full stage, then `ChannelGroupGate` zeroes the rest;
+- sliced (serving): the conv with its kernel cut to the kept input and output channels,
+  so skipped groups cost nothing.
+Channels are ordered so that group 1 holds the leading channels (`reorder_channels`).
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from keras_prune.errors import PruneError
+from keras_prune.graph import count_flops
+from keras_prune.layers.gates import ChannelGroupGate, group_sizes
+
+__all__ = ["RuntimeBackbone", "ORDERS"]
+
+ORDERS = ("norm", "natural")
+"""Channel orders: by descending filter L2 norm (group 1 = strongest filters), or as built."""
+
+_PER_CHANNEL = (
+    keras.layers.BatchNormalization,
+    keras.layers.Activation,
+    keras.layers.ReLU,
+    keras.layers.LeakyReLU,
+    keras.layers.MaxPooling2D,
+    keras.layers.AveragePooling2D,
+    keras.layers.Dropout,
+)
+_HEAD_START = (keras.layers.Flatten, keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D)
+
+
+def _chain_layers(model):
+    """The model's layers in order, if each takes exactly the previous one's output."""
+    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    previous = model.inputs[0]
+    for layer in layers:
+        if len(layer._inbound_nodes) != 1 or layer.input is not previous:
+            raise PruneError(
+                "rnp needs a plain chain of layers (no branches, residual additions or shared "
+                f"layers): layer {layer.name!r} does not take the previous layer's output. "
+                "Use a VGG-style model such as --model=conv4 or --model=vgg16."
+            )
+        previous = layer.output
+    return layers
+
+
+class RuntimeBackbone:
+    """A chain model seen as stem, prunable stages and head (see the module docstring).
+
+    Args:
+        model: a functional or Sequential chain of Conv2D blocks ending in a classifier.
+        groups: k, channel groups per prunable conv.
+    """
+
+    def __init__(self, model, groups):
+        self.model = model
+        self.groups = int(groups)
+        layers = _chain_layers(model)
+        convs = [i for i, layer in enumerate(layers) if isinstance(layer, keras.layers.Conv2D)]
+        head = next((i for i, layer in enumerate(layers) if isinstance(layer, (*_HEAD_START, keras.layers.Dense))),
+                    len(layers))
+        convs = [i for i in convs if i < head]
+        if len(convs) < 2:
+            raise PruneError(
+                f"rnp needs at least two Conv2D layers before the classifier (the first is never pruned); "
+                f"model {model.name!r} has {len(convs)}."
+            )
+        for i in convs:
+            conv = layers[i]
+            if type(conv) is not keras.layers.Conv2D or conv.groups != 1 or conv.data_format != "channels_last":
+                raise PruneError(f"rnp prunes plain channels_last Conv2D layers; {conv.name!r} is not one.")
+        self.stem = layers[: convs[1]]
+        self.stages = []
+        for start, end in zip(convs[1:], convs[2:] + [head]):
+            stage = layers[start:end]
+            for layer in stage[1:]:
+                if not isinstance(layer, _PER_CHANNEL):
+                    raise PruneError(
+                        f"rnp: layer {layer.name!r} ({type(layer).__name__}) sits between two convs but is not "
+                        f"a per-channel layer ({', '.join(t.__name__ for t in _PER_CHANNEL)})."
+                    )
+            self.stages.append(stage)
+        self.head = layers[head:]
+        self.channels = [int(stage[0].filters) for stage in self.stages]
+        for stage, channels in zip(self.stages, self.channels):
+            if channels < self.groups:
+                raise PruneError(
+                    f"--rnp_groups={self.groups} is more than the {channels} channels of {stage[0].name!r}; "
+                    "use fewer groups."
+                )
+        self.boundaries = [np.cumsum(group_sizes(c, self.groups)).tolist() for c in self.channels]
+        self.gates = [ChannelGroupGate(self.groups, name=f"rnp_gate_{t}") for t in range(len(self.stages))]
+        self.state_sizes = [int(self.stem[-1].output.shape[-1])] + self.channels[:-1]
+        self._flops_table()
+
+    @property
+    def steps(self):
+        return len(self.stages)
+
+    @property
+    def trainable_variables(self):
+        return self.model.trainable_variables
+
+    # ----- forward passes -------------------------------------------------------------
+
+    def run_stem(self, x, training=False):
+        for layer in self.stem:
+            x = layer(x, training=training)
+        return x
+
+    def run_stage(self, t, x, active_groups, training=False):
+        """Stage `t` with the first `active_groups` (batch,) groups kept, by masking."""
+        for layer in self.stages[t]:
+            x = layer(x, training=training)
+        return self.gates[t]([x, active_groups])
+
+    def run_head(self, x, training=False):
+        for layer in self.head:
+            x = layer(x, training=training)
+        return x
+
+    def folded_stage(self, t):
+        """Inference parameters of stage `t`: `(kernel, bias, activation, rest)` as arrays.
+
+        A BatchNormalization right after a conv without activation is folded into the
+        kernel and bias (as deployment does for the dense model); `rest` is the stage's
+        remaining layers.
+        """
+        conv, rest = self.stages[t][0], list(self.stages[t][1:])
+        kernel = np.asarray(conv.kernel.numpy())
+        bias = np.asarray(conv.bias.numpy()) if conv.use_bias else np.zeros(kernel.shape[-1], kernel.dtype)
+        if rest and isinstance(rest[0], keras.layers.BatchNormalization) and conv.activation.__name__ == "linear":
+            bn = rest.pop(0)
+            _check_last_axis(bn)
+            scale = 1.0 / np.sqrt(np.asarray(bn.moving_variance.numpy()) + bn.epsilon)
+            if bn.scale:
+                scale = scale * np.asarray(bn.gamma.numpy())
+            bias = (bias - np.asarray(bn.moving_mean.numpy())) * scale
+            bias = bias + np.asarray(bn.beta.numpy()) if bn.center else bias
+            kernel = kernel * scale
+        return kernel, bias, conv.activation, rest
+
+    def run_stage_sliced(self, t, x, channels, folded):
+        """Inference of stage `t` computing only its first `channels` output channels.
+
+        `x` holds only the channels the previous stage computed; the kernel of `folded`
+        (see `folded_stage`) is cut to them and to `channels` outputs, so the skipped
+        channels are never computed.
+        """
+        kernel, bias, activation, rest = folded
+        conv = self.stages[t][0]
+        y = tf.nn.conv2d(x, kernel[:, :, : tf.shape(x)[-1], :channels], strides=conv.strides,
+                         padding=conv.padding.upper(), dilations=conv.dilation_rate)
+        y = activation(tf.nn.bias_add(y, bias[:channels]))  # Conv2D + BiasAdd + ReLU fuse in Grappler
+        for layer in rest:
+            y = _sliced_batch_norm(layer, y, channels) if isinstance(layer, keras.layers.BatchNormalization) \
+                else layer(y, training=False)
+        return y
+
+    @staticmethod
+    def pad_channels(x, channels):
+        """Zero-fills the channels a sliced stage skipped, up to `channels` (as masking leaves them)."""
+        missing = channels - tf.shape(x)[-1]
+        return tf.pad(x, [[0, 0]] * (len(x.shape) - 1) + [[0, missing]])
+
+    # ----- cost -----------------------------------------------------------------------
+
+    def _flops_table(self):
+        by_layer = count_flops(self.model).by_layer
+        self.full_flops = int(sum(by_layer.values()))
+        self.fixed_flops = sum(int(by_layer.get(layer.name, 0)) for layer in self.stem)
+        self.stage_flops = [int(by_layer.get(stage[0].name, 0)) for stage in self.stages]
+        head_flops = [int(by_layer.get(layer.name, 0)) for layer in self.head if by_layer.get(layer.name)]
+        self.head_first_flops = head_flops[0] if head_flops else 0
+        self.fixed_flops += sum(head_flops[1:])
+
+    def flops_per_sample(self, actions):
+        """MACs of the backbone per sample for 0-based actions (batch, steps).
+
+        A conv costs its full MACs times the kept fraction of its input channels times
+        the kept fraction of its output channels; the first classifier layer is scaled by
+        the last stage's kept fraction.
+        """
+        actions = np.asarray(actions)
+        total = np.full(actions.shape[0], float(self.fixed_flops))
+        in_fraction = np.ones(actions.shape[0])
+        for t in range(self.steps):
+            out_fraction = np.asarray(self.boundaries[t])[actions[:, t]] / self.channels[t]
+            total += self.stage_flops[t] * in_fraction * out_fraction
+            in_fraction = out_fraction
+        return total + self.head_first_flops * in_fraction
+
+
+def _check_last_axis(layer):
+    if layer.axis not in (-1, 3, [-1], [3]):
+        raise PruneError(f"rnp: BatchNormalization {layer.name!r} must normalise the last (channel) axis.")
+
+
+def _sliced_batch_norm(layer, x, channels):
+    _check_last_axis(layer)
+    inv = tf.math.rsqrt(layer.moving_variance[:channels] + layer.epsilon)
+    if layer.scale:
+        inv = inv * layer.gamma[:channels]
+    y = (x - layer.moving_mean[:channels]) * inv
+    return y + layer.beta[:channels] if layer.center else y
+
+
+def reorder_channels(backbone, order):
+    """Permutes each stage's output channels in place (function-preserving).
+
+    "norm": descending L2 norm of the conv filters, so group 1 holds the strongest
+    filters; "natural": unchanged.
+    """
+    if order not in ORDERS:
+        raise PruneError(f"--rnp_order must be one of {ORDERS}. Received: {order!r}")
+    if order == "natural":
+        return
+    for t, stage in enumerate(backbone.stages):
+        conv = stage[0]
+        kernel = np.asarray(conv.kernel.numpy())
+        perm = np.argsort(-np.sqrt((kernel**2).sum(axis=(0, 1, 2))), kind="stable")
+        conv.kernel.assign(kernel[..., perm])
+        if conv.use_bias:
+            conv.bias.assign(np.asarray(conv.bias.numpy())[perm])
+        for layer in stage[1:]:
+            for weight in layer.weights:
+                weight.assign(np.asarray(weight.numpy())[perm])
+        consumer = backbone.stages[t + 1][0] if t + 1 < backbone.steps else _first_dense(backbone)
+        kernel = np.asarray(consumer.kernel.numpy())
+        if isinstance(consumer, keras.layers.Conv2D):
+            consumer.kernel.assign(kernel[:, :, perm, :])
+        else:
+            channels = len(perm)
+            rows = kernel.reshape(-1, channels, kernel.shape[-1])[:, perm, :]
+            consumer.kernel.assign(rows.reshape(kernel.shape))
+
+
+def _first_dense(backbone):
+    for layer in backbone.head:
+        if isinstance(layer, keras.layers.Dense):
+            return layer
+        if not isinstance(layer, (*_HEAD_START, keras.layers.Dropout)):
+            break
+    raise PruneError("rnp: the classifier must start with Flatten or global pooling followed by Dense.")

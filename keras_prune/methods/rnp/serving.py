@@ -1,0 +1,119 @@
+"""The exported RNP model: a SavedModel whose batch-1 path computes only the chosen groups.
+
+`serve(images)` uses the `flops_bias` variable; `serve_with_bias(images, flops_bias)`
+takes it as an input. Both return `logits` and per-layer `actions` (groups computed,
+1..k). A batch of one takes the sliced path: each stage is a `tf.switch_case` over k
+branches whose convolutions use kernels cut to the kept channels, so skipped groups
+are never computed. Larger batches take the masked path (the training computation).
+The bias is subtracted from the Q-value of each extra group: raising it trades
+accuracy for speed at run time, without retraining.
+"""
+
+import itertools
+import os
+import types
+
+import tensorflow as tf
+from keras import ops
+
+from keras_prune.export.latency import measure_latency
+from keras_prune.methods.rnp.training import rollout
+
+__all__ = ["RNPServing", "export_saved_model", "serving_latency"]
+
+
+class RNPServing(tf.Module):
+    """Backbone + decision network as one servable module.
+
+    Args:
+        backbone: a `RuntimeBackbone`.
+        decision: its trained `DecisionNet`.
+        flops_bias: the default bias of `serve`.
+    """
+
+    def __init__(self, backbone, decision, flops_bias=0.0):
+        super().__init__(name="rnp")
+        self._backbone = backbone
+        self.model = backbone.model
+        self.decision = decision
+        self.flops_bias = tf.Variable(float(flops_bias), trainable=False, name="flops_bias")
+        # BatchNorm folded into the sliced convs, as the dense model is deployed.
+        folded = []
+        self.folded_kernels, self.folded_biases = [], []
+        for t in range(backbone.steps):
+            kernel, bias, activation, rest = backbone.folded_stage(t)
+            self.folded_kernels.append(tf.Variable(kernel, trainable=False, name=f"stage_{t}_kernel"))
+            self.folded_biases.append(tf.Variable(bias, trainable=False, name=f"stage_{t}_bias"))
+            folded.append((self.folded_kernels[-1], self.folded_biases[-1], activation, rest))
+        self._plan = types.SimpleNamespace(folded=folded)  # not tracked: holds functions and layers
+        spec = tf.TensorSpec((None, *backbone.model.input_shape[1:]), tf.float32, name="images")
+        self.serve = tf.function(self._serve, input_signature=[spec])
+        self.serve_with_bias = tf.function(
+            self._serve_with_bias, input_signature=[spec, tf.TensorSpec((), tf.float32, name="flops_bias")]
+        )
+
+    def _serve(self, images):
+        return self._serve_with_bias(images, self.flops_bias)
+
+    def _serve_with_bias(self, images, flops_bias):
+        logits, actions = tf.cond(
+            tf.shape(images)[0] == 1,
+            lambda: self.sliced(images, flops_bias),
+            lambda: self.masked(images, flops_bias),
+        )
+        return {"logits": logits, "actions": actions + 1}
+
+    def masked(self, images, flops_bias):
+        logits, _, actions = rollout(self._backbone, self.decision, images, epsilon=0.0, flops_bias=flops_bias)
+        return logits, actions
+
+    def decide(self, t, h, hidden, flops_bias):
+        """Step `t` of the decision network on one image's features: (action, next hidden state)."""
+        backbone, decision = self._backbone, self.decision
+        state = backbone.pad_channels(ops.mean(h, axis=(1, 2)), backbone.state_sizes[t])
+        q, hidden = decision.step(t, state, hidden)
+        extra_groups = ops.arange(decision.actions, dtype="float32")
+        return tf.cast(tf.argmax(q[0] - flops_bias * extra_groups), tf.int32), hidden
+
+    def sliced(self, images, flops_bias):
+        """One image, computing only the chosen groups of every stage."""
+        backbone = self._backbone
+        h = backbone.run_stem(images)
+        hidden = self.decision.initial_state(1)
+        actions = []
+        for t in range(backbone.steps):
+            action, hidden = self.decide(t, h, hidden, flops_bias)
+            branches = [
+                (lambda t=t, c=c, h=h: backbone.run_stage_sliced(t, h, c, self._plan.folded[t]))
+                for c in backbone.boundaries[t]
+            ]
+            h = tf.switch_case(action, branches)
+            actions.append(action)
+        logits = backbone.run_head(backbone.pad_channels(h, backbone.channels[-1]))
+        return logits, tf.reshape(tf.stack(actions), (1, -1))
+
+
+def export_saved_model(serving, path):
+    """Writes `serving` as a SavedModel at `path`, atomically (temporary folder, rename)."""
+    tmp = path + ".tmp"
+    for folder in (tmp, path + ".old"):
+        if os.path.exists(folder):
+            tf.io.gfile.rmtree(folder)
+    tf.saved_model.save(serving, tmp, signatures={"serve": serving.serve, "serve_with_bias": serving.serve_with_bias})
+    if os.path.exists(path):
+        os.replace(path, path + ".old")
+    os.replace(tmp, path)
+    if os.path.exists(path + ".old"):
+        tf.io.gfile.rmtree(path + ".old")
+    return path
+
+
+def serving_latency(serve, images, *, repeats):
+    """Median batch-1 latency (ms) of `serve(images) -> {"logits", ...}`, cycling over real inputs.
+
+    The decisions, hence the cost, depend on the input, so a fixed random input would not
+    be representative.
+    """
+    singles = itertools.cycle([tf.constant(images[i : i + 1]) for i in range(len(images))])
+    probe = types.SimpleNamespace(input_shape=(None, *images.shape[1:]))
+    return measure_latency(probe, repeats=repeats, fn=lambda _: serve(next(singles))["logits"])["median_ms"]
