@@ -4,14 +4,18 @@ The comparison of Wang et al. (AAAI 2020), on one model, one data split, one mac
 
 - scratch:  learn gates on a 1.25x-wide random net for `--gate_epochs` (the search), cut
             to the FLOPs target, train the structure from scratch for `--final_epochs`.
+- scratch_b: the same, trained for `--final_epochs / --target_flops` epochs: the budget
+            rule ("Scratch-B", Liu et al. 2019) the official PfS code applies and its
+            README calls crucial. Pruned to half the FLOPs, it trains as many epochs as
+            slimming and l1 spend on pre-training plus fine-tuning, at half the cost each.
 - slimming: train the model from scratch with L1 on its BatchNorm scales for
             `--train_epochs` (the search: the full training run), cut by global |gamma|,
             fine-tune for `--final_epochs`.
 - l1:       train the model normally for `--train_epochs`, cut every group uniformly by
             filter L1 norm, fine-tune for `--final_epochs`.
 
-All three end at the same FLOPs target (against the unexpanded model) with the same
-final training budget and learning-rate schedule. Search seconds exclude the final
+All arms end at the same FLOPs target (against the unexpanded model) with the same
+final learning-rate schedule and, scratch_b aside, the same final epochs. Search seconds exclude the final
 training; for l1 the normal training is its pre-training, reported separately.
 
 Writes benchmarks/results/scratch_vs_slimming_<model>.json.
@@ -20,7 +24,6 @@ Run: python benchmarks/scratch_vs_slimming.py --model resnet20 --width 0.5
 """
 
 import argparse
-import json
 import os
 import tempfile
 import time
@@ -88,44 +91,6 @@ def _outcome(result, data, strategy, reference_flops, **extra):
     return outcome
 
 
-def add_scratch_b(args):
-    """Scratch-B: the same search, then final_epochs / target_flops epochs from scratch.
-
-    Liu et al. ("Rethinking the Value of Network Pruning") and the PfS README use this
-    budget rule: a pruned net trained from scratch gets the compute the fine-tuned one
-    consumed in pre-training plus fine-tuning. Appended to the existing result file.
-    """
-    path = os.path.join(RESULTS, f"scratch_vs_slimming_{args.model}.json")
-    if not os.path.exists(path):
-        raise SystemExit(f"{path} does not exist: run the full comparison first.")
-    summary = json.load(open(path))
-    strategy = make_strategy("auto")
-    data = load_dataset("mnist5k", batch_size=args.batch_size, seed=args.seed)
-    reference_flops = count_flops(_fresh(args, data.info, strategy)).total
-    with tempfile.TemporaryDirectory() as out:
-        ctx = _context(args, out, strategy, gate_learning_rate=args.gate_learning_rate, budget_train=True)
-        result = scratch.run(_fresh(args, data.info, strategy), data, ctx)
-    summary["results"]["scratch_b"] = _outcome(
-        result,
-        data,
-        strategy,
-        reference_flops,
-        search_epochs=args.gate_epochs,
-        final_epochs=result.details["retrain_epochs"],
-        groups=result.details["groups"],
-    )
-    results = summary["results"]
-    summary["accuracy_scratch_b_minus_slimming_pp"] = 100 * (
-        results["scratch_b"]["test_accuracy"] - results["slimming"]["test_accuracy"]
-    )
-    summary["accuracy_scratch_b_minus_l1_pp"] = 100 * (results["scratch_b"]["test_accuracy"] - results["l1"]["test_accuracy"])
-    write_json(path, summary)
-    _log(
-        f"Scratch-B: accuracy {100 * results['scratch_b']['test_accuracy']:.2f}% "
-        f"({summary['accuracy_scratch_b_minus_slimming_pp']:+.2f} pp vs slimming); wrote {path}"
-    )
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="resnet20")
@@ -146,18 +111,9 @@ def main():
     parser.add_argument("--batch_size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="one-epoch phases, to check the script")
-    parser.add_argument(
-        "--add_scratch_b",
-        action="store_true",
-        help="only run scratch with the budget rule (final_epochs / target_flops, Scratch-B) and add it "
-        "to this model's existing result file",
-    )
     args = parser.parse_args()
     if args.quick:
         args.train_epochs, args.gate_epochs, args.final_epochs = 1, 1, 1
-    if args.add_scratch_b:
-        add_scratch_b(args)
-        return
 
     started = time.perf_counter()
     strategy = make_strategy("auto")
@@ -179,6 +135,19 @@ def main():
             selected_epoch=details["selected_epoch"],
             gate_history=details["gate_history"],
             groups=details["groups"],
+        )
+
+        _log("scratch-b: the same search, then final_epochs / target_flops epochs from scratch")
+        ctx = _context(args, out, strategy, gate_learning_rate=args.gate_learning_rate, budget_train=True)
+        result = scratch.run(_fresh(args, info, strategy), data, ctx)
+        results["scratch_b"] = _outcome(
+            result,
+            data,
+            strategy,
+            reference_flops,
+            search_epochs=args.gate_epochs,
+            final_epochs=result.details["retrain_epochs"],
+            groups=result.details["groups"],
         )
 
         _log("slimming: sparsity training from random init, then fine-tuning")
@@ -215,6 +184,9 @@ def main():
         / results["scratch"]["search_seconds"],
         "accuracy_scratch_minus_slimming_pp": 100 * (results["scratch"]["test_accuracy"] - results["slimming"]["test_accuracy"]),
         "accuracy_scratch_minus_l1_pp": 100 * (results["scratch"]["test_accuracy"] - results["l1"]["test_accuracy"]),
+        "accuracy_scratch_b_minus_slimming_pp": 100
+        * (results["scratch_b"]["test_accuracy"] - results["slimming"]["test_accuracy"]),
+        "accuracy_scratch_b_minus_l1_pp": 100 * (results["scratch_b"]["test_accuracy"] - results["l1"]["test_accuracy"]),
         "total_seconds": time.perf_counter() - started,
         **_environment(),
     }
@@ -224,7 +196,9 @@ def main():
     _log(
         f"search time slimming / scratch = {summary['search_time_ratio_slimming_over_scratch']:.1f}x; "
         f"accuracy scratch - slimming = {summary['accuracy_scratch_minus_slimming_pp']:+.2f} pp, "
-        f"scratch - l1 = {summary['accuracy_scratch_minus_l1_pp']:+.2f} pp; wrote {path} "
+        f"scratch - l1 = {summary['accuracy_scratch_minus_l1_pp']:+.2f} pp, "
+        f"scratch-b - slimming = {summary['accuracy_scratch_b_minus_slimming_pp']:+.2f} pp, "
+        f"scratch-b - l1 = {summary['accuracy_scratch_b_minus_l1_pp']:+.2f} pp; wrote {path} "
         f"in {summary['total_seconds']:.0f} s"
     )
 

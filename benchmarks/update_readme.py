@@ -98,7 +98,8 @@ def scratch_section():
             f"| | | dense {100 * result['dense_test_accuracy']:.2f} | target {result['target_flops']:g} | | "
             f"**slimming / scratch = {result['search_time_ratio_slimming_over_scratch']:.1f}x** | "
             f"scratch - slimming {result['accuracy_scratch_minus_slimming_pp']:+.2f} pp, "
-            f"scratch - l1 {result['accuracy_scratch_minus_l1_pp']:+.2f} pp | |"
+            f"scratch - l1 {result['accuracy_scratch_minus_l1_pp']:+.2f} pp "
+            f"| whole run {result['total_seconds'] / 60:.1f} min |"
         )
         if "accuracy_scratch_b_minus_slimming_pp" in result:
             rows.append(
@@ -107,11 +108,41 @@ def scratch_section():
             )
     return [
         "**Pruning from Scratch vs Network Slimming vs L1** (`benchmarks/scratch_vs_slimming.py`, mnist5k test "
-        "split, same FLOPs target against the unexpanded model, same final training budget; `scratch_b` is "
-        "scratch with the budget rule, final epochs / target FLOPs, i.e. the total training epochs of "
-        "slimming and l1; the zoo width multiplier sizes each run for this CPU):",
+        "split, same FLOPs target against the unexpanded model, same final epochs; `scratch_b` is "
+        "scratch with the budget rule of the official code, final epochs / target FLOPs; the zoo width "
+        "multiplier sizes each run for this CPU):",
         "",
         "| model | method | test accuracy % | FLOPs ratio | params | search time | search | final training |",
+        "|---|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
+
+
+def olmp_section():
+    results = [json.load(open(p)) for p in sorted(glob.glob(os.path.join(RESULTS, "olmp_vs_tfmot_*.json")))]
+    if not results:
+        return []
+    rows = []
+    for result in results:
+        olmp, best = result["olmp"], result["tfmot_best"]
+        tfmot = f"{best['compression']:.1f}x at {100 * best['test_accuracy']:.2f}" if best else "none of the sweep"
+        ratio = result["olmp_over_tfmot_compression"]
+        sweep = ", ".join(f"{p['compression']:.0f}x: {100 * p['test_accuracy']:.1f}" for p in result["tfmot"]["sweep"])
+        rows.append(
+            f"| {result['model']} | {100 * result['dense_test_accuracy']:.2f} "
+            f"| **{olmp['compression']:.1f}x** at {100 * olmp['test_accuracy']:.2f} "
+            f"| {tfmot} | {f'{ratio:.1f}x' if ratio else 'n/a'} | {sweep} "
+            f"| {olmp['iterations']:,} it., {(olmp['search_seconds'] + olmp['train_seconds']) / 60:.1f} min "
+            f"| {result['total_seconds'] / 60:.1f} min |"
+        )
+    return [
+        "**OLMP vs tfmot gradual magnitude pruning** (`benchmarks/olmp_vs_tfmot.py`, mnist5k test split, the "
+        "same pre-trained weights for both; compression = total / non-zero weights and biases; tfmot's figure "
+        "is the best of its sweep at OLMP's test accuracy or above, capped at the dense one):",
+        "",
+        "| model | dense accuracy % | OLMP compression at accuracy % | tfmot best at that accuracy | OLMP / tfmot "
+        "| tfmot sweep (compression: accuracy %) | OLMP run | whole benchmark |",
         "|---|---|---|---|---|---|---|---|",
         *rows,
         "",
@@ -123,7 +154,7 @@ def main():
     text = open(readme).read()
     head, _, rest = text.partition(START)
     _, _, tail = rest.partition(END)
-    body = surgery_section(_load("surgery.json")) + method_rows() + scratch_section()
+    body = surgery_section(_load("surgery.json")) + method_rows() + scratch_section() + olmp_section()
     new = head + START + "\n" + "\n".join(body) + "\n" + END + tail
     with open(readme + ".tmp", "w") as f:
         f.write(new)
