@@ -127,6 +127,13 @@ def test_rewards_and_td_targets():
     np.testing.assert_allclose(targets, [[0.0 + 0.5 * 2.0, -0.3 + 0.5 * 3.0, -1.1]], atol=1e-6)
 
 
+def test_td_targets_of_a_single_decision_step_are_the_rewards():
+    # A backbone with two convs has one decision: nothing to bootstrap from, and no NaN.
+    rewards = np.array([[-1.5], [-0.2]], "float32")
+    targets = td_targets(rewards, np.zeros((2, 1, 4), "float32"), gamma=0.9).numpy()
+    np.testing.assert_allclose(targets, rewards)
+
+
 def test_q_learning_never_updates_the_backbone():
     trainer = build(chain(), tf.distribute.get_strategy(), SETTINGS)
     before = [w.numpy().copy() for w in trainer.backbone.model.weights]

@@ -109,8 +109,8 @@ def td_targets(rewards, next_q, *, gamma):
         next_q: (batch, steps, k) Q-values of the states the targets bootstrap from
             (the target network's, or the online network's without gradient).
     """
-    best = ops.max(next_q[:, 1:, :], axis=-1)
-    bootstrap = ops.concatenate([best, ops.zeros_like(best[:, :1])], axis=1)
+    best = ops.max(next_q, axis=-1)  # over every step, so one decision step (two convs) works too
+    bootstrap = ops.concatenate([best[:, 1:], ops.zeros_like(best[:, :1])], axis=1)
     return rewards + gamma * bootstrap
 
 
