@@ -119,6 +119,35 @@ def scratch_section():
     ]
 
 
+def lstm_section():
+    results = [json.load(open(p)) for p in sorted(glob.glob(os.path.join(RESULTS, "lstm_vs_l1_*.json")))]
+    if not results:
+        return []
+    rows = []
+    for result in results:
+        lstm, l1 = result["results"]["lstm"], result["results"]["l1"]
+        rows.append(
+            f"| {result['model']} x{result['width']:g} | {100 * result['dense_test_accuracy']:.2f} "
+            f"| **{100 * result['lstm_flops_reduction']:.1f}%** (paper {100 * result['paper_flops_reduction']:.1f}%) "
+            f"| {100 * lstm['test_accuracy']:.2f} ({-result['lstm_accuracy_loss_pp']:+.2f} pp) "
+            f"| {100 * l1['test_accuracy']:.2f} at {l1['flops_ratio']:.4f} "
+            f"| {result['accuracy_lstm_minus_l1_pp']:+.2f} pp "
+            f"| {lstm['structures_evaluated']} children, {lstm['controller_epochs']} controller epochs, "
+            f"{lstm['search_seconds'] / 60:.1f} min | {result['total_seconds'] / 60:.1f} min |"
+        )
+    return [
+        "**Where to Prune vs uniform L1 at the same FLOPs** (`benchmarks/lstm_vs_l1.py`, mnist5k test split; "
+        "the search stops at the paper's FLOPs reduction; both final models get the same final training on "
+        "train + validation):",
+        "",
+        "| model | dense accuracy % | lstm FLOPs reduction | lstm accuracy % (vs dense) | l1 accuracy % at FLOPs ratio "
+        "| lstm - l1 | search | whole benchmark |",
+        "|---|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
+
+
 def olmp_section():
     results = [json.load(open(p)) for p in sorted(glob.glob(os.path.join(RESULTS, "olmp_vs_tfmot_*.json")))]
     if not results:
@@ -154,7 +183,7 @@ def main():
     text = open(readme).read()
     head, _, rest = text.partition(START)
     _, _, tail = rest.partition(END)
-    body = surgery_section(_load("surgery.json")) + method_rows() + scratch_section() + olmp_section()
+    body = surgery_section(_load("surgery.json")) + method_rows() + scratch_section() + olmp_section() + lstm_section()
     new = head + START + "\n" + "\n".join(body) + "\n" + END + tail
     with open(readme + ".tmp", "w") as f:
         f.write(new)
