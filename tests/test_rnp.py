@@ -14,7 +14,7 @@ from absl import flags
 
 from keras_prune.agents.dqn import DecisionNet, ReplayBuffer, epsilon_at, step_rewards, td_targets
 from keras_prune.cli.flags import define_flags
-from keras_prune.errors import PruneError
+from keras_prune.errors import PruneError, TrainingDivergedError
 from keras_prune.methods.rnp import CHECKPOINT, build
 from keras_prune.methods.rnp.backbone import RuntimeBackbone, reorder_channels
 from keras_prune.methods.rnp.serving import RNPServing, export_saved_model
@@ -252,3 +252,10 @@ def test_rnp_run_end_to_end_and_resume(tmp_path):
     assert resumed["method_details"]["history"] == details["history"], "no round is repeated"
     with open(tmp_path / "run" / "report.json") as f:
         assert json.load(f)["method"] == "rnp"
+
+
+def test_a_diverged_loss_is_a_clear_error():
+    trainer = build(chain(), tf.distribute.get_strategy(), SETTINGS)
+    x, y = tf.constant(np.full((4, 8, 8, 1), np.nan, "float32")), tf.constant(np.arange(4) % 5)
+    with pytest.raises(TrainingDivergedError, match="rnp_backbone_learning_rate"):
+        trainer.backbone_step(x, y)

@@ -18,6 +18,7 @@ import tensorflow as tf
 from keras import ops
 
 from keras_prune.agents.dqn import DecisionNet, ReplayBuffer, epsilon_at, step_rewards, td_targets
+from keras_prune.errors import TrainingDivergedError
 from keras_prune.export.report_io import atomic_write
 
 __all__ = ["RNPTrainer", "rollout"]
@@ -157,7 +158,7 @@ class RNPTrainer:
     def backbone_step(self, x, y, *, random_actions=False):
         """One fine-tuning step under greedy decisions (or uniformly random group counts)."""
         loss, actions = self._backbone_update(x, y, tf.constant(1.0 if random_actions else 0.0))
-        return float(loss), np.asarray(actions)
+        return _finite(float(loss), "backbone", "--rnp_backbone_learning_rate"), np.asarray(actions)
 
     def calibrate_alpha(self, batches):
         """alpha = 1 / mean cross-entropy of the pruned forward pass under random actions."""
@@ -178,9 +179,13 @@ class RNPTrainer:
         if self.replay is not None:
             self.replay.add(states, actions, rewards)
             states, actions, rewards = self.replay.sample(len(actions))
-        loss = self._q_update([tf.constant(s) for s in states], tf.constant(actions), tf.constant(rewards))
+        loss = _finite(
+            float(self._q_update([tf.constant(s) for s in states], tf.constant(actions), tf.constant(rewards))),
+            "decision network",
+            "--rnp_q_learning_rate",
+        )
         self.q_steps += 1
-        return {"q_loss": float(loss), "epsilon": epsilon, "reward": float(rewards.sum(axis=1).mean()),
+        return {"q_loss": loss, "epsilon": epsilon, "reward": float(rewards.sum(axis=1).mean()),
                 "groups": float(episode["actions"].mean() + 1)}
 
     # ----- checkpoints --------------------------------------------------------------------
@@ -218,3 +223,13 @@ class RNPTrainer:
         if self.target is not None:
             sets.append(("target", self.target.weights))
         return sets
+
+
+def _finite(loss, phase, flag):
+    """`loss`, or a clear error when the training of `phase` diverged."""
+    if not np.isfinite(loss):
+        raise TrainingDivergedError(
+            f"rnp: the {phase} loss became {loss} (training diverged); try a smaller {flag}. "
+            "The last completed round's checkpoint is kept: --resume continues from it."
+        )
+    return loss
