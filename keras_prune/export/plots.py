@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from keras_prune.export.report_io import atomic_write
 from keras_prune.export.report_md import MISSING, format_count, format_percent
 
-__all__ = ["plot_layer_channels", "plot_trajectory"]
+__all__ = ["plot_layer_channels", "plot_trajectory", "save_figure"]
 
 _BEFORE_COLOR = "#c9d3df"
 _AFTER_COLOR = "#1f5fa8"
@@ -79,7 +79,7 @@ def plot_layer_channels(report, path, *, dpi=100):
     fig.suptitle(_channels_title(report, before, after), fontsize=11)
     # Outside the axes: never on top of a bar, however long the list.
     fig.legend(loc="outside lower center", ncol=2, fontsize=9, frameon=False)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_trajectory(xs, ys, path, *, xlabel, ylabel, title, best_so_far=True, mode="max",
@@ -132,7 +132,7 @@ def plot_trajectory(xs, ys, path, *, xlabel, ylabel, title, best_so_far=True, mo
     ax.set_axisbelow(True)
     ax.margins(y=0.12)
     ax.legend(loc="best", fontsize=9)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _channels_title(report, before, after):
@@ -155,7 +155,8 @@ def _channels_title(report, before, after):
     )
 
 
-def _save(fig, path):
+def save_figure(fig, path):
+    """Writes `fig` atomically in the format `path`'s extension names, then clears it."""
     path = os.fspath(path)
     fmt = _FORMATS.get(os.path.splitext(path)[1].lower())
     if fmt is None:

@@ -1,14 +1,12 @@
 """What the `lstm` report shows: per-layer sensitivity, the search trajectory, every structure."""
 
-import io
 import os
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from keras_prune.export.plots import plot_trajectory
-from keras_prune.export.report_io import atomic_write
+from keras_prune.export.plots import plot_trajectory, save_figure
 
 __all__ = ["describe", "sensitivity", "write_plots"]
 
@@ -115,6 +113,4 @@ def _plot_sensitivity(rows, top, path, *, title):
     ax.set_title(f"Layer sensitivity learned by the LSTM: {title}", fontsize=11)
     ax.grid(axis="x", color="#e6e6e6")
     fig.legend(loc="outside lower center", ncols=3, fontsize=8)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    atomic_write(path, buffer.getvalue(), mode="wb")
+    save_figure(fig, path)

@@ -1,14 +1,12 @@
 """What an OLMP run reports: the method details of report.json and its figures."""
 
-import io
 import os
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from keras_prune.export.plots import plot_trajectory
-from keras_prune.export.report_io import atomic_write
+from keras_prune.export.plots import plot_trajectory, save_figure
 
 __all__ = ["describe", "plot_kept_per_layer", "write_plots"]
 
@@ -110,10 +108,4 @@ def plot_kept_per_layer(layers, path, *, title, dpi=100):
     ratio = f"{total / kept:.1f}x" if kept else "all pruned"
     fig.suptitle(f"OLMP: weights + biases kept per layer, {title}\ncompression {ratio} ({kept:,}/{total:,})",
                  fontsize=10)
-    buffer = io.BytesIO()
-    fmt = os.path.splitext(os.fspath(path))[1].lstrip(".").lower() or "png"
-    try:
-        fig.savefig(buffer, format=fmt)
-    finally:
-        fig.clear()
-    atomic_write(path, buffer.getvalue(), mode="wb")
+    save_figure(fig, path)

@@ -9,7 +9,7 @@ import os
 import numpy as np
 from matplotlib.figure import Figure
 
-from keras_prune.export.plots import _save
+from keras_prune.export.plots import save_figure
 
 __all__ = ["evaluate", "operating_points", "plot_easy_hard", "plot_flops_histogram", "plot_operating_points", "plots"]
 
@@ -69,7 +69,7 @@ def plot_operating_points(points, dense, path, *, static=None):
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_flops_histogram(flops, full_flops, path):
@@ -80,7 +80,7 @@ def plot_flops_histogram(flops, full_flops, path):
     ax.set_xlabel("MACs per input / dense MACs")
     ax.set_ylabel("test inputs")
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_easy_hard(dataset, flops, info, path, *, count=8):
@@ -109,7 +109,7 @@ def plot_easy_hard(dataset, flops, info, path, *, count=8):
                 ax.set_ylabel(label)
     fig.suptitle("least (easy) and most (hard) compute, MACs per input", fontsize=9)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plots(points, per_input, default_bias, dense, dataset, info, output_dir):
