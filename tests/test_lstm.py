@@ -1,6 +1,7 @@
 """Where to Prune (`lstm`): the controller, the descriptors, REINFORCE, the reward, the cached
 and resumable search, distillation under MirroredStrategy, and the run end to end."""
 
+import dataclasses
 import json
 import os
 
@@ -288,7 +289,18 @@ def test_final_training_data_is_train_plus_validation(digits):
     total = digits.info.num_train + digits.info.num_validation
     assert merged.info.num_train == total and merged.info.num_validation == 0
     assert sum(int(x.shape[0]) for x, _ in merged.train) == total
-    assert int(merged.train.cardinality()) == int(np.ceil(total / 64))
+
+
+def test_validation_examples_are_spread_over_the_final_training_epoch(digits):
+    # More examples than a bounded shuffle buffer holds: train images are 0, validation 1.
+    def split(value, n):
+        return tf.data.Dataset.from_tensor_slices((np.full((n, 1), value, "float32"), np.zeros(n, "int32"))).batch(500)
+
+    info = dataclasses.replace(digits.info, num_train=40_000, num_validation=2_000)
+    data = dataclasses.replace(digits, train=split(0.0, 40_000), validation=split(1.0, 2_000), info=info)
+    flags = np.concatenate([x.numpy()[:, 0] for x, _ in train_and_validation(data, 500).train])
+    assert flags.size == 42_000 and flags.sum() == 2_000
+    assert flags[:21_000].sum() > 500, "validation examples must not all come at the end of the epoch"
 
 
 def test_lstm_run_end_to_end_writes_sensitivity_and_every_structure(tmp_path):

@@ -25,13 +25,20 @@ WORKDIR = "lstm"
 def train_and_validation(data, batch_size, *, seed=0):
     """`data` whose train split is train + validation, reshuffled each epoch (no validation left).
 
-    The paper retrains the best structure on both; the test split stays untouched.
+    The paper retrains the best structure on both; the test split stays untouched. The two
+    are interleaved at random in proportion to their sizes, so validation examples are
+    spread over the whole epoch (a concatenation and a bounded shuffle buffer would leave
+    them at its end on a large dataset).
     """
-    examples = data.train.unbatch().concatenate(data.validation.unbatch())
     total = data.info.num_train + data.info.num_validation
+    examples = tf.data.Dataset.sample_from_datasets(
+        [data.train.unbatch(), data.validation.unbatch()],
+        weights=[data.info.num_train / total, data.info.num_validation / total],
+        seed=seed,
+        rerandomize_each_iteration=True,
+    )
     train = (
-        examples.shuffle(min(total, 10_000), seed=seed, reshuffle_each_iteration=True)
-        .batch(batch_size)
+        examples.batch(batch_size)
         .apply(tf.data.experimental.assert_cardinality(math.ceil(total / batch_size)))
         .prefetch(tf.data.AUTOTUNE)
     )
