@@ -52,6 +52,7 @@ class RunConfig:
     overwrite: bool = False
     export: tuple = ("saved_model", "keras")
     latency_repeats: int = 30
+    max_batches: int = 0
     prune_residual: bool = False
     schedule: str = "constant"
     label_smoothing: float = 0.0
@@ -258,6 +259,9 @@ def run(config, *, flags_text=None):
     strategy = make_strategy(config.strategy, tpu_address=config.tpu_address)
     _log(f"strategy: {type(strategy).__name__} with {strategy.num_replicas_in_sync} replica(s)")
     data = load_dataset(config.dataset, data_dir=config.data_dir, batch_size=config.batch_size, seed=config.seed)
+    if config.max_batches:
+        data = data.limited(config.max_batches, config.batch_size)
+        _log(f"data: at most {config.max_batches} train and validation batches per epoch (--max_batches)")
     _log(f"data: {data.info.describe()}")
     model, untrained = _build_model(config, data.info, strategy)
     verbose = config.verbose if config.verbose is not None else (1 if sys.stdout.isatty() else 2)

@@ -170,6 +170,16 @@ def test_image_size_resizes_every_split():
         assert tuple(next(iter(split))[0].shape) == (16, 12, 10, 1)
 
 
+def test_limited_caps_train_and_validation_but_keeps_the_test_split():
+    full = _load("mnist5k")
+    small = full.limited(3, 128)
+    assert [len(as_numpy(small.train)[1]), len(as_numpy(small.validation)[1])] == [3 * 128, 3 * 128]
+    assert small.info.num_train == 3 * 128 and small.info.num_validation == 3 * 128
+    assert len(as_numpy(small.test)[1]) == full.info.num_test == small.info.num_test
+    # A cap above a split's length leaves it whole.
+    assert full.limited(10_000, 128).info.num_validation == full.info.num_validation
+
+
 def test_as_numpy_respects_limit_and_single_examples():
     ds = tf.data.Dataset.from_tensor_slices((np.zeros((10, 2, 2, 1), np.float32), np.arange(10)))
     x, y = as_numpy(ds.batch(4), limit=5)

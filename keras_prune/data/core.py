@@ -62,3 +62,26 @@ class Dataset:
     validation: tf.data.Dataset
     test: tf.data.Dataset
     info: DatasetInfo
+
+    def limited(self, max_batches, batch_size):
+        """The same data with at most `max_batches` batches of train and of validation.
+
+        For smoke runs of large models: every training loop sees the shorter epochs. The
+        test split stays whole, so the reported accuracy is still the test accuracy.
+        """
+        train_batches = _capped(self.train, max_batches)
+        validation_batches = _capped(self.validation, max_batches)
+        info = dataclasses.replace(
+            self.info,
+            num_train=min(self.info.num_train, train_batches * batch_size),
+            num_validation=min(self.info.num_validation, validation_batches * batch_size),
+        )
+        return dataclasses.replace(
+            self, train=self.train.take(train_batches), validation=self.validation.take(validation_batches), info=info
+        )
+
+
+def _capped(ds, max_batches):
+    """`max_batches`, or fewer if `ds` is known to be shorter (tfds splits may not know)."""
+    known = int(ds.cardinality())
+    return max_batches if known < 0 else min(max_batches, known)
