@@ -10,6 +10,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from keras_prune.training import make_strategy  # noqa: E402
+
 _cpus = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(
     _cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
@@ -31,7 +33,9 @@ def mirrored():
     strategy in the same process can then clash with the new one's ("Shape mismatch in
     the collective instance 100"); a real run makes one strategy per process.
     """
-    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = make_strategy("mirrored")
+    assert strategy.num_replicas_in_sync == 2, "conftest splits the CPU into two logical devices"
+    return strategy
 
 
 @pytest.fixture

@@ -30,3 +30,8 @@ def test_multi_worker_without_tf_config_says_what_is_missing(monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
     with pytest.raises(PruneError, match="TF_CONFIG"):
         make_strategy("multi_worker")
+
+
+def test_mirrored_is_one_instance_per_process():
+    # A second MirroredStrategy would restart the collective keys and clash with the first.
+    assert make_strategy("mirrored") is make_strategy("mirrored")

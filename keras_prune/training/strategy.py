@@ -20,7 +20,10 @@ def make_strategy(name="auto", *, tpu_address=None):
       faster than an explicit OneDeviceStrategy, measured on ResNet-20 x0.5 / mnist5k).
     - one_device: OneDeviceStrategy on the first GPU, or the CPU.
     - mirrored: all GPUs, or all logical CPU devices when there is no GPU (used by the
-      tests, which split the CPU into two logical devices).
+      tests, which split the CPU into two logical devices). One instance per process and
+      device set: each new MirroredStrategy restarts TF's collective keys, and a
+      collective of an earlier one then clashes with the new one's ("Shape mismatch in
+      the collective instance 100"), e.g. when a process runs the pipeline twice.
     - multi_worker: MultiWorkerMirroredStrategy; the cluster comes from `TF_CONFIG`.
     - tpu: TPUStrategy on `tpu_address` (or the TPU the environment names).
     """
@@ -35,7 +38,7 @@ def make_strategy(name="auto", *, tpu_address=None):
         return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
     if name == "mirrored":
         devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
-        return tf.distribute.MirroredStrategy(devices)
+        return _mirrored(tuple(devices))
     if name == "multi_worker":
         config = os.environ.get("TF_CONFIG")
         if not config or "cluster" not in json.loads(config):
@@ -48,3 +51,12 @@ def make_strategy(name="auto", *, tpu_address=None):
     tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
     return tf.distribute.TPUStrategy(resolver)
+
+
+_MIRRORED = {}
+
+
+def _mirrored(devices):
+    if devices not in _MIRRORED:
+        _MIRRORED[devices] = tf.distribute.MirroredStrategy(list(devices))
+    return _MIRRORED[devices]
