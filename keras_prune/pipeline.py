@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from keras_prune.errors import PruneError
 from keras_prune.export import fold_batch_norms, measure_latency, strip
-from keras_prune.export.report_io import atomic_write, write_json
+from keras_prune.export.report_io import atomic_write, replace_folder, save_keras, write_json
 from keras_prune.graph import count_flops, count_params
 from keras_prune.methods import get_method
 from keras_prune.methods.base import RunContext
@@ -206,24 +206,12 @@ def _export(model, output_dir, formats):
     """Writes the plain pruned model: model.keras, saved_model/, optionally model.tflite."""
     written = {}
     if "keras" in formats:
-        path = os.path.join(output_dir, "model.keras")
-        tmp = os.path.join(output_dir, ".tmp-model.keras")
-        model.save(tmp)
-        os.replace(tmp, path)
-        written["keras"] = path
+        written["keras"] = save_keras(model, os.path.join(output_dir, "model.keras"))
     if "saved_model" in formats:
-        path = os.path.join(output_dir, "saved_model")
-        tmp = os.path.join(output_dir, ".tmp-saved_model")
-        for folder in (tmp, path + ".old"):
-            if os.path.exists(folder):
-                tf.io.gfile.rmtree(folder)
-        model.export(tmp, format="tf_saved_model", verbose=False)
-        if os.path.exists(path):
-            os.replace(path, path + ".old")
-        os.replace(tmp, path)
-        if os.path.exists(path + ".old"):
-            tf.io.gfile.rmtree(path + ".old")
-        written["saved_model"] = path
+        written["saved_model"] = replace_folder(
+            os.path.join(output_dir, "saved_model"),
+            lambda tmp: model.export(tmp, format="tf_saved_model", verbose=False),
+        )
     if "tflite" in formats:
         converter = tf.lite.TFLiteConverter.from_keras_model(model)
         path = os.path.join(output_dir, "model.tflite")
@@ -287,8 +275,7 @@ def run(config, *, flags_text=None):
             callbacks=callbacks("pretrain"),
             verbose=verbose,
         )
-        model.save(baseline_path + ".tmp.keras")
-        os.replace(baseline_path + ".tmp.keras", baseline_path)
+        save_keras(model, baseline_path)
     baseline = _stats(model, data, strategy, config.latency_repeats)
     _log(f"baseline: accuracy {baseline['accuracy']:.4f}, {baseline['flops'] / 1e6:.2f} M MACs")
 

@@ -1,10 +1,13 @@
 """Atomic file writes: a crash never leaves a half-written artefact behind."""
 
+import io
 import json
 import os
 import tempfile
 
-__all__ = ["atomic_write", "write_json", "read_json"]
+import numpy as np
+
+__all__ = ["atomic_write", "read_json", "read_state", "replace_folder", "save_keras", "write_json", "write_state"]
 
 
 def atomic_write(path, data, *, mode="w"):
@@ -33,6 +36,51 @@ def write_json(path, obj):
 def read_json(path):
     with open(path) as f:
         return json.load(f)
+
+
+def write_state(path, state, arrays):
+    """Writes a checkpoint atomically: a JSON-able `state` and named NumPy `arrays`, in one .npz."""
+    buffer = io.BytesIO()
+    np.savez(buffer, state=np.array(json.dumps(state)), **arrays)
+    atomic_write(path, buffer.getvalue(), mode="wb")
+
+
+def read_state(path):
+    """`(state, arrays)` of a checkpoint written by `write_state`."""
+    with np.load(path, allow_pickle=False) as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    return json.loads(str(arrays.pop("state"))), arrays
+
+
+def save_keras(model, path):
+    """Saves `model` as a .keras file atomically (a temporary file, then a rename)."""
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), ".tmp-" + os.path.basename(path))
+    model.save(tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def replace_folder(path, write):
+    """Builds a folder with `write(tmp_path)` beside `path`, then swaps it in (SavedModels).
+
+    A crash leaves either the old folder or the new one at `path`, never a half-written one.
+    """
+    import tensorflow as tf  # gfile handles every filesystem TensorFlow writes to
+
+    path = os.fspath(path)
+    tmp, old = os.path.join(os.path.dirname(os.path.abspath(path)), ".tmp-" + os.path.basename(path)), path + ".old"
+    for folder in (tmp, old):
+        if os.path.exists(folder):
+            tf.io.gfile.rmtree(folder)
+    write(tmp)
+    if os.path.exists(path):
+        os.replace(path, old)
+    os.replace(tmp, path)
+    if os.path.exists(old):
+        tf.io.gfile.rmtree(old)
+    return path
 
 
 def _plain(value):

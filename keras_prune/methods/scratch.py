@@ -17,8 +17,6 @@ expanded width, as in the official code. `--prune_residual` gates the tied group
 one shared gate per group.
 """
 
-import io
-import json
 import os
 import time
 
@@ -27,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_prune.errors import PruneError
-from keras_prune.export.report_io import atomic_write
+from keras_prune.export.report_io import read_state, write_state
 from keras_prune.graph import analyze, count_flops, expand_channels, prune_channels, reinitialize
 from keras_prune.methods.base import MethodResult, retrain
 from keras_prune.methods.budget import global_budget
@@ -175,15 +173,11 @@ class GateSelection(keras.callbacks.Callback):
         if self.best is not None:
             state["best"] = {"epoch": self.best["epoch"], "accuracy": self.best["accuracy"]}
             arrays.update({f"best/{k}": v for k, v in self.best["gates"].items()})
-        buffer = io.BytesIO()
-        np.savez(buffer, state=np.array(json.dumps(state)), **arrays)
-        atomic_write(path, buffer.getvalue(), mode="wb")
+        write_state(path, state, arrays)
 
     def restore(self, path):
         """Loads a checkpoint written by `save`; returns the number of epochs done."""
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {k: archive[k] for k in archive.files}
-        state = json.loads(str(arrays.pop("state")))
+        state, arrays = read_state(path)
         _restore_arrays(self.learner, arrays)
         self.history = state["history"]
         if "best" in state:

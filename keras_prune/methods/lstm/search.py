@@ -13,8 +13,6 @@ sampler's random state) is written atomically to `<workdir>/checkpoint.npz`, so
 `resume=True` continues an interrupted search where it stopped.
 """
 
-import io
-import json
 import os
 import time
 
@@ -23,7 +21,7 @@ import numpy as np
 
 from keras_prune.criteria import filter_norms
 from keras_prune.errors import PruneError
-from keras_prune.export.report_io import atomic_write
+from keras_prune.export.report_io import read_state, save_keras, write_state
 from keras_prune.graph import analyze, prune_channels
 from keras_prune.methods.budget import top_channels
 from keras_prune.methods.lstm.controller import PRUNE, PruningController, reinforce_step
@@ -218,9 +216,7 @@ class LSTMSearch:
         accuracy = evaluate_accuracy(child, self.data.validation, self.strategy)
         model_file = os.path.join("children", f"s{len(self.candidates):04d}.keras")
         path = os.path.join(self.workdir, model_file)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        child.save(path + ".tmp.keras")
-        os.replace(path + ".tmp.keras", path)
+        save_keras(child, path)
         record = self._add(counts, parent=parent["key"], accuracy=accuracy, model_file=model_file,
                            seconds=time.perf_counter() - start)
         self.log(
@@ -293,14 +289,10 @@ class LSTMSearch:
         """Writes the whole search state atomically (one file)."""
         arrays = {f"controller_{i}": np.asarray(v) for i, v in enumerate(self.controller.get_weights())}
         arrays.update({f"optimizer_{i}": np.asarray(v.numpy()) for i, v in enumerate(self.optimizer.variables)})
-        buffer = io.BytesIO()
-        np.savez(buffer, state=np.array(json.dumps(self.state())), **arrays)
-        atomic_write(os.path.join(self.workdir, CHECKPOINT), buffer.getvalue(), mode="wb")
+        write_state(os.path.join(self.workdir, CHECKPOINT), self.state(), arrays)
 
     def restore(self, path):
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {k: archive[k] for k in archive.files}
-        state = json.loads(str(arrays.pop("state")))
+        state, arrays = read_state(path)
         weights = [arrays[f"controller_{i}"] for i in range(len(self.controller.get_weights()))]
         self.controller.set_weights(weights)
         for i, variable in enumerate(self.optimizer.variables):

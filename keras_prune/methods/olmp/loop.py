@@ -19,15 +19,13 @@ resumed run therefore loses at most the trial in flight inside a search, and at 
 (tf.data iterators are not checkpointed).
 """
 
-import io
-import json
 import os
 import time
 
 import numpy as np
 
 from keras_prune.errors import PruneError
-from keras_prune.export.report_io import atomic_write
+from keras_prune.export.report_io import read_state, write_state
 from keras_prune.methods.olmp.dns import LayerStatistics
 from keras_prune.methods.olmp.search import search_crates
 from keras_prune.methods.olmp.settings import DEATH_PENALTY
@@ -259,9 +257,7 @@ class OLMPLoop:
         arrays = self.trainer.state_arrays()
         if self.batch is not None:
             arrays["batch/x"], arrays["batch/y"] = self.batch
-        buffer = io.BytesIO()
-        np.savez(buffer, state=np.array(json.dumps(self._state())), **arrays)
-        atomic_write(self.checkpoint_path, buffer.getvalue(), mode="wb")
+        write_state(self.checkpoint_path, self._state(), arrays)
 
     def restore(self):
         """Loads the checkpoint into the model, optimizer and loop.
@@ -269,9 +265,7 @@ class OLMPLoop:
         Raises:
             PruneError: if it was written by a run with other layers or settings.
         """
-        with np.load(self.checkpoint_path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
-        state = json.loads(str(arrays.pop("state")))
+        state, arrays = read_state(self.checkpoint_path)
         if state["layers"] != self.dns.names:
             raise PruneError(
                 f"The OLMP checkpoint {self.checkpoint_path} prunes layers {state['layers']}, this run "

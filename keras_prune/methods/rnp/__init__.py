@@ -25,6 +25,7 @@ import keras
 import numpy as np
 
 from keras_prune.errors import PruneError
+from keras_prune.export.report_io import save_keras
 from keras_prune.graph import count_params
 from keras_prune.methods.base import MethodResult
 from keras_prune.methods.rnp import report
@@ -37,13 +38,6 @@ __all__ = ["CHECKPOINT", "build", "run", "sample_test_images", "train"]
 
 CHECKPOINT = os.path.join("rnp", "training.npz")
 """Training state in the run folder, rewritten after the warm-up and after every round."""
-
-
-def _save_keras(model, path):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    model.save(path + ".tmp.keras")
-    os.replace(path + ".tmp.keras", path)
-    return path
 
 
 def sample_test_images(data, count=64):
@@ -141,8 +135,8 @@ def run(model, data, ctx):
         if "saved_model" in formats:
             written["saved_model"] = export_saved_model(serving, os.path.join(output_dir, "saved_model"))
         if "keras" in formats:
-            written["keras"] = _save_keras(backbone.model, os.path.join(output_dir, "model.keras"))
-            written["decision_net"] = _save_keras(trainer.decision, os.path.join(output_dir, "rnp", "decision_net.keras"))
+            written["keras"] = save_keras(backbone.model, os.path.join(output_dir, "model.keras"))
+            written["decision_net"] = save_keras(trainer.decision, os.path.join(output_dir, "rnp", "decision_net.keras"))
         return written
 
     every_group = report.evaluate(trainer, data.test, -1e9)

@@ -10,13 +10,13 @@ accuracy for speed at run time, without retraining.
 """
 
 import itertools
-import os
 import types
 
 import tensorflow as tf
 from keras import ops
 
 from keras_prune.export.latency import measure_latency
+from keras_prune.export.report_io import replace_folder
 from keras_prune.methods.rnp.training import rollout
 
 __all__ = ["RNPServing", "export_saved_model", "serving_latency"]
@@ -95,17 +95,8 @@ class RNPServing(tf.Module):
 
 def export_saved_model(serving, path):
     """Writes `serving` as a SavedModel at `path`, atomically (temporary folder, rename)."""
-    tmp = path + ".tmp"
-    for folder in (tmp, path + ".old"):
-        if os.path.exists(folder):
-            tf.io.gfile.rmtree(folder)
-    tf.saved_model.save(serving, tmp, signatures={"serve": serving.serve, "serve_with_bias": serving.serve_with_bias})
-    if os.path.exists(path):
-        os.replace(path, path + ".old")
-    os.replace(tmp, path)
-    if os.path.exists(path + ".old"):
-        tf.io.gfile.rmtree(path + ".old")
-    return path
+    signatures = {"serve": serving.serve, "serve_with_bias": serving.serve_with_bias}
+    return replace_folder(path, lambda tmp: tf.saved_model.save(serving, tmp, signatures=signatures))
 
 
 def serving_latency(serve, images, *, repeats):

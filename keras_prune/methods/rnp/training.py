@@ -9,8 +9,6 @@ replica on its contiguous share of the global batch; losses are divided by the g
 batch size and `apply_gradients` sums the replicas' gradients.
 """
 
-import io
-import json
 
 import keras
 import numpy as np
@@ -19,7 +17,7 @@ from keras import ops
 
 from keras_prune.agents.dqn import DecisionNet, ReplayBuffer, epsilon_at, step_rewards, td_targets
 from keras_prune.errors import TrainingDivergedError
-from keras_prune.export.report_io import atomic_write
+from keras_prune.export.report_io import read_state, write_state
 
 __all__ = ["RNPTrainer", "rollout"]
 
@@ -198,15 +196,11 @@ class RNPTrainer:
             arrays.update({f"replay/{k}": v for k, v in self.replay.get_state().items()})
         meta = {"rounds_done": rounds_done, "q_steps": self.q_steps, "alpha": self.alpha, "history": self.history,
                 "replay_rng": self.replay.rng.bit_generator.state if self.replay is not None else None}
-        buffer = io.BytesIO()
-        np.savez(buffer, meta=np.array(json.dumps(meta)), **arrays)
-        atomic_write(path, buffer.getvalue(), mode="wb")
+        write_state(path, meta, arrays)
 
     def restore(self, path):
         """Loads a checkpoint written by `save`; returns the number of rounds done."""
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {k: archive[k] for k in archive.files}
-        meta = json.loads(str(arrays.pop("meta")))
+        meta, arrays = read_state(path)
         for prefix, variables in self._variable_sets():
             for i, variable in enumerate(variables):
                 variable.assign(arrays[f"{prefix}/{i}"])
