@@ -169,8 +169,7 @@ def _define_lstm(fv):
 
 def _define_rnp(fv):
     """Runtime Neural Pruning's flags (defaults: PAPERS.md 3, sized for a CPU) and their validators."""
-    from keras_prune.methods.rnp.backbone import ORDERS
-    from keras_prune.methods.rnp.settings import parse_biases
+    from keras_prune.methods.rnp.settings import ORDERS, parse_biases
 
     _define(flags.DEFINE_integer, fv, "rnp_groups", 4, "rnp: k, ordered channel groups per prunable conv (>= 2).")
     _define(flags.DEFINE_enum, fv, "rnp_order", "norm", list(ORDERS),

@@ -18,150 +18,18 @@ The result is dynamic, so the method hands the pipeline its own `stats` and `exp
 (see `MethodResult`); `model` is the fine-tuned dense backbone.
 """
 
-import os
-import time
+import importlib
 
-import keras
-import numpy as np
+from keras_prune.methods.rnp.settings import ORDERS, RNPSettings, settings_from_config
 
-from keras_prune.errors import PruneError
-from keras_prune.export.report_io import save_keras
-from keras_prune.graph import count_params
-from keras_prune.methods.base import MethodResult
-from keras_prune.methods.rnp import report
-from keras_prune.methods.rnp.backbone import RuntimeBackbone, reorder_channels
-from keras_prune.methods.rnp.serving import RNPServing, export_saved_model, serving_latency
-from keras_prune.methods.rnp.settings import settings_from_config
-from keras_prune.methods.rnp.training import RNPTrainer
+__all__ = ["CHECKPOINT", "ORDERS", "RNPSettings", "build", "run", "sample_test_images", "settings_from_config", "train"]
 
-__all__ = ["CHECKPOINT", "build", "run", "sample_test_images", "train"]
-
-CHECKPOINT = os.path.join("rnp", "training.npz")
-"""Training state in the run folder, rewritten after the warm-up and after every round."""
+# The TensorFlow parts load on first use, so the command line can read the settings (to
+# define and validate its flags) without them, as for lstm and olmp.
+_LAZY = frozenset({"CHECKPOINT", "build", "run", "sample_test_images", "train"})
 
 
-def sample_test_images(data, count=64):
-    """The first `count` test images (real inputs for latency: decisions depend on the input)."""
-    images = []
-    for x, _ in data.test:
-        images.append(np.asarray(x))
-        if sum(len(i) for i in images) >= count:
-            break
-    return np.concatenate(images)[:count]
-
-
-def build(model, strategy, settings, *, seed=0):
-    """A `RNPTrainer` over a reordered copy of `model` (the input model is left as it is)."""
-    with strategy.scope():
-        net = keras.models.clone_model(model)
-        net.set_weights(model.get_weights())
-        backbone = RuntimeBackbone(net, settings.groups)
-    reorder_channels(backbone, settings.order)
-    return RNPTrainer(backbone, strategy, settings, seed=seed)
-
-
-def train(trainer, data, ctx):
-    """Warm-up, alpha calibration and the alternating rounds, resumable per round."""
-    settings, log = trainer.settings, ctx.log
-    checkpoint = os.path.join(ctx.output_dir, CHECKPOINT)
-    rounds_done = None
-    if ctx.config.resume and os.path.exists(checkpoint):
-        rounds_done = trainer.restore(checkpoint)
-        log(f"rnp: resumed after round {rounds_done} of {settings.rounds} from {checkpoint}")
-    batches = iter(data.train.repeat())
-    if rounds_done is None:
-        losses = [trainer.backbone_step(*next(batches), random_actions=True)[0] for _ in range(settings.warmup_steps)]
-        if losses:
-            log(f"rnp: warm-up, {len(losses)} steps under random group counts, loss {np.mean(losses[-10:]):.4f}")
-        if trainer.alpha is None:
-            trainer.alpha = trainer.calibrate_alpha([next(batches) for _ in range(5)])
-            log(f"rnp: alpha = {trainer.alpha:.4g} (mean alpha * L_cls = 1 under random decisions)")
-        rounds_done = 0
-        trainer.save(checkpoint, rounds_done)
-    for round_index in range(rounds_done, settings.rounds):
-        q = [trainer.decision_step(*next(batches)) for _ in range(settings.decision_steps)]
-        ce = [trainer.backbone_step(*next(batches)) for _ in range(settings.backbone_steps)]
-        record = {"round": round_index + 1}
-        for key in ("q_loss", "reward", "groups", "epsilon"):
-            record[key] = float(np.mean([s[key] for s in q])) if q else None
-        record["backbone_loss"] = float(np.mean([loss for loss, _ in ce])) if ce else None
-        record["backbone_groups"] = float(np.mean([a.mean() + 1 for _, a in ce])) if ce else None
-        trainer.history.append(record)
-        log("rnp: " + ", ".join(f"{k} {v:.4g}" for k, v in record.items() if v is not None))
-        ctx.summaries.scalars(round_index + 1, **{f"rnp/{k}": v for k, v in record.items() if k != "round"})
-        trainer.save(checkpoint, round_index + 1)
-
-
-def run(model, data, ctx):
-    """Trains RNP on `model` and hands back its operating points, export and stats."""
-    config = ctx.config
-    settings = settings_from_config(config)
-    if "tflite" in config.export:
-        raise PruneError("rnp exports saved_model and keras only: its per-input branches have no TFLite form; "
-                         "drop --export=tflite.")
-    start = time.perf_counter()
-    trainer = build(model, ctx.strategy, settings, seed=config.seed)
-    backbone = trainer.backbone
-    ctx.log(
-        f"rnp: {backbone.steps} prunable convs x {settings.groups} groups "
-        f"({', '.join(str(c) for c in backbone.channels)} channels), decision net "
-        f"{trainer.decision.count_params():,} params"
-    )
-    train(trainer, data, ctx)
-    search_seconds = time.perf_counter() - start
-
-    biases = sorted(set(settings.operating_points) | {settings.flops_bias})
-    points, per_input = report.operating_points(trainer, data.test, biases)
-    for point in points:
-        ctx.log(f"rnp: flops_bias {point['flops_bias']:g}: accuracy {point['accuracy']:.4f}, "
-                f"{point['speedup']:.2f}x fewer MACs per input")
-    default = next(p for p in points if p["flops_bias"] == settings.flops_bias)
-    serving = RNPServing(backbone, trainer.decision, settings.flops_bias)
-
-    def stats(data, strategy, repeats):
-        params = count_params(backbone.model)
-        extra = int(trainer.decision.count_params())
-        latency = serving_latency(serving.serve, sample_test_images(data), repeats=repeats)
-        return {
-            "accuracy": default["accuracy"],
-            "flops": default["mean_flops"],
-            "params": params.total + extra,
-            "nonzero_params": params.nonzero + extra,
-            "latency_ms": latency,
-        }
-
-    def export(output_dir, formats):
-        written = {}
-        if "saved_model" in formats:
-            written["saved_model"] = export_saved_model(serving, os.path.join(output_dir, "saved_model"))
-        if "keras" in formats:
-            written["keras"] = save_keras(backbone.model, os.path.join(output_dir, "model.keras"))
-            written["decision_net"] = save_keras(trainer.decision, os.path.join(output_dir, "rnp", "decision_net.keras"))
-        return written
-
-    every_group = report.evaluate(trainer, data.test, -1e9)
-    dense = {"flops": backbone.full_flops, "accuracy": float(every_group["correct"].mean())}
-    plots = report.plots(points, per_input, settings.flops_bias, dense, data.test, data.info, ctx.output_dir)
-    details = {
-        "groups": settings.groups,
-        "order": settings.order,
-        "prunable_convs": [stage[0].name for stage in backbone.stages],
-        "group_boundaries": backbone.boundaries,
-        "alpha": trainer.alpha,
-        "penalty": settings.penalty,
-        "flops_bias": settings.flops_bias,
-        "decision_net_macs": trainer.decision.macs_per_sample(),
-        "operating_points": points,
-        "every_group_accuracy": dense["accuracy"],
-        "plots": plots,
-        "history": trainer.history,
-        "export": "saved_model/ signatures: serve(images) and serve_with_bias(images, flops_bias) -> "
-                  "logits, actions (groups computed per prunable conv); batch 1 computes only the chosen groups",
-    }
-    return MethodResult(
-        model=backbone.model,
-        search_seconds=search_seconds,
-        details=details,
-        stats=stats,
-        export=export,
-    )
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module("keras_prune.methods.rnp.method"), name)
+    raise AttributeError(f"module 'keras_prune.methods.rnp' has no attribute {name!r}")

@@ -18,11 +18,9 @@ from keras import ops
 from keras_prune.errors import PruneError
 from keras_prune.graph import count_flops
 from keras_prune.layers.gates import ChannelGroupGate, group_sizes
+from keras_prune.methods.rnp.settings import ORDERS
 
-__all__ = ["RuntimeBackbone", "ORDERS"]
-
-ORDERS = ("norm", "natural")
-"""Channel orders: by descending filter L2 norm (group 1 = strongest filters), or as built."""
+__all__ = ["RuntimeBackbone"]
 
 _PER_CHANNEL = (
     keras.layers.BatchNormalization,

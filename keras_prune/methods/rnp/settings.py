@@ -4,7 +4,10 @@ import dataclasses
 
 from keras_prune.errors import PruneError
 
-__all__ = ["RNPSettings", "parse_biases", "settings_from_config"]
+__all__ = ["ORDERS", "RNPSettings", "parse_biases", "settings_from_config"]
+
+ORDERS = ("norm", "natural")
+"""Channel orders: by descending filter L2 norm (group 1 = strongest filters), or as built."""
 
 
 @dataclasses.dataclass(frozen=True)
