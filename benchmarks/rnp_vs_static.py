@@ -8,9 +8,10 @@ One pre-trained backbone (the zoo's `conv4` by default) on mnist5k, this CPU:
 - static: `l1` (uniform filter-norm pruning of every group) at the mean-FLOPs ratios of the
           RNP operating points nearest to 2x, 3x and 4x fewer MACs, fine-tuned for as many
           minibatches as RNP's backbone saw (warm-up + rounds x backbone steps).
-- latency: batch-1 median latency of the exported RNP SavedModel (the sliced path) at the
-          operating point closest to `--latency_speedup` (3x) theoretical speed-up, against the
-          dense backbone with BatchNorm folded, both measured here.
+- latency: batch-1 median latency at the operating point closest to `--latency_speedup` (3x)
+          theoretical speed-up: the exported RNP SavedModel (the sliced path) against the dense
+          backbone exported with BatchNorm folded, both loaded back and called the same way
+          (`loaded.serve(image)` on the same real test images, alternated).
 
 Writes benchmarks/results/rnp_vs_static.json (with --quick: /tmp/rnp_vs_static_quick.json,
 which update_readme never reads).
@@ -29,7 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_prune.data import load_dataset
-from keras_prune.export import fold_batch_norms, measure_latency
+from keras_prune.export import fold_batch_norms
 from keras_prune.export.report_io import write_json
 from keras_prune.export.summaries import RunSummaries
 from keras_prune.methods import l1, rnp
@@ -127,13 +128,15 @@ def main():
     near = min(points, key=lambda p: abs(p["speedup"] - args.latency_speedup))
     serving = RNPServing(trainer.backbone, trainer.decision, near["flops_bias"])
     loaded = tf.saved_model.load(export_saved_model(serving, os.path.join(out, "saved_model")))
-    serve = loaded.signatures["serve"]
+    dense_path = os.path.join(out, "dense_saved_model")
+    fold_batch_norms(base).export(dense_path, verbose=False)
+    dense_loaded = tf.saved_model.load(dense_path)
     test_images = sample_test_images(data)
-    folded = fold_batch_norms(base)
     dense_ms, rnp_ms = [], []
     for _ in range(3):  # alternated, so that load from other processes hits both alike
-        dense_ms.append(measure_latency(folded, repeats=args.latency_repeats)["median_ms"])
-        rnp_ms.append(serving_latency(lambda x: serve(images=x), test_images, repeats=args.latency_repeats))
+        dense_ms.append(serving_latency(lambda x: {"logits": dense_loaded.serve(x)}, test_images,
+                                        repeats=args.latency_repeats))
+        rnp_ms.append(serving_latency(loaded.serve, test_images, repeats=args.latency_repeats))
     dense_latency, rnp_latency = float(np.median(dense_ms)), float(np.median(rnp_ms))
     _log(f"latency at {near['speedup']:.2f}x MACs: dense {dense_latency:.3f} ms, rnp {rnp_latency:.3f} ms")
 

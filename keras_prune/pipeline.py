@@ -228,7 +228,12 @@ def _environment():
             "keras": keras.__version__,
             "python": platform.python_version(),
         },
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            # What this process may use (benchmarks pin themselves with taskset).
+            "cpus_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        },
     }
 
 

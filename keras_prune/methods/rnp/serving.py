@@ -5,7 +5,8 @@ takes it as an input. Both return `logits` and per-layer `actions` (groups compu
 1..k). A batch of one takes the sliced path: each stage is a `tf.switch_case` over k
 branches whose convolutions use kernels cut to the kept channels, so skipped groups
 are never computed. Larger batches take the masked path (the training computation).
-The bias is subtracted from the Q-value of each extra group: raising it trades
+Every BatchNormalization is folded into the conv before it, stem included, as the dense
+model is deployed: only the dynamic part differs between the two. The bias is subtracted from the Q-value of each extra group: raising it trades
 accuracy for speed at run time, without retraining.
 """
 
@@ -15,8 +16,10 @@ import types
 import tensorflow as tf
 from keras import ops
 
+from keras_prune.export.fold import fold_batch_norms
 from keras_prune.export.latency import measure_latency
 from keras_prune.export.report_io import replace_folder
+from keras_prune.methods.rnp.backbone import RuntimeBackbone
 from keras_prune.methods.rnp.training import rollout
 
 __all__ = ["RNPServing", "export_saved_model", "serving_latency"]
@@ -33,11 +36,13 @@ class RNPServing(tf.Module):
 
     def __init__(self, backbone, decision, flops_bias=0.0):
         super().__init__(name="rnp")
+        # Channel order and groups are unchanged by folding (it is per channel).
+        backbone = RuntimeBackbone(fold_batch_norms(backbone.model), backbone.groups)
         self._backbone = backbone
         self.model = backbone.model
         self.decision = decision
         self.flops_bias = tf.Variable(float(flops_bias), trainable=False, name="flops_bias")
-        # BatchNorm folded into the sliced convs, as the dense model is deployed.
+        # Kernels and biases of the sliced convs (folded_stage folds what fold_batch_norms left).
         folded = []
         self.folded_kernels, self.folded_biases = [], []
         for t in range(backbone.steps):
