@@ -22,7 +22,7 @@ from keras_prune.export.report_io import atomic_write, replace_folder, save_kera
 from keras_prune.graph import count_flops, count_params
 from keras_prune.methods import get_method
 from keras_prune.methods.base import RunContext
-from keras_prune.run_dir import prepare_output_dir
+from keras_prune.run_dir import RUN_MARKER, check_resume_config, prepare_output_dir
 from keras_prune.training import evaluate_accuracy, make_strategy, train_classifier
 from keras_prune.version import __version__
 
@@ -247,7 +247,9 @@ def run(config, *, flags_text=None):
     started = time.perf_counter()
     method = get_method(config.method)
     output_dir = prepare_output_dir(config.output_dir, resume=config.resume, overwrite=config.overwrite)
-    atomic_write(os.path.join(output_dir, "flags.txt"), flags_text or _config_text(config))
+    check_resume_config(output_dir, config.as_dict(), resume=config.resume)
+    if not config.resume:  # a resumed run keeps the flags it started with
+        atomic_write(os.path.join(output_dir, RUN_MARKER), flags_text or _config_text(config))
     keras.utils.set_random_seed(config.seed)
     strategy = make_strategy(config.strategy, tpu_address=config.tpu_address)
     _log(f"strategy: {type(strategy).__name__} with {strategy.num_replicas_in_sync} replica(s)")

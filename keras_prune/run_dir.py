@@ -1,14 +1,26 @@
-"""The run folder: refuse to mix two runs, check it is writable before any work."""
+"""The run folder: refuse to mix two runs, check it is usable before any work."""
 
+import json
 import os
 import shutil
 
 from keras_prune.errors import OutputDirError
 
-__all__ = ["prepare_output_dir", "RUN_MARKER"]
+__all__ = ["MIN_FREE_BYTES", "RUN_CONFIG", "RUN_MARKER", "check_resume_config", "prepare_output_dir"]
 
 RUN_MARKER = "flags.txt"
 """A folder holding this file holds a run."""
+
+RUN_CONFIG = "run_config.json"
+"""The settings the run started with; `--resume` must continue with the same ones."""
+
+MIN_FREE_BYTES = 256 * 2**20
+"""Free space a run needs to start (checkpoints, models, SavedModels, TensorBoard logs)."""
+
+RESUME_FREE = frozenset(
+    {"resume", "overwrite", "output_dir", "data_dir", "verbose", "strategy", "tpu_address", "latency_repeats", "export"}
+)
+"""Settings a resumed run may change: where and how it runs, not what it computes."""
 
 
 def prepare_output_dir(path, *, resume=False, overwrite=False):
@@ -39,4 +51,34 @@ def prepare_output_dir(path, *, resume=False, overwrite=False):
         os.unlink(probe)
     except OSError as e:
         raise OutputDirError(f"--output_dir={path} is not writable: {e.strerror}.") from None
+    free = shutil.disk_usage(path).free
+    if free < MIN_FREE_BYTES:
+        raise OutputDirError(
+            f"--output_dir={path} has {free / 2**20:.0f} MiB free; a run needs at least "
+            f"{MIN_FREE_BYTES / 2**20:.0f} MiB (checkpoints, models, logs). Free some space or choose another folder."
+        )
     return path
+
+
+def check_resume_config(path, settings, *, resume):
+    """Records `settings` (a JSON-able dict) for a new run, or checks a resumed run's against them.
+
+    A resumed run that changed what it computes (model, data, budget, epochs, seed...)
+    would mix two experiments in one report, so it is refused with the differing flags.
+    """
+    record = os.path.join(path, RUN_CONFIG)
+    settings = json.loads(json.dumps(settings))
+    if not resume or not os.path.exists(record):  # a new run (or one from before the record)
+        from keras_prune.export.report_io import write_json
+
+        write_json(record, settings)
+        return
+    with open(record) as f:
+        saved = json.load(f)
+    changed = sorted(k for k in set(saved) | set(settings) if k not in RESUME_FREE and saved.get(k) != settings.get(k))
+    if changed:
+        differences = "; ".join(f"--{k}: {saved.get(k)!r} in the run, {settings.get(k)!r} now" for k in changed)
+        raise OutputDirError(
+            f"--resume continues the run in {path} with its own settings, but {differences}. "
+            f"Resume with the run's flags (--flagfile={os.path.join(path, RUN_MARKER)}) or start a new run."
+        )

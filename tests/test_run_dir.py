@@ -1,0 +1,70 @@
+"""The run folder: one run per folder, writable, room to work, same settings on resume."""
+
+import collections
+import json
+import os
+
+import pytest
+
+from keras_prune import run_dir
+from keras_prune.errors import OutputDirError
+from keras_prune.run_dir import RUN_CONFIG, RUN_MARKER, check_resume_config, prepare_output_dir
+
+SETTINGS = {"method": "l1", "model": "lenet5", "epochs": 10, "export": ["saved_model"], "verbose": 1}
+
+
+def _hold_run(path):
+    path.mkdir(parents=True, exist_ok=True)
+    (path / RUN_MARKER).write_text("--method=l1\n")
+
+
+def test_a_folder_holding_a_run_is_refused_unless_resumed_or_overwritten(tmp_path):
+    _hold_run(tmp_path / "run")
+    with pytest.raises(OutputDirError, match="holds another run. Pass --resume"):
+        prepare_output_dir(tmp_path / "run")
+    assert prepare_output_dir(tmp_path / "run", resume=True) == str(tmp_path / "run")
+    (tmp_path / "run" / "model.keras").write_text("old")
+    prepare_output_dir(tmp_path / "run", overwrite=True)
+    assert os.listdir(tmp_path / "run") == [], "--overwrite starts from an empty folder"
+
+
+def test_resume_without_a_run_and_contradicting_flags_are_refused(tmp_path):
+    with pytest.raises(OutputDirError, match="holds no run to continue"):
+        prepare_output_dir(tmp_path / "empty", resume=True)
+    with pytest.raises(OutputDirError, match="contradict"):
+        prepare_output_dir(tmp_path / "x", resume=True, overwrite=True)
+
+
+def test_an_unwritable_folder_is_refused_before_any_work(tmp_path):
+    (tmp_path / "a_file").write_text("not a folder")  # fails for root too, unlike chmod
+    with pytest.raises(OutputDirError, match="is not writable: Not a directory"):
+        prepare_output_dir(tmp_path / "a_file" / "run")
+
+
+def test_a_nearly_full_disk_is_refused_before_any_work(tmp_path, monkeypatch):
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(run_dir.shutil, "disk_usage", lambda path: usage(10**12, 10**12, 10 * 2**20))
+    with pytest.raises(OutputDirError, match="has 10 MiB free; a run needs at least 256 MiB"):
+        prepare_output_dir(tmp_path / "run")
+
+
+def test_a_new_run_records_its_settings(tmp_path):
+    check_resume_config(str(tmp_path), SETTINGS, resume=False)
+    assert json.loads((tmp_path / RUN_CONFIG).read_text()) == SETTINGS
+    changed = {**SETTINGS, "epochs": 3}
+    check_resume_config(str(tmp_path), changed, resume=False)  # --overwrite / a new run replaces the record
+    assert json.loads((tmp_path / RUN_CONFIG).read_text())["epochs"] == 3
+
+
+def test_resume_with_other_settings_names_each_difference(tmp_path):
+    check_resume_config(str(tmp_path), SETTINGS, resume=False)
+    changed = {**SETTINGS, "epochs": 20, "model": "vgg16"}
+    with pytest.raises(OutputDirError, match=r"--epochs: 10 in the run, 20 now; --model: 'lenet5' in the run, 'vgg16' now"):
+        check_resume_config(str(tmp_path), changed, resume=True)
+
+
+def test_resume_may_change_where_and_how_it_runs(tmp_path):
+    check_resume_config(str(tmp_path), SETTINGS, resume=False)
+    moved = {**SETTINGS, "verbose": 0, "export": ["keras"], "resume": True, "strategy": "mirrored"}
+    check_resume_config(str(tmp_path), moved, resume=True)
+    assert json.loads((tmp_path / RUN_CONFIG).read_text()) == SETTINGS, "the record keeps the run's own settings"
