@@ -263,7 +263,13 @@ def run(config, *, flags_text=None):
     summaries = RunSummaries(os.path.join(output_dir, "tensorboard"))
 
     def callbacks(phase):
-        return [keras.callbacks.TensorBoard(os.path.join(output_dir, "tensorboard", phase))]
+        # BackupAndRestore: a fixed-structure training phase killed part-way resumes from its
+        # last finished epoch (weights, optimizer state, epoch); the backup is removed when
+        # the phase ends. double_checkpoint keeps the previous backup if a write is cut.
+        return [
+            keras.callbacks.TensorBoard(os.path.join(output_dir, "tensorboard", phase)),
+            keras.callbacks.BackupAndRestore(os.path.join(output_dir, "backup", phase), double_checkpoint=True),
+        ]
 
     baseline_path = os.path.join(output_dir, "baseline.keras")
     if config.resume and os.path.exists(baseline_path):
