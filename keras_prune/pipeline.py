@@ -9,6 +9,7 @@ run folder as they are made, each written atomically.
 import dataclasses
 import os
 import platform
+import shutil
 import sys
 import time
 
@@ -24,6 +25,7 @@ from keras_prune.methods import get_method
 from keras_prune.methods.base import RunContext
 from keras_prune.run_dir import RUN_MARKER, check_resume_config, prepare_output_dir
 from keras_prune.training import evaluate_accuracy, make_strategy, train_classifier
+from keras_prune.training.strategy import is_chief, task_name
 from keras_prune.version import __version__
 
 __all__ = ["RunConfig", "run", "layer_table"]
@@ -246,13 +248,18 @@ def run(config, *, flags_text=None):
 
     started = time.perf_counter()
     method = get_method(config.method)
-    output_dir = prepare_output_dir(config.output_dir, resume=config.resume, overwrite=config.overwrite)
+    strategy = make_strategy(config.strategy, tpu_address=config.tpu_address)  # first TF call (multi_worker)
+    keras.utils.set_random_seed(config.seed)
+    _log(f"strategy: {type(strategy).__name__} with {strategy.num_replicas_in_sync} replica(s)")
+    # Every worker runs the whole pipeline (saving included: it may read synchronised
+    # variables collectively), but only the chief writes the run folder; each other worker
+    # keeps its own beside it, for --resume, and removes it once the run is done.
+    chief = is_chief(strategy)
+    run_folder = config.output_dir if chief else f"{os.path.abspath(config.output_dir)}.{task_name(strategy)}"
+    output_dir = prepare_output_dir(run_folder, resume=config.resume, overwrite=config.overwrite)
     check_resume_config(output_dir, config.as_dict(), resume=config.resume)
     if not config.resume:  # a resumed run keeps the flags it started with
         atomic_write(os.path.join(output_dir, RUN_MARKER), flags_text or _config_text(config))
-    keras.utils.set_random_seed(config.seed)
-    strategy = make_strategy(config.strategy, tpu_address=config.tpu_address)
-    _log(f"strategy: {type(strategy).__name__} with {strategy.num_replicas_in_sync} replica(s)")
     data = load_dataset(config.dataset, data_dir=config.data_dir, batch_size=config.batch_size, seed=config.seed)
     if config.max_batches:
         data = data.limited(config.max_batches, config.batch_size)
@@ -330,6 +337,13 @@ def run(config, *, flags_text=None):
     plot_layer_channels(report, os.path.join(output_dir, "plots", "layer_channels.png"))
     write_markdown(report, os.path.join(output_dir, "report.md"))
     write_json(os.path.join(output_dir, "report.json"), report)
+    backups = os.path.join(output_dir, "backup")
+    if os.path.isdir(backups) and not os.listdir(backups):  # every phase finished and removed its own
+        os.rmdir(backups)
+    if not chief:
+        shutil.rmtree(output_dir, ignore_errors=True)
+        _log(f"done in {report['total_seconds']:.1f} s ({task_name(strategy)}; the chief wrote the run folder)")
+        return report
     _log(f"done in {report['total_seconds']:.1f} s: {os.path.join(output_dir, 'report.md')}")
     return report
 

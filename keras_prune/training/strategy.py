@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from keras_prune.errors import PruneError
 
-__all__ = ["STRATEGIES", "make_strategy"]
+__all__ = ["STRATEGIES", "is_chief", "make_strategy", "task_name"]
 
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
 
@@ -24,11 +24,21 @@ def make_strategy(name="auto", *, tpu_address=None):
       device set: each new MirroredStrategy restarts TF's collective keys, and a
       collective of an earlier one then clashes with the new one's ("Shape mismatch in
       the collective instance 100"), e.g. when a process runs the pipeline twice.
-    - multi_worker: MultiWorkerMirroredStrategy; the cluster comes from `TF_CONFIG`.
+    - multi_worker: MultiWorkerMirroredStrategy; the cluster comes from `TF_CONFIG`. It must
+      be made before any other TensorFlow call in the process.
     - tpu: TPUStrategy on `tpu_address` (or the TPU the environment names).
     """
     if name not in STRATEGIES:
         raise PruneError(f"Unknown strategy. Expected one of {STRATEGIES}. Received: strategy={name!r}")
+    if name == "multi_worker":
+        config = os.environ.get("TF_CONFIG")
+        if not config or "cluster" not in json.loads(config):
+            raise PruneError(
+                "--strategy=multi_worker needs TF_CONFIG with a 'cluster' and a 'task' "
+                "(see docs/distributed.md). Received: TF_CONFIG unset or without a cluster"
+            )
+        # Before anything else touches the runtime: collectives are configured at start-up.
+        return _MultiWorkerMirrored()
     gpus = tf.config.list_logical_devices("GPU")
     if name == "auto":
         if len(gpus) <= 1:
@@ -39,14 +49,6 @@ def make_strategy(name="auto", *, tpu_address=None):
     if name == "mirrored":
         devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
         return _mirrored(tuple(devices))
-    if name == "multi_worker":
-        config = os.environ.get("TF_CONFIG")
-        if not config or "cluster" not in json.loads(config):
-            raise PruneError(
-                "--strategy=multi_worker needs TF_CONFIG with a 'cluster' and a 'task' "
-                "(see docs/distributed.md). Received: TF_CONFIG unset or without a cluster"
-            )
-        return tf.distribute.MultiWorkerMirroredStrategy()
     resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu_address or "")
     tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
@@ -60,3 +62,48 @@ def _mirrored(devices):
     if devices not in _MIRRORED:
         _MIRRORED[devices] = tf.distribute.MirroredStrategy(list(devices))
     return _MIRRORED[devices]
+
+
+class _MultiWorkerMirrored(tf.distribute.MultiWorkerMirroredStrategy):
+    """MultiWorkerMirroredStrategy that takes the `reduce` calls Keras 3's `fit` makes.
+
+    `fit` on MultiWorkerMirroredStrategy fails in Keras 3 (keras-team/keras#20585) in two
+    places, both fixed here the way MirroredStrategy behaves:
+    - it reduces the first (x, y) batch as one nest ("Attempt to convert a value
+      (PerReplica ...)"): each leaf is reduced on its own;
+    - it averages per-replica scalar metrics with `axis=0` ("Invalid reduction dimension
+      0 for input with 0 dimensions"): a scalar is averaged across replicas (axis None).
+    """
+
+    def reduce(self, reduce_op, value, axis):
+        parent = super(_MultiWorkerMirrored, self)
+
+        def leaf(v):
+            rank = self.experimental_local_results(v)[0].shape.rank
+            return parent.reduce(reduce_op, v, None if rank == 0 else axis)
+
+        return tf.nest.map_structure(leaf, value)
+
+
+def _task(strategy):
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return None, None, {}
+    return resolver.task_type, resolver.task_id, resolver.cluster_spec().as_dict()
+
+
+def is_chief(strategy):
+    """True for the one task that writes the run's artefacts (the chief, else worker 0).
+
+    Single-process strategies have one task, which is the chief.
+    """
+    task_type, task_id, cluster = _task(strategy)
+    if task_type is None:
+        return True
+    return task_type == "chief" or (task_type == "worker" and task_id == 0 and "chief" not in cluster)
+
+
+def task_name(strategy):
+    """`"worker1"`-style name of this process's task ("" for single-process strategies)."""
+    task_type, task_id, _ = _task(strategy)
+    return "" if task_type is None else f"{task_type}{task_id}"
