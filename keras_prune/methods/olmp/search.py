@@ -5,11 +5,17 @@ candidate, whose `run_trial` only evaluates the candidate (no model is built), s
 trial lands in `<directory>/<project>/trial_*` and an interrupted call continues where it
 stopped (`overwrite=False`). The bare path runs `NCS` ask/tell and saves its exact state
 after each generation; an interrupted call then loses at most the generation in flight.
+
+Keras Tuner's distributed mode works as it does for any tuner (docs/distributed.md): with
+`KERASTUNER_TUNER_ID`, `KERASTUNER_ORACLE_IP` and `KERASTUNER_ORACLE_PORT` set, the chief
+serves `NCSOracle` and each worker evaluates the trials it is given; a worker reads the
+finished search from the oracle's file in the shared `directory`.
 """
 
 import dataclasses
 import os
 
+import grpc
 import keras_tuner
 import numpy as np
 
@@ -116,10 +122,38 @@ def _tuner_search(fitness, names, initial, bounds, options, directory, project, 
     for name, value in zip(names, initial):
         space.Float(name, bounds[0], bounds[1], default=float(value))
     oracle = NCSOracle(hyperparameters=space, **options)
+    # A worker never overwrites: the project folder is the chief's (shared with the workers).
+    worker = "KERASTUNER_ORACLE_IP" in os.environ and "chief" not in os.environ.get("KERASTUNER_TUNER_ID", "")
     tuner = PruningTuner(fitness, names, oracle=oracle, directory=directory, project_name=project,
-                         overwrite=not resume)
-    tuner.search(verbose=0)
-    return oracle.ncs
+                         overwrite=not resume and not worker)
+    if not worker:  # one process, or the chief: the oracle here runs the search
+        tuner.search(verbose=0)
+        return oracle.ncs
+    # A Keras Tuner worker: the chief's oracle runs NCS; once it answers STOPPED every
+    # generation has been told and saved, so its file holds the finished search. A worker
+    # that first asks after the chief has finished and shut down finds the same file.
+    path = oracle._get_oracle_fname()
+    try:
+        tuner.search(verbose=0)
+    except grpc.RpcError:
+        if not _finished_search(path, initial, bounds, options):
+            raise
+    search = _finished_search(path, initial, bounds, options)
+    if search is None:
+        raise FileNotFoundError(
+            f"Keras Tuner worker: the chief's finished search is not readable at {path}; the chief "
+            "and the workers must share the tuner directory (see docs/distributed.md)."
+        )
+    return search
+
+
+def _finished_search(path, initial, bounds, options):
+    """The NCS state the chief saved at `path`, if it is there and finished; else None."""
+    if not os.path.exists(path):
+        return None
+    search = NCS(initial, bounds=bounds, **options)
+    search.set_state(read_json(path)["ncs"])
+    return search if search.done else None
 
 
 def _bare_search(fitness, initial, bounds, options, directory, project, resume):
