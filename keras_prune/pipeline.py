@@ -19,10 +19,10 @@ import tensorflow as tf
 
 from keras_prune.errors import PruneError
 from keras_prune.export import fold_batch_norms, measure_latency, strip
-from keras_prune.export.report_io import atomic_write, replace_folder, save_keras, write_json
+from keras_prune.export.report_io import atomic_write, read_json, replace_folder, save_keras, write_json
 from keras_prune.graph import count_flops, count_params
 from keras_prune.methods import get_method
-from keras_prune.methods.base import RunContext
+from keras_prune.methods.base import MethodResult, RunContext
 from keras_prune.run_dir import RUN_MARKER, check_resume_config, prepare_output_dir
 from keras_prune.training import evaluate_accuracy, make_strategy, train_classifier
 from keras_prune.training.strategy import is_chief, task_name
@@ -300,9 +300,16 @@ def run(config, *, flags_text=None):
     _log(f"baseline: accuracy {baseline['accuracy']:.4f}, {baseline['flops'] / 1e6:.2f} M MACs")
 
     ctx = RunContext(strategy, config, output_dir, summaries, log=_log, callbacks=callbacks)
-    result = method.run(model, data, ctx)
-    with strategy.scope():
-        plain = strip(result.model)
+    result = _finished_result(output_dir, strategy) if config.resume else None
+    if result is None:
+        result = method.run(model, data, ctx)
+        with strategy.scope():
+            plain = strip(result.model)
+        if result.stats is None and result.export is None:
+            _save_result(output_dir, plain, result)
+    else:
+        _log(f"resume: {config.method} had finished; its result is loaded from {os.path.join(output_dir, RESULT_DIR)}")
+        plain = result.model
     if result.stats is not None:
         pruned = result.stats(data, strategy, config.latency_repeats)
     else:
@@ -346,6 +353,33 @@ def run(config, *, flags_text=None):
         return report
     _log(f"done in {report['total_seconds']:.1f} s: {os.path.join(output_dir, 'report.md')}")
     return report
+
+
+RESULT_DIR = "result"
+"""The method's stripped model and report entries, so the report can be rebuilt without rerunning it."""
+
+
+def _save_result(output_dir, plain, result):
+    """Keeps what `method.run` returned (the model last, as the marker of a complete result)."""
+    folder = os.path.join(output_dir, RESULT_DIR)
+    write_json(os.path.join(folder, "result.json"), {
+        "search_seconds": result.search_seconds,
+        "retrain_seconds": result.retrain_seconds,
+        "details": result.details,
+        "reference_flops": result.reference_flops,
+    })
+    save_keras(plain, os.path.join(folder, "model.keras"))
+
+
+def _finished_result(output_dir, strategy):
+    """The `MethodResult` a finished method left in the run folder, or None."""
+    folder = os.path.join(output_dir, RESULT_DIR)
+    if not os.path.exists(os.path.join(folder, "model.keras")):
+        return None
+    saved = read_json(os.path.join(folder, "result.json"))
+    with strategy.scope():
+        model = keras.models.load_model(os.path.join(folder, "model.keras"), compile=False)
+    return MethodResult(model=model, **saved)
 
 
 def _write_summaries(summaries, report):

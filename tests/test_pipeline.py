@@ -99,3 +99,23 @@ def test_nan_loss_stops_with_a_clear_message(tmp_path):
     with pytest.raises(ValueError, match="diverged in phase 'pretrain'"):
         run(_smoke_config(tmp_path / "run", pretrain_learning_rate=1e12))
     assert (tmp_path / "run" / "flags.txt").exists(), "what was written is kept"
+
+
+def test_the_report_is_rebuilt_from_the_run_folder_without_rerunning_the_method(tmp_path, monkeypatch, capsys):
+    first = run(_smoke_config(tmp_path / "run", max_batches=5))
+    for name in ("report.json", "report.md"):
+        (tmp_path / "run" / name).unlink()
+
+    import keras_prune.methods.l1 as l1
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("the method ran again")
+
+    monkeypatch.setattr(l1, "run", must_not_run)
+    again = run(_smoke_config(tmp_path / "run", max_batches=5, resume=True))
+    assert "l1 had finished; its result is loaded" in capsys.readouterr().out
+    assert (tmp_path / "run" / "report.json").exists() and (tmp_path / "run" / "report.md").exists()
+    for key in ("flops_ratio", "search_seconds", "retrain_seconds", "method_details", "layers"):
+        assert again[key] == first[key], key
+    assert again["pruned"]["accuracy"] == first["pruned"]["accuracy"]
+    assert again["pruned"]["flops"] == first["pruned"]["flops"]
