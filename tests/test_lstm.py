@@ -248,6 +248,7 @@ def test_resume_after_a_kill_keeps_controller_pool_and_every_evaluated_child(dig
     assert done_before_kill + counted_distill["n"] == trained
     assert set(resumed.candidates) == set(reference.candidates)
     assert resumed.samples == reference.samples
+    assert resumed.cache_hits == reference.cache_hits, "children replayed after the resume are not cache hits"
 
 
 def test_distillation_step_under_mirrored_strategy_trains_only_the_student(mirrored, digits):
@@ -322,3 +323,21 @@ def test_lstm_run_end_to_end_writes_sensitivity_and_every_structure(tmp_path):
     assert (out / "plots" / "lstm_sensitivity.png").exists() and (out / "plots" / "lstm_reward.png").exists()
     assert json.loads((out / "report.json").read_text())["method"] == "lstm"
     assert "sensitivity" in (out / "report.md").read_text()
+
+
+def test_children_replayed_after_a_resume_are_not_cache_hits(digits, tmp_path, counted_distill):
+    keras.utils.set_random_seed(0)
+    model = tiny_resnet(width=8)
+    reference = _search(model, digits, tmp_path / "reference", recovery_epochs=0, max_epochs=2, children=4)
+    reference.run()
+    assert counted_distill["n"] >= 3
+    counted_distill.update(n=0, fail_after=2)  # killed while training the third child
+    killed = _search(model, digits, tmp_path, recovery_epochs=0, max_epochs=2, children=4)
+    with pytest.raises(KeyboardInterrupt):
+        killed.run()
+    assert killed.pending["actions"] is not None, "killed inside a batch, some of whose children are trained"
+    counted_distill.update(n=0, fail_after=None)
+    resumed = _search(model, digits, tmp_path, recovery_epochs=0, max_epochs=2, children=4)
+    resumed.run(resume=True)
+    assert resumed.samples == reference.samples
+    assert resumed.cache_hits == reference.cache_hits

@@ -133,6 +133,11 @@ class LSTMSearch:
             pending["actions"] = actions.tolist()
             self.decisions += (actions == PRUNE).sum(axis=0)
             self.samples += len(actions)
+            # Counted when sampled (and checkpointed with the sample), not when evaluated:
+            # after a resume, the children evaluated before the kill are found in the cache
+            # again, and are not cache hits.
+            keys = [structure_key(self.space.child(parent["counts"], a)) for a in actions]
+            self.cache_hits += sum(key in self.candidates or key in keys[:i] for i, key in enumerate(keys))
             self.checkpoint()
         actions = np.asarray(pending["actions"], "int32")
         rewards = [self.evaluate(parent, self.space.child(parent["counts"], a))["reward"] for a in actions]
@@ -190,7 +195,6 @@ class LSTMSearch:
         """The record of structure `counts`, pruned from `parent` and recovered unless cached."""
         key = structure_key(counts)
         if key in self.candidates:
-            self.cache_hits += 1
             return self.candidates[key]
         start = time.perf_counter()
         settings = self.settings
