@@ -165,6 +165,13 @@ def test_saved_model_serves_logits_and_actions_and_bias_buys_speed(tmp_path):
     assert groups[0] == 4 and groups[-1] == 1
     default = loaded.signatures["serve"](images=tf.constant(x))
     np.testing.assert_allclose(default["logits"], serving.serve_with_bias(x, 0.0)["logits"], atol=1e-5)
+    # The loaded functions hold a trace for exactly one image (the sliced path, no dispatch)
+    # and one for any batch; both give the signatures' answers.
+    shapes = {tuple(f.structured_input_signature[0][0].shape) for f in loaded.serve.concrete_functions}
+    assert shapes == {(1, *x.shape[1:]), (None, *x.shape[1:])}
+    one = loaded.serve(tf.constant(x[:1]))
+    np.testing.assert_allclose(one["logits"], default["logits"][:1], atol=1e-4)
+    np.testing.assert_array_equal(loaded.serve(tf.constant(x))["actions"], default["actions"])
 
 
 def test_bad_settings_and_models_are_refused():

@@ -51,21 +51,31 @@ class RNPServing(tf.Module):
             self.folded_biases.append(tf.Variable(bias, trainable=False, name=f"stage_{t}_bias"))
             folded.append((self.folded_kernels[-1], self.folded_biases[-1], activation, rest))
         self._plan = types.SimpleNamespace(folded=folded)  # not tracked: holds functions and layers
-        spec = tf.TensorSpec((None, *backbone.model.input_shape[1:]), tf.float32, name="images")
-        self.serve = tf.function(self._serve, input_signature=[spec])
-        self.serve_with_bias = tf.function(
-            self._serve_with_bias, input_signature=[spec, tf.TensorSpec((), tf.float32, name="flops_bias")]
-        )
+        # Each function is traced for one image first, then for any batch: called with one
+        # image, the SavedModel's function takes the first trace (the sliced path, static
+        # shapes, no dispatch); the signatures take the second (a tf.cond on the batch size).
+        shape = backbone.model.input_shape[1:]
+        bias_spec = tf.TensorSpec((), tf.float32, name="flops_bias")
+        self.serve = tf.function(self._serve)
+        self.serve_with_bias = tf.function(self._serve_with_bias)
+        self._signatures = {}
+        for batch in (1, None):
+            spec = tf.TensorSpec((batch, *shape), tf.float32, name="images")
+            self._signatures["serve"] = self.serve.get_concrete_function(spec)
+            self._signatures["serve_with_bias"] = self.serve_with_bias.get_concrete_function(spec, bias_spec)
 
     def _serve(self, images):
         return self._serve_with_bias(images, self.flops_bias)
 
     def _serve_with_bias(self, images, flops_bias):
-        logits, actions = tf.cond(
-            tf.shape(images)[0] == 1,
-            lambda: self.sliced(images, flops_bias),
-            lambda: self.masked(images, flops_bias),
-        )
+        if images.shape[0] == 1:
+            logits, actions = self.sliced(images, flops_bias)
+        else:
+            logits, actions = tf.cond(
+                tf.shape(images)[0] == 1,
+                lambda: self.sliced(images, flops_bias),
+                lambda: self.masked(images, flops_bias),
+            )
         return {"logits": logits, "actions": actions + 1}
 
     def masked(self, images, flops_bias):
@@ -100,8 +110,7 @@ class RNPServing(tf.Module):
 
 def export_saved_model(serving, path):
     """Writes `serving` as a SavedModel at `path`, atomically (temporary folder, rename)."""
-    signatures = {"serve": serving.serve, "serve_with_bias": serving.serve_with_bias}
-    return replace_folder(path, lambda tmp: tf.saved_model.save(serving, tmp, signatures=signatures))
+    return replace_folder(path, lambda tmp: tf.saved_model.save(serving, tmp, signatures=serving._signatures))
 
 
 def serving_latency(serve, images, *, repeats):
