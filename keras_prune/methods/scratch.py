@@ -211,6 +211,8 @@ def learn_gates(
     Raises:
         PruneError: if every selected gate is zero (the regulariser won).
     """
+    if strategy.num_replicas_in_sync > 1:
+        _synchronize_batch_norms(net)
     with strategy.scope():
         learner = GateLearner(net, gates.values(), balance_factor=balance_factor, sparsity=sparsity)
         learner.compile(optimizer=keras.optimizers.Adam(learning_rate))
@@ -239,6 +241,17 @@ def learn_gates(
     for group_id, layer in gates.items():
         layer.gate.assign(values[group_id].astype("float32"))
     return values, selection
+
+
+def _synchronize_batch_norms(model):
+    """Gate learning normalises with batch statistics (the method's premise); with several
+    replicas each would see only its share of the batch, so the statistics are all-reduced
+    across replicas: N replicas then learn the gates one device learns."""
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.synchronized = True
+        elif isinstance(layer, keras.Model):
+            _synchronize_batch_norms(layer)
 
 
 def retrain_epochs(config):
