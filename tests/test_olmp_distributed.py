@@ -67,3 +67,48 @@ def test_chief_and_two_workers_find_what_one_process_finds_evaluating_each_candi
     for tuner_id, outcome in outcomes.items():
         assert outcome["fitness"] == alone.fitness, tuner_id
         assert outcome["crates"] == alone.crates.tolist(), tuner_id
+
+
+OLMP_SMOKE = ["--method=olmp", "--model=lenet300_100", "--pretrain_epochs=1", "--batch_size=64", "--max_batches=5",
+              "--latency_repeats=2", "--export=keras", "--olmp_iterations=60", "--olmp_prune_stop=40",
+              "--olmp_prune_interval=20", "--olmp_population=4", "--olmp_budget=17"]
+
+
+@pytest.mark.slow
+def test_bin_prune_olmp_with_a_chief_and_two_workers_matches_one_process(tmp_path):
+    prune = os.path.join(os.path.dirname(HERE), "bin", "prune")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    alone = subprocess.run([sys.executable, prune, *OLMP_SMOKE, f"--output_dir={tmp_path / 'alone'}"],
+                           capture_output=True, text=True, env=env, timeout=300)
+    assert alone.returncode == 0, alone.stderr[-3000:]
+
+    port = _free_port()
+    processes = {}
+    for tuner_id in ("chief", "tuner0", "tuner1"):
+        tuner_env = {**env, "KERASTUNER_TUNER_ID": tuner_id, "KERASTUNER_ORACLE_IP": "127.0.0.1",
+                     "KERASTUNER_ORACLE_PORT": str(port)}
+        processes[tuner_id] = subprocess.Popen(
+            [sys.executable, prune, *OLMP_SMOKE, f"--output_dir={tmp_path / 'run'}"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=tuner_env)
+    outputs = {}
+    try:
+        for tuner_id, process in processes.items():
+            outputs[tuner_id] = process.communicate(timeout=400)[0]
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                process.kill()
+    for tuner_id, process in processes.items():
+        assert process.returncode == 0, f"{tuner_id}:\n{outputs[tuner_id][-3000:]}"
+    assert "tuner1; the chief wrote the run folder" in outputs["tuner1"]
+    assert not (tmp_path / "run.tuner0").exists() and not (tmp_path / "run.tuner1").exists()
+
+    one = json.loads((tmp_path / "alone" / "report.json").read_text())
+    three = json.loads((tmp_path / "run" / "report.json").read_text())
+    calls_one, calls_three = one["method_details"]["ncs"], three["method_details"]["ncs"]
+    assert len(calls_three) == len(calls_one) >= 2
+    for a, b in zip(calls_one, calls_three):
+        assert b["evaluations"] == a["evaluations"], "the same budget per NCS call"
+        assert abs(b["best_fitness"] - a["best_fitness"]) < 0.02
+    assert abs(three["pruned"]["nonzero_params"] / one["pruned"]["nonzero_params"] - 1) < 0.05
+    assert abs(three["pruned"]["accuracy"] - one["pruned"]["accuracy"]) < 0.05

@@ -92,11 +92,20 @@ def _task(strategy):
     return resolver.task_type, resolver.task_id, resolver.cluster_spec().as_dict()
 
 
-def is_chief(strategy):
-    """True for the one task that writes the run's artefacts (the chief, else worker 0).
+def _tuner_id():
+    """This process's Keras Tuner id in distributed tuning (KERASTUNER_TUNER_ID), else None."""
+    return os.environ.get("KERASTUNER_TUNER_ID") if "KERASTUNER_ORACLE_IP" in os.environ else None
 
-    Single-process strategies have one task, which is the chief.
+
+def is_chief(strategy):
+    """True for the one process that writes the run's artefacts.
+
+    The chief task of a multi-worker cluster (else worker 0); in Keras Tuner's distributed
+    mode, the tuner chief. Single-process runs have one task, which is the chief.
     """
+    tuner = _tuner_id()
+    if tuner is not None:
+        return tuner.startswith("chief")
     task_type, task_id, cluster = _task(strategy)
     if task_type is None:
         return True
@@ -104,6 +113,9 @@ def is_chief(strategy):
 
 
 def task_name(strategy):
-    """`"worker1"`-style name of this process's task ("" for single-process strategies)."""
+    """`"worker1"`-style name of this process's task (the Keras Tuner id in distributed tuning;
+    "" for single-process runs)."""
+    if _tuner_id() is not None:
+        return _tuner_id()
     task_type, task_id, _ = _task(strategy)
     return "" if task_type is None else f"{task_type}{task_id}"

@@ -45,6 +45,8 @@ class OLMPLoop:
         train: the training `tf.data.Dataset` (batched; repeated here).
         settings: the `OLMPSettings`.
         workdir: folder for the checkpoint and the NCS searches (`tuner/`).
+        tuner_dir: folder of the NCS searches' Keras Tuner projects instead of
+            `<workdir>/tuner` (Keras Tuner workers share the chief's).
         summaries: a `RunSummaries` for TensorBoard, or None.
         log: `fn(message)` for progress lines.
         log_every: iterations between progress lines and TensorBoard training scalars.
@@ -52,10 +54,11 @@ class OLMPLoop:
             `settings.prune_interval`).
     """
 
-    def __init__(self, trainer, dns, train, settings, *, workdir, summaries=None, log=print, log_every=500,
-                 checkpoint_every=None):
+    def __init__(self, trainer, dns, train, settings, *, workdir, tuner_dir=None, summaries=None, log=print,
+                 log_every=500, checkpoint_every=None):
         self.trainer, self.dns, self.train, self.settings = trainer, dns, train, settings
         self.workdir = os.fspath(workdir)
+        self._tuner_dir = os.fspath(tuner_dir) if tuner_dir else None
         self.summaries, self.log = summaries, log
         self.log_every = max(1, int(log_every))
         self.checkpoint_every = max(1, int(checkpoint_every or settings.prune_interval))
@@ -75,7 +78,7 @@ class OLMPLoop:
 
     @property
     def tuner_dir(self):
-        return os.path.join(self.workdir, "tuner")
+        return self._tuner_dir or os.path.join(self.workdir, "tuner")
 
     # ----------------------------------------------------------------- the loop
 

@@ -49,6 +49,8 @@ def run(model, data, ctx):
         data.train,
         settings,
         workdir=os.path.join(ctx.output_dir, WORKDIR),
+        # Keras Tuner workers keep their own run folder but search in the chief's projects.
+        tuner_dir=os.path.join(os.path.abspath(ctx.config.output_dir), WORKDIR, "tuner"),
         summaries=ctx.summaries,
         log=ctx.log,
     )

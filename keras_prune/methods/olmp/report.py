@@ -53,7 +53,7 @@ def describe(loop, output_dir):
         "progress": loop.progress,
         "settings": settings.as_dict(),
         "checkpoint": os.path.join(workdir, "checkpoint.npz"),
-        "search_dir": os.path.join(workdir, "tuner"),
+        "search_dir": os.path.relpath(loop.tuner_dir, output_dir),
     }
 
 

@@ -102,6 +102,8 @@ def search_crates(fitness, *, names, initial, settings, iteration, directory, re
         seed=_seed(settings.seed, iteration),
     )
     project = f"ncs_{iteration:07d}"
+    if _tuner_worker() or os.environ.get("KERASTUNER_TUNER_ID", "").startswith("chief"):
+        _use_port_of_call(iteration // settings.prune_interval)
     initial = np.clip(np.asarray(initial, "float64"), *settings.crate_bounds)
     if settings.use_tuner:
         search = _tuner_search(fitness, names, initial, settings.crate_bounds, options, directory, project, resume)
@@ -123,7 +125,7 @@ def _tuner_search(fitness, names, initial, bounds, options, directory, project, 
         space.Float(name, bounds[0], bounds[1], default=float(value))
     oracle = NCSOracle(hyperparameters=space, **options)
     # A worker never overwrites: the project folder is the chief's (shared with the workers).
-    worker = "KERASTUNER_ORACLE_IP" in os.environ and "chief" not in os.environ.get("KERASTUNER_TUNER_ID", "")
+    worker = _tuner_worker()
     tuner = PruningTuner(fitness, names, oracle=oracle, directory=directory, project_name=project,
                          overwrite=not resume and not worker)
     if not worker:  # one process, or the chief: the oracle here runs the search
@@ -145,6 +147,29 @@ def _tuner_search(fitness, names, initial, bounds, options, directory, project, 
             "and the workers must share the tuner directory (see docs/distributed.md)."
         )
     return search
+
+
+def _tuner_worker():
+    """True in a Keras Tuner worker process (distributed mode, not the chief)."""
+    return "KERASTUNER_ORACLE_IP" in os.environ and "chief" not in os.environ.get("KERASTUNER_TUNER_ID", "")
+
+
+PORTS_PER_RUN = 64
+"""Distributed mode: NCS call k of a run uses the port KERASTUNER_ORACLE_PORT + k mod 64."""
+
+_BASE_PORT = []
+
+
+def _use_port_of_call(call):
+    """Points Keras Tuner at this NCS call's own port.
+
+    The chief keeps serving a finished search until its last worker has been told to stop;
+    a worker that has moved on to the next call would otherwise reach that old server and
+    be told the new search is over too.
+    """
+    if not _BASE_PORT:
+        _BASE_PORT.append(int(os.environ["KERASTUNER_ORACLE_PORT"]))
+    os.environ["KERASTUNER_ORACLE_PORT"] = str(_BASE_PORT[0] + call % PORTS_PER_RUN)
 
 
 def _finished_search(path, initial, bounds, options):
