@@ -8,7 +8,6 @@ import time
 import keras
 import tensorflow as tf
 
-from keras_prune.errors import PruneError
 from keras_prune.graph import analyze
 from keras_prune.methods.base import MethodResult, retrain
 from keras_prune.methods.lstm.report import describe, write_plots
@@ -50,16 +49,10 @@ def run(model, data, ctx):
     """Searches where to prune `model` with the LSTM controller, then retrains the best structure.
 
     Raises:
-        PruneError: for invalid settings, a model with fewer than two prunable groups, or a
-            multi-worker strategy.
+        PruneError: for invalid settings or a model with fewer than two prunable groups.
     """
     config = ctx.config
     settings = LSTMSettings.from_config(config)
-    if isinstance(ctx.strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        raise PruneError(
-            "lstm runs on one machine: every evaluated child is saved to, and the search resumed from, "
-            "one run folder. Received: --strategy=multi_worker; use mirrored or one_device."
-        )
     start = time.perf_counter()
     space = StructureSpace(analyze(model), prune_rate=settings.prune_rate, prune_residual=config.prune_residual)
     ctx.log(

@@ -2,14 +2,13 @@
 
 import os
 
-import tensorflow as tf
 
-from keras_prune.errors import PruneError
 from keras_prune.methods.base import MethodResult
 from keras_prune.methods.olmp.dns import DNSLayers, to_masked
 from keras_prune.methods.olmp.engine import MaskedSGD
 from keras_prune.methods.olmp.loop import OLMPLoop
 from keras_prune.methods.olmp.report import describe, write_plots
+from keras_prune.methods.olmp.search import distributed_tuning
 from keras_prune.methods.olmp.settings import OLMPSettings
 
 __all__ = ["WORKDIR", "run"]
@@ -22,16 +21,10 @@ def run(model, data, ctx):
     """Prunes `model`'s weights with OLMP; returns the masked, retrained model and its report.
 
     Raises:
-        PruneError: for invalid `olmp_*` settings, a model without Dense/Conv2D layers, or a
-            multi-worker strategy.
+        PruneError: for invalid `olmp_*` settings or a model without Dense/Conv2D layers.
     """
     settings = OLMPSettings.from_config(ctx.config)
     strategy = ctx.strategy
-    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        raise PruneError(
-            "olmp runs on one machine (each NCS candidate is scored on one global batch, and the "
-            "run folder holds one checkpoint). Received: --strategy=multi_worker; use mirrored or one_device."
-        )
     with strategy.scope():
         masked, names = to_masked(model)
     dns = DNSLayers(masked, names)
@@ -49,8 +42,8 @@ def run(model, data, ctx):
         data.train,
         settings,
         workdir=os.path.join(ctx.output_dir, WORKDIR),
-        # Keras Tuner workers keep their own run folder but search in the chief's projects.
-        tuner_dir=os.path.join(os.path.abspath(ctx.config.output_dir), WORKDIR, "tuner"),
+        # In Keras Tuner's distributed mode every process searches in the chief's projects.
+        tuner_dir=os.path.join(os.path.abspath(ctx.config.output_dir), WORKDIR, "tuner") if distributed_tuning() else None,
         summaries=ctx.summaries,
         log=ctx.log,
     )

@@ -22,7 +22,7 @@ import numpy as np
 from keras_prune.export.report_io import read_json, write_json
 from keras_prune.search import NCS, NCSOracle
 
-__all__ = ["PruningTuner", "SearchOutcome", "search_crates"]
+__all__ = ["PruningTuner", "SearchOutcome", "distributed_tuning", "search_crates"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,6 +147,11 @@ def _tuner_search(fitness, names, initial, bounds, options, directory, project, 
             "and the workers must share the tuner directory (see docs/distributed.md)."
         )
     return search
+
+
+def distributed_tuning():
+    """True when Keras Tuner's distributed mode is set up for this process (chief or worker)."""
+    return "KERASTUNER_ORACLE_IP" in os.environ
 
 
 def _tuner_worker():
