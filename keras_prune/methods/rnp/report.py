@@ -57,15 +57,20 @@ def plot_operating_points(points, dense, path, *, static=None):
     order = np.argsort([p["mean_flops"] for p in points])
     ax.plot([points[i]["mean_flops"] / 1e6 for i in order], [100 * points[i]["accuracy"] for i in order],
             "o-", color="#1f5fa8", label="RNP (flops_bias sweep)")
+    labels = {}  # biases that give the same decisions share one point: one label, a range
     for i in order:
-        ax.annotate(f"{points[i]['flops_bias']:g}", (points[i]["mean_flops"] / 1e6, 100 * points[i]["accuracy"]),
-                    fontsize=7, textcoords="offset points", xytext=(3, 3))
+        xy = (points[i]["mean_flops"] / 1e6, 100 * points[i]["accuracy"])
+        labels.setdefault(xy, []).append(points[i]["flops_bias"])
+    for xy, biases in labels.items():
+        text = f"{min(biases):g}..{max(biases):g}" if len(biases) > 1 else f"{biases[0]:g}"
+        ax.annotate(text, xy, fontsize=7, textcoords="offset points", xytext=(3, 3))
     if static:
         ax.plot([p["flops"] / 1e6 for p in static], [100 * p["accuracy"] for p in static], "s--",
                 color="#d1495b", label="static uniform pruning")
     ax.plot([dense["flops"] / 1e6], [100 * dense["accuracy"]], "k*", markersize=10, label="dense backbone")
     ax.set_xlabel("mean M MACs per input")
     ax.set_ylabel("test accuracy %")
+    ax.set_title("accuracy vs computation (labels: flops_bias)", fontsize=9)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
