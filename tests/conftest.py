@@ -71,3 +71,55 @@ def tiny_resnet(input_shape=(8, 8, 1), classes=10, width=8):
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     outputs = keras.layers.Dense(classes, name="logits")(x)
     return keras.Model(inputs, outputs, name="tiny_resnet")
+
+
+# Smoke-size settings per method for the runs that compare strategies (tests/test_strategy_methods.py,
+# tests/test_multi_worker.py): small enough for CI, large enough that every phase runs.
+METHOD_SMOKE = {
+    "l1": dict(model="lenet5"),
+    "scratch": dict(model="conv4"),
+    "olmp": dict(model="lenet300_100", olmp_iterations=60, olmp_prune_stop=40, olmp_prune_interval=20,
+                 olmp_population=4, olmp_budget=17),
+    "lstm": dict(model="lenet5", lstm_epochs=1, lstm_children=2, lstm_parents=1, recovery_epochs=1),
+    "rnp": dict(model="conv4", rnp_rounds=1, rnp_decision_steps=4, rnp_backbone_steps=4, rnp_warmup_steps=4,
+                rnp_replay=256),
+}
+
+
+def structure(report):
+    """(layer, channels after pruning) for every layer of a run's report."""
+    return [(row["name"], row["channels_after"]) for row in report["layers"]]
+
+
+def free_ports(count):
+    """`count` distinct free TCP ports on the loopback interface."""
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def run_processes(commands, *, timeout):
+    """Starts every `(argv, env)` at once and waits for all; returns `[(returncode, output)]`.
+
+    Processes that talk to each other (a cluster, a tuner chief and its workers) must all
+    run at the same time; any still running when one fails or times out is killed.
+    """
+    import subprocess
+
+    processes = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+                 for argv, env in commands]
+    outputs = []
+    try:
+        for process in processes:
+            outputs.append(process.communicate(timeout=timeout)[0])
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+    return [(process.returncode, output) for process, output in zip(processes, outputs)]

@@ -7,7 +7,6 @@ process finds with the same budget and seed, with every candidate evaluated once
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -17,12 +16,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import ncs_tuner_process  # noqa: E402
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from conftest import free_ports, run_processes  # noqa: E402
 
 
 def _lines(path):
@@ -35,30 +29,21 @@ def test_chief_and_two_workers_find_what_one_process_finds_evaluating_each_candi
     expected = _lines(tmp_path / "alone.log")
     assert len(expected) == ncs_tuner_process.SETTINGS.budget
 
-    port = _free_port()
-    processes = {}
-    for tuner_id in ("chief", "tuner0", "tuner1"):
+    port = free_ports(1)[0]
+    tuners = ("chief", "tuner0", "tuner1")
+    commands = []
+    for tuner_id in tuners:
         env = {**os.environ, "KERASTUNER_TUNER_ID": tuner_id, "KERASTUNER_ORACLE_IP": "127.0.0.1",
                "KERASTUNER_ORACLE_PORT": str(port), "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-        processes[tuner_id] = subprocess.Popen(
-            [sys.executable, os.path.join(HERE, "ncs_tuner_process.py"), str(tmp_path / "shared"),
-             str(tmp_path / f"{tuner_id}.log")],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    outputs = {}
-    try:
-        for tuner_id, process in processes.items():
-            outputs[tuner_id] = process.communicate(timeout=240)[0]
-    finally:
-        for process in processes.values():
-            if process.poll() is None:
-                process.kill()
+        commands.append(([sys.executable, os.path.join(HERE, "ncs_tuner_process.py"), str(tmp_path / "shared"),
+                          str(tmp_path / f"{tuner_id}.log")], env))
     outcomes = {}
-    for tuner_id, process in processes.items():
-        assert process.returncode == 0, f"{tuner_id}:\n{outputs[tuner_id][-3000:]}"
-        line = next(l for l in outputs[tuner_id].splitlines() if l.startswith("OUTCOME "))
+    for tuner_id, (returncode, output) in zip(tuners, run_processes(commands, timeout=240)):
+        assert returncode == 0, f"{tuner_id}:\n{output[-3000:]}"
+        line = next(l for l in output.splitlines() if l.startswith("OUTCOME "))
         outcomes[tuner_id] = json.loads(line[len("OUTCOME "):])
 
-    evaluated = {tuner_id: _lines(tmp_path / f"{tuner_id}.log") for tuner_id in processes}
+    evaluated = {tuner_id: _lines(tmp_path / f"{tuner_id}.log") for tuner_id in tuners}
     assert evaluated["chief"] == [], "the chief only serves the oracle"
     assert evaluated["tuner0"] and evaluated["tuner1"], "both workers evaluated trials"
     together = evaluated["tuner0"] + evaluated["tuner1"]
@@ -82,24 +67,17 @@ def test_bin_prune_olmp_with_a_chief_and_two_workers_matches_one_process(tmp_pat
                            capture_output=True, text=True, env=env, timeout=300)
     assert alone.returncode == 0, alone.stderr[-3000:]
 
-    port = _free_port()
-    processes = {}
-    for tuner_id in ("chief", "tuner0", "tuner1"):
+    port = free_ports(1)[0]
+    tuners = ("chief", "tuner0", "tuner1")
+    commands = []
+    for tuner_id in tuners:
         tuner_env = {**env, "KERASTUNER_TUNER_ID": tuner_id, "KERASTUNER_ORACLE_IP": "127.0.0.1",
                      "KERASTUNER_ORACLE_PORT": str(port)}
-        processes[tuner_id] = subprocess.Popen(
-            [sys.executable, prune, *OLMP_SMOKE, f"--output_dir={tmp_path / 'run'}"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=tuner_env)
+        commands.append(([sys.executable, prune, *OLMP_SMOKE, f"--output_dir={tmp_path / 'run'}"], tuner_env))
     outputs = {}
-    try:
-        for tuner_id, process in processes.items():
-            outputs[tuner_id] = process.communicate(timeout=400)[0]
-    finally:
-        for process in processes.values():
-            if process.poll() is None:
-                process.kill()
-    for tuner_id, process in processes.items():
-        assert process.returncode == 0, f"{tuner_id}:\n{outputs[tuner_id][-3000:]}"
+    for tuner_id, (returncode, output) in zip(tuners, run_processes(commands, timeout=400)):
+        assert returncode == 0, f"{tuner_id}:\n{output[-3000:]}"
+        outputs[tuner_id] = output
     assert "tuner1; the chief wrote the run folder" in outputs["tuner1"]
     assert not (tmp_path / "run.tuner0").exists() and not (tmp_path / "run.tuner1").exists()
 

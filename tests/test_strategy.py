@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from keras_prune.errors import PruneError
 from keras_prune.training import make_strategy
+from keras_prune.training.strategy import is_chief, task_name
 
 
 def test_auto_on_one_device_is_the_default_strategy():
@@ -35,3 +36,42 @@ def test_multi_worker_without_tf_config_says_what_is_missing(monkeypatch):
 def test_mirrored_is_one_instance_per_process():
     # A second MirroredStrategy would restart the collective keys and clash with the first.
     assert make_strategy("mirrored") is make_strategy("mirrored")
+
+
+class _Resolver:
+    def __init__(self, cluster, task_type, task_id):
+        self._cluster, self.task_type, self.task_id = cluster, task_type, task_id
+
+    def cluster_spec(self):
+        return tf.train.ClusterSpec(self._cluster)
+
+
+class _ClusterStrategy:
+    def __init__(self, cluster, task_type, task_id):
+        self.cluster_resolver = _Resolver(cluster, task_type, task_id)
+
+
+@pytest.mark.parametrize(
+    "cluster, task_type, task_id, chief, name",
+    [
+        ({"worker": ["a:1", "b:1"]}, "worker", 0, True, "worker0"),
+        ({"worker": ["a:1", "b:1"]}, "worker", 1, False, "worker1"),
+        ({"chief": ["c:1"], "worker": ["a:1"]}, "chief", 0, True, "chief0"),
+        ({"chief": ["c:1"], "worker": ["a:1"]}, "worker", 0, False, "worker0"),
+    ],
+)
+def test_only_the_chief_task_writes_the_run_folder(cluster, task_type, task_id, chief, name, monkeypatch):
+    monkeypatch.delenv("KERASTUNER_ORACLE_IP", raising=False)
+    strategy = _ClusterStrategy(cluster, task_type, task_id)
+    assert is_chief(strategy) is chief
+    assert task_name(strategy) == name
+
+
+def test_one_process_is_the_chief_and_keras_tuner_ids_name_the_others(monkeypatch):
+    monkeypatch.delenv("KERASTUNER_ORACLE_IP", raising=False)
+    assert is_chief(tf.distribute.get_strategy()) and task_name(tf.distribute.get_strategy()) == ""
+    monkeypatch.setenv("KERASTUNER_ORACLE_IP", "127.0.0.1")
+    monkeypatch.setenv("KERASTUNER_TUNER_ID", "tuner1")
+    assert not is_chief(tf.distribute.get_strategy()) and task_name(tf.distribute.get_strategy()) == "tuner1"
+    monkeypatch.setenv("KERASTUNER_TUNER_ID", "chief")
+    assert is_chief(tf.distribute.get_strategy())

@@ -12,22 +12,12 @@ smoke size, enough to move accuracies by 7 pp).
 
 import pytest
 
+from conftest import METHOD_SMOKE, structure
 from keras_prune.pipeline import RunConfig, run
 
 COMMON = dict(dataset="mnist5k", pretrain_epochs=1, finetune_epochs=1, epochs=1, batch_size=64, max_batches=6,
               latency_repeats=2, export=("keras",), verbose=0)
-CASES = {
-    "scratch": dict(model="conv4"),
-    "olmp": dict(model="lenet300_100", olmp_iterations=40, olmp_prune_stop=30, olmp_prune_interval=10,
-                 olmp_population=4, olmp_budget=9),
-    "lstm": dict(model="lenet5", lstm_epochs=1, lstm_children=2, lstm_parents=1, recovery_epochs=1),
-    "rnp": dict(model="conv4", rnp_rounds=1, rnp_decision_steps=4, rnp_backbone_steps=4, rnp_warmup_steps=4,
-                rnp_replay=256),
-}
-
-
-def _structure(report):
-    return [(row["name"], row["channels_after"]) for row in report["layers"]]
+CASES = {method: METHOD_SMOKE[method] for method in ("scratch", "olmp", "lstm", "rnp")}  # l1: test_pipeline.py
 
 
 @pytest.mark.slow
@@ -39,7 +29,7 @@ def test_two_replicas_agree_with_one_device(method, tmp_path, mirrored):
     assert abs(one["baseline"]["accuracy"] - two["baseline"]["accuracy"]) < 0.05
     assert abs(one["pruned"]["accuracy"] - two["pruned"]["accuracy"]) < 0.05
     if method in ("scratch", "lstm"):
-        assert _structure(two) == _structure(one), "the same structure on one device and on two replicas"
+        assert structure(two) == structure(one), "the same structure on one device and on two replicas"
     elif method == "olmp":
         assert abs(two["pruned"]["nonzero_params"] / one["pruned"]["nonzero_params"] - 1) < 0.05
     else:  # rnp: per-input decisions; epsilon-greedy exploration draws differ per replica

@@ -4,10 +4,12 @@
 takes it as an input. Both return `logits` and per-layer `actions` (groups computed,
 1..k). A batch of one takes the sliced path: each stage is a `tf.switch_case` over k
 branches whose convolutions use kernels cut to the kept channels, so skipped groups
-are never computed. Larger batches take the masked path (the training computation).
-Every BatchNormalization is folded into the conv before it, stem included, as the dense
-model is deployed: only the dynamic part differs between the two. The bias is subtracted from the Q-value of each extra group: raising it trades
-accuracy for speed at run time, without retraining.
+are never computed (one image has a trace of its own: static shapes, no dispatch on the
+batch size). Larger batches take the masked path (the training computation). Every
+BatchNormalization is folded into the conv before it, stem included, as the dense model
+is deployed: only the dynamic part differs between the two. The bias is subtracted from
+the Q-value of each extra group: raising it trades accuracy for speed at run time,
+without retraining.
 """
 
 import itertools
