@@ -75,7 +75,7 @@ class _MultiWorkerMirrored(tf.distribute.MultiWorkerMirroredStrategy):
       0 for input with 0 dimensions"): a scalar is averaged across replicas (axis None).
     """
 
-    def reduce(self, reduce_op, value, axis):
+    def reduce(self, reduce_op, value, axis=None):  # Keras also calls reduce("SUM", v) without axis
         parent = super(_MultiWorkerMirrored, self)
 
         def leaf(v):
