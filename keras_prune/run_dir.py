@@ -5,6 +5,7 @@ import os
 import shutil
 
 from keras_prune.errors import OutputDirError
+from keras_prune.export.report_io import read_json, write_json
 
 __all__ = ["MIN_FREE_BYTES", "RUN_CONFIG", "RUN_MARKER", "check_resume_config", "prepare_output_dir"]
 
@@ -69,12 +70,9 @@ def check_resume_config(path, settings, *, resume):
     record = os.path.join(path, RUN_CONFIG)
     settings = json.loads(json.dumps(settings))
     if not resume or not os.path.exists(record):  # a new run (or one from before the record)
-        from keras_prune.export.report_io import write_json
-
         write_json(record, settings)
         return
-    with open(record) as f:
-        saved = json.load(f)
+    saved = read_json(record)
     changed = sorted(k for k in set(saved) | set(settings) if k not in RESUME_FREE and saved.get(k) != settings.get(k))
     if changed:
         differences = "; ".join(f"--{k}: {saved.get(k)!r} in the run, {settings.get(k)!r} now" for k in changed)

@@ -2,7 +2,6 @@
 
 import os
 
-
 from keras_prune.methods.base import MethodResult
 from keras_prune.methods.olmp.dns import DNSLayers, to_masked
 from keras_prune.methods.olmp.engine import MaskedSGD

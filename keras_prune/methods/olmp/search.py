@@ -102,7 +102,7 @@ def search_crates(fitness, *, names, initial, settings, iteration, directory, re
         seed=_seed(settings.seed, iteration),
     )
     project = f"ncs_{iteration:07d}"
-    if _tuner_worker() or os.environ.get("KERASTUNER_TUNER_ID", "").startswith("chief"):
+    if distributed_tuning():
         _use_port_of_call(iteration // settings.prune_interval)
     initial = np.clip(np.asarray(initial, "float64"), *settings.crate_bounds)
     if settings.use_tuner:
@@ -138,8 +138,10 @@ def _tuner_search(fitness, names, initial, bounds, options, directory, project, 
     try:
         tuner.search(verbose=0)
     except grpc.RpcError:
-        if not _finished_search(path, initial, bounds, options):
+        search = _finished_search(path, initial, bounds, options)
+        if search is None:
             raise
+        return search
     search = _finished_search(path, initial, bounds, options)
     if search is None:
         raise FileNotFoundError(
@@ -156,7 +158,7 @@ def distributed_tuning():
 
 def _tuner_worker():
     """True in a Keras Tuner worker process (distributed mode, not the chief)."""
-    return "KERASTUNER_ORACLE_IP" in os.environ and "chief" not in os.environ.get("KERASTUNER_TUNER_ID", "")
+    return distributed_tuning() and "chief" not in os.environ.get("KERASTUNER_TUNER_ID", "")
 
 
 PORTS_PER_RUN = 64

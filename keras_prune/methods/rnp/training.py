@@ -9,7 +9,6 @@ replica on its contiguous share of the global batch; losses are divided by the g
 batch size and `apply_gradients` sums the replicas' gradients.
 """
 
-
 import keras
 import numpy as np
 import tensorflow as tf
