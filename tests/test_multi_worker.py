@@ -1,7 +1,7 @@
 """MultiWorkerMirroredStrategy end to end: two worker processes on loopback run one `bin/prune`.
 
-The cluster is real (gRPC between two processes, `TF_CONFIG` set here); for every method
-the result must match a single-process run of the same seed (same structure where the
+The cluster is real (gRPC between two processes, `TF_CONFIG` set here); for each method
+tested the result must match a single-process run of the same seed (same structure where the
 method decides one, accuracy within tolerance), and only the chief writes the run folder.
 """
 
@@ -23,7 +23,12 @@ def _flags(settings, output_dir):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", sorted(METHOD_SMOKE))
+# l1 (Keras fit), lstm (custom loop) and olmp (Keras Tuner inside the run) cover the three ways a
+# method trains; scratch and rnp, 1.5 min each here, run on two replicas in test_strategy_methods.
+MULTI_WORKER_METHODS = ("l1", "lstm", "olmp")
+
+
+@pytest.mark.parametrize("method", MULTI_WORKER_METHODS)
 def test_two_workers_on_loopback_match_one_process(method, tmp_path):
     settings = {**COMMON, **METHOD_SMOKE[method], "method": method}
     cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
@@ -49,14 +54,12 @@ def test_two_workers_on_loopback_match_one_process(method, tmp_path):
     # process's: results agree within tolerance, structures within a few channels.
     assert abs(two["pruned"]["accuracy"] - one["pruned"]["accuracy"]) < 0.05
     assert abs(two["baseline"]["accuracy"] - one["baseline"]["accuracy"]) < 0.05
-    if method in ("l1", "scratch", "lstm"):
-        for (name, a), (other, b) in zip(structure(two), structure(one)):
-            assert name == other and abs(a - b) <= max(1, 0.02 * b), (name, a, b)
-    elif method == "olmp":
+    if method == "olmp":
         # NCS scores candidates on one batch: at 60 iterations the sharded batches lead it
         # elsewhere than one process; both workers must still decide the same masks.
         summaries = [next(l for l in out.splitlines() if "olmp: compression" in l) for out in outputs]
         assert summaries[0].split("]", 1)[1] == summaries[1].split("]", 1)[1]
         assert two["pruned"]["nonzero_params"] < two["baseline"]["nonzero_params"]
     else:
-        assert abs(two["flops_ratio"] - one["flops_ratio"]) < 0.1
+        for (name, a), (other, b) in zip(structure(two), structure(one)):
+            assert name == other and abs(a - b) <= max(1, 0.02 * b), (name, a, b)
