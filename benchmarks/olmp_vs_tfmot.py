@@ -89,7 +89,11 @@ def run_olmp(args, workdir):
     from keras_prune.models import get_model
     from keras_prune.training import evaluate_accuracy, make_strategy, train_classifier
 
-    overrides = {"olmp_iterations": args.olmp_iterations, "olmp_prune_stop": args.olmp_prune_stop}
+    overrides = {
+        "olmp_iterations": args.olmp_iterations,
+        "olmp_prune_stop": args.olmp_prune_stop,
+        "olmp_delta": args.olmp_delta,
+    }
     overrides = {k: v for k, v in overrides.items() if v is not None}
     out = os.path.join(workdir, "olmp_run")
     config = recipe_config(args.model, out, overrides)
@@ -262,6 +266,8 @@ def main():
     parser.add_argument("--tfmot_epochs", type=int, default=20, help="tfmot training epochs per sparsity")
     parser.add_argument("--olmp_iterations", type=int, default=None, help="override the recipe's K")
     parser.add_argument("--olmp_prune_stop", type=int, default=None, help="override the recipe's prune_stop")
+    parser.add_argument("--olmp_delta", type=float, default=None, help="override the recipe's delta")
+    parser.add_argument("--tag", default="", help="suffix of the results file, to keep a sized run beside the recipe's")
     parser.add_argument("--quick", action="store_true", help="a few hundred iterations, to check the script")
     parser.add_argument("--tfmot_worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -292,7 +298,7 @@ def main():
         **_environment(),
     }
     folder = tempfile.gettempdir() if args.quick else RESULTS  # a quick check is not a result
-    path = os.path.join(folder, f"olmp_vs_tfmot_{args.model}.json")
+    path = os.path.join(folder, f"olmp_vs_tfmot_{args.model}{'_' + args.tag if args.tag else ''}.json")
     from keras_prune.export.report_io import write_json
 
     write_json(path, summary)
