@@ -28,9 +28,14 @@ def atomic_write(path, data, *, mode="w"):
         raise
 
 
-def write_json(path, obj):
-    """Writes `obj` as indented JSON, atomically (NumPy scalars become numbers)."""
-    atomic_write(path, json.dumps(obj, indent=2, sort_keys=False, default=_plain) + "\n")
+def write_json(path, obj, *, indent=2):
+    """Writes `obj` as JSON, atomically (NumPy scalars become numbers).
+
+    `indent=None` writes compact JSON through the C encoder, many times faster: for
+    state files rewritten often.
+    """
+    separators = (",", ":") if indent is None else None
+    atomic_write(path, json.dumps(obj, indent=indent, separators=separators, default=_plain) + "\n")
 
 
 def read_json(path):
