@@ -84,6 +84,32 @@ def test_squeeze_excite_multiply_couples_gate_and_features():
     assert groups["squeeze"].prunable
 
 
+def test_keras_op_arithmetic_with_scalars_passes_channels_through(rng):
+    # Hard-swish as MobileNetV3 writes it: keras.ops operations, not layers, in the graph.
+    from keras_prune.graph import masked_reference, prune_channels
+
+    x = keras.Input((8, 8, 3))
+    a = layers.Conv2D(6, 3, name="a")(x)
+    h = a * (keras.ops.relu6(a + 3.0) / 6.0)
+    out = layers.Dense(2, name="head")(layers.Flatten()(layers.Conv2D(4, 1, name="c")(h)))
+    model = keras.Model(x, out)
+    graph = analyze(model)
+    assert _ids(graph)["a"].prunable, graph.frozen_layers
+    keep = {"a": np.array([0, 2, 5])}
+    xs = rng.normal(size=(2, 8, 8, 3)).astype("float32")
+    np.testing.assert_allclose(prune_channels(model, keep, graph=graph)(xs),
+                               masked_reference(model, keep, graph=graph)(xs), atol=1e-5)
+
+
+def test_keras_op_arithmetic_with_a_per_channel_constant_is_frozen():
+    x = keras.Input((8, 8, 3))
+    a = layers.Conv2D(6, 3, name="a")(x)
+    h = a + np.arange(6, dtype="float32")  # the constant would have to shrink with the channels
+    out = layers.Dense(2, name="head")(layers.Flatten()(h))
+    groups = _ids(analyze(keras.Model(x, out)))
+    assert not groups["a"].prunable and "array constant" in groups["a"].reason
+
+
 def test_unknown_layer_freezes_the_channels_it_touches():
     class Opaque(layers.Layer):
         def call(self, x):

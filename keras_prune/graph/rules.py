@@ -272,6 +272,44 @@ def _elementwise(ctx, call, layer, inputs, in_shapes, out_shapes):
     return [coupled[0]]
 
 
+def _scalar_operands_only(call):
+    """True when every operand of `call` that is not a tensor is a scalar (`x + 3.0`)."""
+    import keras
+
+    arguments = getattr(call.node, "arguments", None)
+    if arguments is None:
+        return False
+    values = keras.tree.flatten((arguments.args, arguments.kwargs))
+    return all(np.size(v) == 1 for v in values if not isinstance(v, keras.KerasTensor))
+
+
+_OP_NAMES = {
+    "numpy": ("Add", "Subtract", "Multiply", "Divide", "TrueDivide", "Maximum", "Minimum", "Absolute",
+              "Negative", "Exp", "Sqrt", "Square", "Tanh", "Sign", "Clip"),
+    "nn": ("Relu", "Relu6", "Sigmoid", "HardSigmoid", "HardSilu", "Silu", "Gelu", "Elu", "Selu", "LeakyRelu",
+           "Softplus", "Softsign"),
+}
+
+
+def _keras_op_elementwise():
+    """The `keras.ops` operations that act channel by channel. Functional models record
+    `x + 3.0`, `x * y` or `keras.ops.relu6(x)` as these, not as layers (MobileNetV3's
+    hard-swish is one)."""
+    from keras.src.ops import nn, numpy
+
+    modules = {"numpy": numpy, "nn": nn}
+    return tuple(getattr(modules[m], n) for m, names in _OP_NAMES.items() for n in names if hasattr(modules[m], n))
+
+
+@register_channel_rule(*_keras_op_elementwise())
+def _op_arithmetic(ctx, call, layer, inputs, in_shapes, out_shapes):
+    """Elementwise like `layers.Add` when the other operands are scalars or tensors; a
+    constant array operand (e.g. a per-channel bias) would have to shrink too: frozen."""
+    if not _scalar_operands_only(call):
+        return unknown(ctx, call, layer, inputs, in_shapes, out_shapes, f"array constant in {type(layer).__name__}")
+    return _elementwise(ctx, call, layer, inputs, in_shapes, out_shapes)
+
+
 @register_channel_rule(layers.Concatenate)
 def _concatenate(ctx, call, layer, inputs, in_shapes, out_shapes):
     """On the channel axis: offsets; on any other axis: the inputs' channels coincide."""
