@@ -18,8 +18,8 @@ import numpy as np
 import tensorflow as tf
 
 from keras_prune.errors import PruneError
-from keras_prune.export import fold_batch_norms, measure_latency, strip
-from keras_prune.export.report_io import atomic_write, read_json, replace_folder, save_keras, write_json
+from keras_prune.export import compare_serving_latency, export_saved_model, fold_batch_norms, measure_latency, strip
+from keras_prune.export.report_io import atomic_write, read_json, save_keras, write_json
 from keras_prune.graph import count_flops, count_params
 from keras_prune.methods import get_method
 from keras_prune.methods.base import MethodResult, RunContext
@@ -205,15 +205,13 @@ def layer_table(dense, pruned):
 
 
 def _export(model, output_dir, formats):
-    """Writes the plain pruned model: model.keras, saved_model/, optionally model.tflite."""
+    """Writes the plain pruned model: model.keras, saved_model/ (for serving: BatchNorm folded
+    into the convolutions, as converters do), optionally model.tflite."""
     written = {}
     if "keras" in formats:
         written["keras"] = save_keras(model, os.path.join(output_dir, "model.keras"))
     if "saved_model" in formats:
-        written["saved_model"] = replace_folder(
-            os.path.join(output_dir, "saved_model"),
-            lambda tmp: model.export(tmp, format="tf_saved_model", verbose=False),
-        )
+        written["saved_model"] = export_saved_model(model, os.path.join(output_dir, "saved_model"))
     if "tflite" in formats:
         converter = tf.lite.TFLiteConverter.from_keras_model(model)
         path = os.path.join(output_dir, "model.tflite")
@@ -322,6 +320,12 @@ def run(config, *, flags_text=None):
         exported = result.export(output_dir, config.export)
     else:
         exported = _export(plain, output_dir, config.export)
+    serving = None
+    if "saved_model" in exported and chief:
+        flops_ratio = pruned["flops"] / baseline["flops"]
+        serving = compare_serving_latency(model, exported["saved_model"], flops_ratio, repeats=config.latency_repeats)
+        _log("serving latency (SavedModel, dense -> pruned): " + ", ".join(
+            f"{k.replace('_', ' ')} {v['dense_ms']:.2f} -> {v['pruned_ms']:.2f} ms" for k, v in serving.items()))
 
     report = {
         "method": config.method,
@@ -331,6 +335,7 @@ def run(config, *, flags_text=None):
         "baseline": baseline,
         "pruned": pruned,
         "flops_ratio": pruned["flops"] / baseline["flops"],
+        "serving_latency": serving,
         "target_flops": config.target_flops,
         "search_seconds": result.search_seconds,
         "retrain_seconds": result.retrain_seconds,

@@ -57,6 +57,12 @@ def test_cli_smoke_run_writes_consistent_artefacts(tmp_path):
         assert key in report
     for side in ("baseline", "pruned"):
         assert set(report[side]) >= {"accuracy", "flops", "params", "nonzero_params", "latency_ms"}
+    serving = report["serving_latency"]  # both exported SavedModels, timed at batch 1 and 32
+    assert sorted(serving) == ["batch_1", "batch_32"]
+    for times in serving.values():
+        assert times["dense_ms"] > 0 and times["pruned_ms"] > 0 and times["repeats"] >= 5
+        assert times["ratio"] == pytest.approx(times["pruned_ms"] / times["dense_ms"], rel=1e-3)
+    assert "SavedModel latency, batch 32 (ms)" in (out / "report.md").read_text()
     assert report["baseline"]["accuracy"] > 0.5, "two epochs on mnist5k learn something"
     assert abs(report["pruned"]["flops"] / report["baseline"]["flops"] - 0.5) <= 0.02 * 0.5
     assert {"name", "channels_before", "channels_after", "flops_before", "flops_after", "sparsity"} <= set(report["layers"][0])

@@ -74,6 +74,14 @@ def test_markdown_title_and_summary_rows_with_ratios():
     assert "Search: 12.3 s; total: 1 min 20 s." in text
 
 
+def test_markdown_serving_latency_rows_in_batch_order():
+    serving = {"batch_32": {"dense_ms": 12.0, "pruned_ms": 6.0}, "batch_1": {"dense_ms": 0.8, "pruned_ms": 0.6}}
+    text = render_markdown(_report(serving_latency=serving))
+    one, thirty_two = "| SavedModel latency, batch 1 (ms) | 0.80 | 0.60 | 0.750× |", "| SavedModel latency, batch 32 (ms) | 12.00 | 6.00 | 0.500× |"
+    assert one in text and thirty_two in text and text.index(one) < text.index(thirty_two)
+    assert "SavedModel latency" not in render_markdown(_report(serving_latency=None))
+
+
 def test_markdown_layer_table_rows_and_total():
     text = render_markdown(_report())
     assert "| `conv1` | 20 → 10 | 50.0 % | 288.0 K → 144.0 K | 50.0 % |" in text

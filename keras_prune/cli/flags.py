@@ -36,7 +36,9 @@ def define_flags(flag_values=None):
     _define(flags.DEFINE_multi_enum, fv, 
         "export", ["saved_model", "keras"], ["saved_model", "keras", "tflite"], "Export formats (repeatable)."
     )
-    _define(flags.DEFINE_integer, fv, "latency_repeats", 30, "Timed batch-1 inference calls per latency measurement.")
+    _define(flags.DEFINE_integer, fv, "latency_repeats", 30,
+            "Timed inference calls per latency measurement: in-process at batch 1, and the exported "
+            "SavedModel (dense and pruned) at batch 1 and 32, at most 10 s each.")
     _define(flags.DEFINE_integer, fv, "max_batches", 0,
             "Cap on the train and validation batches per epoch (0: none); for smoke runs of large models.")
     _positive(fv, "max_batches", lambda v: v >= 0, "--max_batches must be >= 0 (0: no cap).")

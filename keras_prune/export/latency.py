@@ -6,10 +6,10 @@ import time
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["measure_latency"]
+__all__ = ["measure_latency", "measure_saved_model_latency", "serving_latency_report"]
 
 
-def measure_latency(model, *, batch_size=1, repeats=50, warmup=10, fn=None):
+def measure_latency(model, *, batch_size=1, repeats=50, warmup=10, fn=None, max_seconds=None):
     """Median and 90th-percentile wall time of one inference call, in milliseconds.
 
     The model is called through one `tf.function` (traced once, during warm-up) on a
@@ -21,25 +21,73 @@ def measure_latency(model, *, batch_size=1, repeats=50, warmup=10, fn=None):
         repeats: timed calls after warm-up.
         warmup: untimed calls first (tracing, caches).
         fn: optional callable to time instead of `model` (e.g. a SavedModel signature).
+        max_seconds: stop timing after this long (at least 5 calls): a big model at a big
+            batch would otherwise take minutes.
 
     Returns:
-        {"median_ms", "p90_ms", "batch_size", "repeats"}.
+        {"median_ms", "p90_ms", "batch_size", "repeats"} (`repeats`: calls actually timed).
     """
-    shape = (batch_size, *model.input_shape[1:])
-    x = tf.constant(np.random.default_rng(0).normal(size=shape).astype("float32"))
     call = fn or tf.function(lambda inputs: model(inputs, training=False))
+    return _time_calls(call, _batch(model.input_shape[1:], batch_size), repeats, warmup, max_seconds)
+
+
+def measure_saved_model_latency(path, input_shape, *, batch_sizes=(1, 32), repeats=50, warmup=10, max_seconds=20.0):
+    """`measure_latency` of an exported SavedModel's `serve` function, loaded back as a server would.
+
+    Args:
+        path: a SavedModel folder with a `serve` function (Keras `model.export` writes one)
+            or a `serving_default` signature.
+        input_shape: one example's shape (no batch dimension).
+        batch_sizes: the batch sizes to time.
+
+    Returns:
+        {batch_size: the dict `measure_latency` returns}.
+    """
+    loaded = tf.saved_model.load(path)
+    serve = loaded.serve if hasattr(loaded, "serve") else loaded.signatures["serving_default"]
+    return {b: _time_calls(serve, _batch(input_shape, b), repeats, warmup, max_seconds) for b in batch_sizes}
+
+
+def serving_latency_report(dense, pruned, flops_ratio):
+    """Dense vs pruned SavedModel latency per batch size (each a `measure_saved_model_latency` result).
+
+    `ratio` is pruned / dense median time; `ratio_over_flops_ratio` is 1.0 when the time
+    fell exactly as much as the FLOPs did, above 1 when it fell less.
+    """
+    report = {}
+    for b in dense:
+        ratio = pruned[b]["median_ms"] / dense[b]["median_ms"]
+        report[f"batch_{b}"] = {
+            "dense_ms": round(dense[b]["median_ms"], 4),
+            "pruned_ms": round(pruned[b]["median_ms"], 4),
+            "ratio": round(ratio, 4),
+            "ratio_over_flops_ratio": round(ratio / flops_ratio, 4),
+            "repeats": min(dense[b]["repeats"], pruned[b]["repeats"]),
+        }
+    return report
+
+
+def _batch(input_shape, batch_size):
+    shape = (batch_size, *input_shape)
+    return tf.constant(np.random.default_rng(0).normal(size=shape).astype("float32"))
+
+
+def _time_calls(call, x, repeats, warmup, max_seconds):
     for _ in range(warmup):
         call(x)
     times = []
+    deadline = None if max_seconds is None else time.perf_counter() + max_seconds
     for _ in range(repeats):
         start = time.perf_counter()
         result = call(x)
         _ = result.numpy() if hasattr(result, "numpy") else result
         times.append((time.perf_counter() - start) * 1000.0)
+        if deadline is not None and len(times) >= 5 and time.perf_counter() > deadline:
+            break
     times.sort()
     return {
         "median_ms": statistics.median(times),
         "p90_ms": times[min(len(times) - 1, int(0.9 * len(times)))],
-        "batch_size": batch_size,
-        "repeats": repeats,
+        "batch_size": int(x.shape[0]),
+        "repeats": len(times),
     }

@@ -134,6 +134,9 @@ def _summary(report):
         row("Latency, batch 1 (ms)", base.get("latency_ms"), pruned.get("latency_ms"),
             lambda v: f"{float(v):.2f}" if _is_number(v) else MISSING),
     ]
+    for key, times in sorted((report.get("serving_latency") or {}).items(), key=lambda kv: int(kv[0].split("_")[1])):
+        rows.append(row(f"SavedModel latency, batch {key.split('_')[1]} (ms)", times["dense_ms"], times["pruned_ms"],
+                        lambda v: f"{float(v):.2f}"))
     table = _table(["", "Dense", "Pruned", "Pruned / dense"], rows, align="lrrr")
     timing = (
         f"Search: {format_seconds(report.get('search_seconds'))}; "

@@ -115,12 +115,17 @@ def export_saved_model(serving, path):
     return replace_folder(path, lambda tmp: tf.saved_model.save(serving, tmp, signatures=serving._signatures))
 
 
-def serving_latency(serve, images, *, repeats):
-    """Median batch-1 latency (ms) of `serve(images) -> {"logits", ...}`, cycling over real inputs.
+def serving_latency(serve, images, *, repeats, batch_size=1, max_seconds=None):
+    """Median latency (ms) of `serve(images) -> {"logits", ...}` at `batch_size`, cycling over real inputs.
 
     The decisions, hence the cost, depend on the input, so a fixed random input would not
     be representative.
     """
-    singles = itertools.cycle([tf.constant(images[i : i + 1]) for i in range(len(images))])
+    batches = [tf.constant(images[i : i + batch_size]) for i in range(0, len(images) - batch_size + 1, batch_size)]
+    if not batches:
+        raise ValueError(f"serving_latency needs at least {batch_size} images, got {len(images)}")
+    cycle = itertools.cycle(batches)
     probe = types.SimpleNamespace(input_shape=(None, *images.shape[1:]))
-    return measure_latency(probe, repeats=repeats, fn=lambda _: serve(next(singles))["logits"])["median_ms"]
+    timing = measure_latency(probe, batch_size=batch_size, repeats=repeats, max_seconds=max_seconds,
+                             fn=lambda _: serve(next(cycle))["logits"])
+    return timing["median_ms"]

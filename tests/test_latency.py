@@ -1,0 +1,52 @@
+"""Latency measurement: in-process and of exported SavedModels, and the dense/pruned report."""
+
+import time
+
+import keras
+import pytest
+
+from keras_prune.export import measure_latency, measure_saved_model_latency, serving_latency_report
+
+
+def _model(width=8):
+    x = keras.Input((8, 8, 3))
+    h = keras.layers.Conv2D(width, 3, name="conv")(x)
+    return keras.Model(x, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(h)))
+
+
+def test_measure_latency_reports_the_calls_it_timed():
+    timing = measure_latency(_model(), batch_size=4, repeats=7, warmup=1)
+    assert timing["batch_size"] == 4 and timing["repeats"] == 7
+    assert 0 < timing["median_ms"] <= timing["p90_ms"]
+
+
+def test_max_seconds_stops_a_long_measurement_after_at_least_five_calls():
+    def slow(x):
+        time.sleep(0.02)
+        return x
+
+    started = time.perf_counter()
+    timing = measure_latency(_model(), repeats=1000, warmup=0, fn=slow, max_seconds=0.05)
+    assert timing["repeats"] == 5, "five calls are always timed, then the deadline stops it"
+    assert time.perf_counter() - started < 1.0
+    assert timing["median_ms"] >= 20
+
+
+def test_saved_model_latency_is_measured_at_each_batch_size(tmp_path):
+    model = _model()
+    model.export(str(tmp_path / "sm"), format="tf_saved_model", verbose=False)
+    timings = measure_saved_model_latency(str(tmp_path / "sm"), (8, 8, 3), batch_sizes=(1, 32), repeats=5, warmup=1)
+    assert sorted(timings) == [1, 32]
+    assert [timings[b]["batch_size"] for b in (1, 32)] == [1, 32]
+    assert all(t["median_ms"] > 0 and t["repeats"] == 5 for t in timings.values())
+
+
+def test_serving_latency_report_relates_the_time_ratio_to_the_flops_ratio():
+    dense = {1: {"median_ms": 2.0, "repeats": 9}, 32: {"median_ms": 40.0, "repeats": 5}}
+    pruned = {1: {"median_ms": 1.5, "repeats": 9}, 32: {"median_ms": 20.0, "repeats": 6}}
+    report = serving_latency_report(dense, pruned, flops_ratio=0.5)
+    assert report["batch_1"] == {"dense_ms": 2.0, "pruned_ms": 1.5, "ratio": 0.75, "ratio_over_flops_ratio": 1.5,
+                                 "repeats": 9}
+    assert report["batch_32"]["ratio"] == pytest.approx(0.5)
+    assert report["batch_32"]["ratio_over_flops_ratio"] == pytest.approx(1.0)
+    assert report["batch_32"]["repeats"] == 5
