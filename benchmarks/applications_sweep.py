@@ -1,0 +1,279 @@
+"""Sweep: does every keras.applications model survive keras_prune's engine?
+
+For each model Keras ships (built offline, `weights=None`, small inputs), in its own
+process so that one crash or hang costs one row:
+
+1. build    the model, BatchNorm statistics randomised so that dropped BN channels matter;
+2. analyse  its channel-dependency graph (prunable groups, layers that freeze channels);
+3. prune    30% of the channels of every prunable group (surgery removes them);
+4. run      the pruned model on a batch;
+5. equal    its outputs to the zero-masked reference's (float64, so the check is exact);
+6. smaller  its FLOPs and params below the dense model's;
+7. saved_model  export, reload, same outputs;
+8. tflite   conversion, same outputs from the interpreter.
+
+A model passes when every stage does. Writes benchmarks/results/applications_sweep.json
+(one record per model, written after each model, so an interrupted sweep resumes where
+it stopped); the README's table is generated from it (benchmarks/update_readme.py).
+
+Run: python benchmarks/applications_sweep.py [--models ResNet50 VGG16] [--fresh]
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+from common import results_dir
+
+PRUNE_FRACTION = 0.3
+DEFAULT_SIZE = 32
+MIN_SIZE = {  # the smallest input each architecture accepts
+    "InceptionV3": 75,
+    "InceptionResNetV2": 75,
+    "Xception": 71,
+    "NASNetMobile": 32,
+    "NASNetLarge": 32,
+}
+STAGES = ("build", "analyse", "prune", "run", "equal", "smaller", "saved_model", "tflite")
+
+
+def application_names():
+    """Every model constructor keras.applications exports."""
+    import keras
+
+    return sorted(n for n in dir(keras.applications) if n[0].isupper() and callable(getattr(keras.applications, n)))
+
+
+def input_size(name):
+    return MIN_SIZE.get(name, DEFAULT_SIZE)
+
+
+def build(name, *, seed=0):
+    """The application at its sweep input size, 10 classes, logits out, random BN statistics."""
+    import keras
+    import numpy as np
+
+    size = input_size(name)
+    keras.utils.set_random_seed(seed)
+    model = getattr(keras.applications, name)(
+        weights=None, input_shape=(size, size, 3), classes=10, classifier_activation=None
+    )
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.set_weights([rng.uniform(0.5, 1.5, w.shape).astype(w.dtype) for w in layer.get_weights()])
+    return model
+
+
+def prune_keep(graph, fraction=PRUNE_FRACTION, seed=0):
+    """Removes `fraction` of every prunable group's channels, chosen at random."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return {
+        g.id: np.sort(rng.choice(g.size, max(1, g.size - int(round(g.size * fraction))), replace=False))
+        for g in graph.prunable_groups
+    }
+
+
+def _max_relative_error(got, expected):
+    import numpy as np
+
+    got, expected = np.asarray(got, dtype="float64"), np.asarray(expected, dtype="float64")
+    return float(np.max(np.abs(got - expected)) / max(float(np.max(np.abs(expected))), 1e-12))
+
+
+def _masked_reference_error(name):
+    """Max relative difference between the pruned model and the zero-masked original, in float64:
+    in float32 a different channel count changes the summation order, and a deep random
+    network amplifies that rounding."""
+    import keras
+    import numpy as np
+
+    from keras_prune.graph import analyze, masked_reference, prune_channels
+
+    keras.config.set_floatx("float64")
+    try:
+        model = build(name)
+        graph = analyze(model)
+        keep = prune_keep(graph)
+        x = np.random.default_rng(1).normal(size=(2, *model.input_shape[1:]))
+        return _max_relative_error(prune_channels(model, keep, graph=graph)(x), masked_reference(model, keep, graph=graph)(x))
+    finally:
+        keras.config.set_floatx("float32")
+
+
+def check(name, workdir, *, log=print):
+    """Runs every stage on one application; returns its record (stops at the first failure)."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from keras_prune.graph import analyze, count_flops, count_params, prune_channels
+
+    record = {"model": name, "input_size": input_size(name), "stages": {}, "passed": False}
+    stage = "build"
+    started = time.perf_counter()
+
+    def done(stage_name, **facts):
+        record["stages"][stage_name] = "ok"
+        record.update(facts)
+        log(f"{name}: {stage_name} ok ({time.perf_counter() - started:.1f} s)")
+
+    try:
+        model = build(name)
+        done("build", params_dense=int(model.count_params()))
+        stage = "analyse"
+        graph = analyze(model)
+        groups = graph.prunable_groups
+        prunable = sum(g.size for g in groups)
+        total = sum(g.size for g in graph.groups)
+        done(
+            "analyse",
+            prunable_groups=len(groups),
+            prunable_channel_share=round(prunable / max(total, 1), 4),
+            frozen_layers=dict(graph.frozen_layers),
+        )
+        if not groups:
+            raise AssertionError("no prunable channel group")
+        stage = "prune"
+        pruned = prune_channels(model, prune_keep(graph), graph=graph)
+        done("prune")
+        stage = "run"
+        x = np.random.default_rng(1).normal(size=(2, *model.input_shape[1:])).astype("float32")
+        out = np.asarray(pruned(x))
+        if out.shape != (2, *model.output_shape[1:]) or not np.all(np.isfinite(out)):
+            raise AssertionError(f"pruned output has shape {out.shape} or non-finite values")
+        done("run")
+        stage = "equal"
+        equality_error = _masked_reference_error(name)
+        if equality_error > 1e-6:
+            raise AssertionError(f"pruned vs masked reference: max relative error {equality_error:.2e} > 1e-6")
+        done("equal", equality_max_relative_error=equality_error)
+        stage = "smaller"
+        flops = (count_flops(model).total, count_flops(pruned).total)
+        params = (count_params(model).total, count_params(pruned).total)
+        if not (flops[1] < flops[0] and params[1] < params[0]):
+            raise AssertionError(f"FLOPs {flops[0]} -> {flops[1]}, params {params[0]} -> {params[1]}: not lower")
+        done(
+            "smaller",
+            flops={"dense": flops[0], "pruned": flops[1], "ratio": round(flops[1] / flops[0], 4)},
+            params={"dense": params[0], "pruned": params[1], "ratio": round(params[1] / params[0], 4)},
+        )
+        stage = "saved_model"
+        path = os.path.join(workdir, f"{name}_saved_model")
+        pruned.export(path, format="tf_saved_model", verbose=False)
+        loaded = tf.saved_model.load(path)  # kept: its variables live as long as it does
+        served = loaded.serve(tf.constant(x))
+        error = _max_relative_error(served, out)
+        if error > 1e-4:
+            raise AssertionError(f"reloaded SavedModel differs: max relative error {error:.2e}")
+        done("saved_model")
+        stage = "tflite"
+        converter = tf.lite.TFLiteConverter.from_saved_model(path)
+        interpreter = tf.lite.Interpreter(model_content=converter.convert())
+        interpreter.allocate_tensors()
+        (inp,), (outp,) = interpreter.get_input_details(), interpreter.get_output_details()
+        interpreter.resize_tensor_input(inp["index"], x.shape)
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(inp["index"], x)
+        interpreter.invoke()
+        error = _max_relative_error(interpreter.get_tensor(outp["index"]), out)
+        if error > 1e-3:
+            raise AssertionError(f"TFLite output differs: max relative error {error:.2e}")
+        done("tflite", tflite_max_relative_error=error)
+        record["passed"] = True
+    except Exception as e:  # a sweep records why a model fails rather than stopping
+        record["stages"][stage] = "failed"
+        record["failed_stage"] = stage
+        record["reason"] = f"{type(e).__name__}: {str(e).strip().splitlines()[0][:300] if str(e).strip() else ''}"
+        log(f"{name}: {stage} FAILED: {record['reason']}")
+        log(traceback.format_exc(limit=3))
+    record["seconds"] = round(time.perf_counter() - started, 1)
+    return record
+
+
+def _child(name, output):
+    """One model in this process: its record to `output`."""
+    from keras_prune.export.report_io import write_json
+
+    with tempfile.TemporaryDirectory() as workdir:
+        record = check(name, workdir, log=lambda m: print(f"[sweep] {m}", flush=True))
+    write_json(output, record)
+
+
+def sweep(names, path, *, fresh=False, timeout=1800):
+    """Checks each model in a child process; keeps the records in `path` after each one."""
+    from keras_prune.export.report_io import read_json, write_json
+    from keras_prune.pipeline import _environment
+
+    summary = read_json(path) if os.path.exists(path) and not fresh else {"models": {}}
+    summary.update(_environment(), prune_fraction=PRUNE_FRACTION, stages=list(STAGES))
+    for i, name in enumerate(names):
+        if name in summary["models"]:
+            print(f"[sweep] {i + 1}/{len(names)} {name}: already in {path}, skipped", flush=True)
+            continue
+        print(f"[sweep] {i + 1}/{len(names)} {name}", flush=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            output = os.path.join(tmp, "record.json")
+            env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+            started = time.perf_counter()
+            try:
+                proc = subprocess.run(
+                    [sys.executable, __file__, "--child", name, "--child_output", output],
+                    env=env, timeout=timeout, capture_output=True, text=True,
+                )
+                sys.stdout.write("".join(l + "\n" for l in proc.stdout.splitlines() if l.startswith("[sweep]")))
+                if os.path.exists(output):
+                    record = read_json(output)
+                else:
+                    tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+                    record = {"model": name, "passed": False, "failed_stage": "process",
+                              "reason": f"exit code {proc.returncode}: {tail[0][:300]}"}
+            except subprocess.TimeoutExpired:
+                record = {"model": name, "passed": False, "failed_stage": "process",
+                          "reason": f"did not finish in {timeout} s"}
+            record.setdefault("seconds", round(time.perf_counter() - started, 1))
+        summary["models"][name] = record
+        write_json(path, summary)
+        print(f"[sweep] {name}: {'pass' if record['passed'] else 'FAIL ' + record['reason']}", flush=True)
+    models = summary["models"]
+    summary["passed"] = sorted(n for n, r in models.items() if r["passed"])
+    summary["failed"] = sorted(n for n, r in models.items() if not r["passed"])
+    write_json(path, summary)
+    return summary
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="*", default=None, help="default: every keras.applications model")
+    parser.add_argument("--output", default=None, help="default: applications_sweep.json in the results folder")
+    parser.add_argument("--fresh", action="store_true", help="re-check models already in --output")
+    parser.add_argument("--timeout", type=int, default=1800, help="seconds per model")
+    parser.add_argument("--quick", action="store_true", help="three small models, written to a temporary folder")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--child_output", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        _child(args.child, args.child_output)
+        return
+    names = args.models or application_names()
+    if args.quick:
+        names = args.models or ["MobileNetV3Small", "ResNet50", "DenseNet121"]
+    output = args.output or os.path.join(results_dir(args.quick), "applications_sweep.json")
+    started = time.perf_counter()
+    summary = sweep(names, output, fresh=args.fresh or args.quick, timeout=args.timeout)
+    print(
+        f"[sweep] {len(summary['passed'])} passed, {len(summary['failed'])} failed "
+        f"({', '.join(summary['failed']) or 'none'}); {output} in {time.perf_counter() - started:.0f} s",
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    main()
