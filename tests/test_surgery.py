@@ -121,3 +121,27 @@ def test_nested_model_is_inlined_by_surgery(rng):
     np.testing.assert_allclose(
         pruned(x_in), masked_reference(model, keep)(x_in), atol=1e-5
     )
+
+
+class _Scale(layers.Layer):
+    """A weight created without a name, as ConvNeXt's LayerScale does: Keras names it
+    "variable_<global counter>", so a rebuilt copy's weight has another name."""
+
+    def build(self, input_shape):
+        self.gamma = self.add_weight(shape=(input_shape[-1],), initializer="ones")
+
+    def call(self, x):
+        return x * self.gamma
+
+
+def test_unnamed_weights_are_copied_by_position(rng):
+    x = keras.Input((8, 8, 3))
+    a = layers.Conv2D(4, 1, name="a")(x)
+    b = _Scale(name="scale")(layers.Conv2D(5, 3, name="b")(a))
+    model = keras.Model(x, layers.Dense(2, name="head")(layers.Flatten()(b)))
+    model.get_layer("scale").set_weights([rng.uniform(0.5, 1.5, 5)])
+    keep = {"a": [0, 2]}
+    pruned = prune_channels(model, keep)
+    np.testing.assert_array_equal(pruned.get_layer("scale").get_weights()[0], model.get_layer("scale").get_weights()[0])
+    x_in = _inputs(model, rng)
+    np.testing.assert_allclose(pruned(x_in), masked_reference(model, keep)(x_in), atol=1e-5)

@@ -83,8 +83,27 @@ def rebuild(graph, *, config_for=None, layer_for=None, weights_for=None, after_c
             values = {w.name: w.numpy() for w in layer.weights}
         else:
             values = weights_for(path, layer, new)
-        new.set_weights([values[w.name] for w in new.weights])
+        new.set_weights(_in_order(values, layer, new))
     return model
+
+
+def _in_order(values, old, new):
+    """`values` (by the old layer's weight names) in the order of `new.weights`.
+
+    Weights are matched by name; a layer that creates its weights without a name (e.g.
+    ConvNeXt's LayerScale) gets a global counter's ("variable_36"), which differs between
+    two instances of the layer: its weights then match by position.
+    """
+    names = [w.name for w in new.weights]
+    if len(set(names)) == len(names) and all(n in values for n in names):
+        return [values[n] for n in names]
+    old_names = [w.name for w in old.weights]
+    if len(old_names) == len(names) and all(n in values for n in old_names):
+        return [values[n] for n in old_names]
+    raise ValueError(
+        f"Cannot match the weights of rebuilt layer {new.name!r} ({names}) to the original's "
+        f"({old_names}). Give its weights names in `add_weight(name=...)`."
+    )
 
 
 def _first_input(*args, **kwargs):
