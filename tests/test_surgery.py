@@ -145,3 +145,17 @@ def test_unnamed_weights_are_copied_by_position(rng):
     np.testing.assert_array_equal(pruned.get_layer("scale").get_weights()[0], model.get_layer("scale").get_weights()[0])
     x_in = _inputs(model, rng)
     np.testing.assert_allclose(pruned(x_in), masked_reference(model, keep)(x_in), atol=1e-5)
+
+
+def test_a_graph_deeper_than_the_recursion_limit_is_rebuilt(rng):
+    # 700 layers build under Python's default limit of 1000 frames; the masked reference
+    # doubles the depth, and Keras maps a functional graph recursively.
+    x = keras.Input((4, 4, 2))
+    h = layers.Conv2D(3, 1, name="a")(x)
+    for _ in range(700):
+        h = layers.ReLU()(h)
+    model = keras.Model(x, layers.Dense(2, name="head")(layers.Flatten()(h)))
+    keep = {"a": [0, 2]}
+    reference = masked_reference(model, keep)
+    x_in = _inputs(model, rng)
+    np.testing.assert_allclose(prune_channels(model, keep)(x_in), reference(x_in), atol=1e-5)

@@ -5,7 +5,9 @@ its own layers, in a scope named after the inner model. The analysis and the sur
 both walk this one flat list, so they always agree on what the graph is.
 """
 
+import contextlib
 import dataclasses
+import sys
 
 import keras
 
@@ -132,8 +134,22 @@ def replay(trace, make_op, *, after_call=None, name=None):
         for key, value in zip(call.outputs, outputs):
             tensors[key] = value
     outputs = [tensors[k] for k in trace.outputs]
-    return keras.Model(
-        keras.tree.pack_sequence_as(trace.inputs_struct, new_inputs),
-        keras.tree.pack_sequence_as(trace.outputs_struct, outputs),
-        name=name or trace.model.name,
-    )
+    # Keras maps a functional graph recursively, one frame per layer on the longest path:
+    # EfficientNetV2-L with a mask after every layer is deeper than Python's default limit.
+    with _recursion_limit(4 * len(tensors) + 1000):
+        return keras.Model(
+            keras.tree.pack_sequence_as(trace.inputs_struct, new_inputs),
+            keras.tree.pack_sequence_as(trace.outputs_struct, outputs),
+            name=name or trace.model.name,
+        )
+
+
+@contextlib.contextmanager
+def _recursion_limit(limit):
+    """Raises Python's recursion limit to at least `limit` for the block."""
+    previous = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(previous, limit))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(previous)
