@@ -17,6 +17,7 @@ A model passes when every stage does. Writes benchmarks/results/applications_swe
 it stopped); the README's table is generated from it (benchmarks/update_readme.py).
 
 Run: python benchmarks/applications_sweep.py [--models ResNet50 VGG16] [--fresh]
+(an interrupted sweep continues with the models not yet recorded; `--models` checks those again)
 """
 
 import argparse
@@ -97,7 +98,9 @@ def _masked_reference_error(name):
 
     from keras_prune.graph import analyze, masked_reference, prune_channels
 
+    # The dtype policy, not floatx, decides a new layer's dtypes once any layer exists.
     keras.config.set_floatx("float64")
+    keras.config.set_dtype_policy("float64")
     try:
         model = build(name)
         graph = analyze(model)
@@ -106,6 +109,7 @@ def _masked_reference_error(name):
         return _max_relative_error(prune_channels(model, keep, graph=graph)(x), masked_reference(model, keep, graph=graph)(x))
     finally:
         keras.config.set_floatx("float32")
+        keras.config.set_dtype_policy("float32")
 
 
 def check(name, workdir, *, log=print):
@@ -207,15 +211,19 @@ def _child(name, output):
     write_json(output, record)
 
 
-def sweep(names, path, *, fresh=False, timeout=1800):
-    """Checks each model in a child process; keeps the records in `path` after each one."""
+def sweep(names, path, *, fresh=False, recheck=False, timeout=1800):
+    """Checks each model in a child process; keeps the records in `path` after each one.
+
+    Models already in `path` are skipped (an interrupted sweep resumes) unless `recheck`;
+    `fresh` starts a new file.
+    """
     from keras_prune.export.report_io import read_json, write_json
     from keras_prune.pipeline import _environment
 
     summary = read_json(path) if os.path.exists(path) and not fresh else {"models": {}}
     summary.update(_environment(), prune_fraction=PRUNE_FRACTION, stages=list(STAGES))
     for i, name in enumerate(names):
-        if name in summary["models"]:
+        if name in summary["models"] and not recheck:
             print(f"[sweep] {i + 1}/{len(names)} {name}: already in {path}, skipped", flush=True)
             continue
         print(f"[sweep] {i + 1}/{len(names)} {name}", flush=True)
@@ -251,7 +259,9 @@ def sweep(names, path, *, fresh=False, timeout=1800):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="*", default=None, help="default: every keras.applications model")
+    parser.add_argument("--models", nargs="*", default=None,
+                        help="check these (again, if already recorded); default: every keras.applications model "
+                             "not yet in --output")
     parser.add_argument("--output", default=None, help="default: applications_sweep.json in the results folder")
     parser.add_argument("--fresh", action="store_true", help="re-check models already in --output")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per model")
@@ -267,7 +277,7 @@ def main():
         names = args.models or ["MobileNetV3Small", "ResNet50", "DenseNet121"]
     output = args.output or os.path.join(results_dir(args.quick), "applications_sweep.json")
     started = time.perf_counter()
-    summary = sweep(names, output, fresh=args.fresh or args.quick, timeout=args.timeout)
+    summary = sweep(names, output, fresh=args.fresh or args.quick, recheck=bool(args.models), timeout=args.timeout)
     print(
         f"[sweep] {len(summary['passed'])} passed, {len(summary['failed'])} failed "
         f"({', '.join(summary['failed']) or 'none'}); {output} in {time.perf_counter() - started:.0f} s",

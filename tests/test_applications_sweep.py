@@ -29,7 +29,9 @@ def test_a_real_application_passes_every_stage(tmp_path):
     assert record["flops"]["pruned"] < record["flops"]["dense"]
     assert record["params"]["ratio"] < 1
     assert record["equality_max_relative_error"] <= 1e-6
+    assert record["equality_max_relative_error"] <= 1e-12, "float64 throughout: only float64 rounding"
     assert keras.config.floatx() == "float32", "the float64 check restores the default"
+    assert keras.config.dtype_policy().name == "float32"
 
 
 def test_a_failure_names_its_stage_and_reason(tmp_path, monkeypatch):
