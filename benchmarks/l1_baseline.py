@@ -10,10 +10,10 @@ import argparse
 import os
 import tempfile
 
+from common import results_dir
+
 from keras_prune.export.report_io import write_json
 from keras_prune.pipeline import RunConfig, run
-
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
 def main():
@@ -44,9 +44,13 @@ def main():
             epochs={"pretrain": config.pretrain_epochs, "finetune": config.finetune_epochs},
             versions=report["versions"],
             machine=report["machine"],
+            seed=config.seed,
+            serving_latency=report["serving_latency"],
+            layers=report["layers"],
         )
-        write_json(os.path.join(RESULTS, f"l1_{model}.json"), headline)
-        print(f"wrote {os.path.join(RESULTS, f'l1_{model}.json')}")
+        path = os.path.join(results_dir(args.quick), f"l1_{model}.json")
+        write_json(path, headline)
+        print(f"wrote {path}")
 
 
 if __name__ == "__main__":

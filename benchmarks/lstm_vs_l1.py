@@ -29,6 +29,9 @@ import time
 
 import keras
 
+from common import results_dir
+from evidence import evidence
+
 from keras_prune.data import load_dataset
 from keras_prune.export.report_io import write_json
 from keras_prune.export.summaries import RunSummaries
@@ -40,7 +43,6 @@ from keras_prune.models import get_model
 from keras_prune.pipeline import RunConfig, _environment
 from keras_prune.training import evaluate_accuracy, make_strategy, train_classifier
 
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 PAPER = {"vgg16": {"width": 0.25, "reduction": 0.701}, "resnet20": {"width": 0.5, "reduction": 0.475}}
 """Per model: the zoo width that fits the time budget, and the paper's FLOPs reduction (VGG-16, ResNet-56)."""
@@ -77,7 +79,8 @@ def _run_config(args, out, target_flops):
     )
 
 
-def _score(result, data, strategy, dense_flops):
+def _score(result, data, strategy, dense):
+    dense_flops = count_flops(dense).total
     flops = count_flops(result.model).total
     return {
         "test_accuracy": evaluate_accuracy(result.model, data.test, strategy),
@@ -86,6 +89,7 @@ def _score(result, data, strategy, dense_flops):
         "params": result.model.count_params(),
         "search_seconds": result.search_seconds,
         "final_training_seconds": result.retrain_seconds,
+        **evidence(dense, result.model),
     }
 
 
@@ -127,7 +131,7 @@ def main():
         summaries = RunSummaries(os.path.join(out, "tensorboard"))
         ctx = RunContext(strategy, _run_config(args, out, target), out, summaries, log=_log)
         result = lstm.run(_copy(dense, strategy), data, ctx)
-        results["lstm"] = _score(result, data, strategy, dense_flops)
+        results["lstm"] = _score(result, data, strategy, dense)
         details = result.details
         results["lstm"].update(
             controller_epochs=details["controller_epochs"], structures_evaluated=details["structures_evaluated"],
@@ -136,7 +140,7 @@ def main():
         reached = results["lstm"]["flops_ratio"]
         _log(f"l1 at lstm's FLOPs ratio {reached:.4f}")
         ctx = RunContext(strategy, _run_config(args, out, reached), out, summaries, log=_log)
-        results["l1"] = _score(l1.run(_copy(dense, strategy), merged, ctx), data, strategy, dense_flops)
+        results["l1"] = _score(l1.run(_copy(dense, strategy), merged, ctx), data, strategy, dense)
         summaries.close()
 
     loss_pp = 100 * (dense_accuracy - results["lstm"]["test_accuracy"])
@@ -159,7 +163,7 @@ def main():
         "total_seconds": time.perf_counter() - started,
         **_environment(),
     }
-    folder = tempfile.gettempdir() if args.quick else RESULTS
+    folder = results_dir(args.quick)  # a quick check is not a result
     path = os.path.join(folder, f"lstm_vs_l1_{args.model}.json")
     write_json(path, summary)
     _log(

@@ -34,7 +34,6 @@ import time
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-RESULTS = os.path.join(HERE, "results")
 RECIPES = {
     "lenet300_100": os.path.join(HERE, os.pardir, "flags", "olmp_lenet300_100_mnist.flags"),
     "lenet5": os.path.join(HERE, os.pardir, "flags", "olmp_lenet5_mnist.flags"),
@@ -80,6 +79,8 @@ def _compression(model):
 def run_olmp(args, workdir):
     """Pre-trains the LeNet, saves what the tfmot twin needs, runs OLMP; returns its results."""
     import keras
+
+    from evidence import evidence
 
     from keras_prune.data import as_numpy, load_dataset
     from keras_prune.export import strip
@@ -135,6 +136,9 @@ def run_olmp(args, workdir):
         "prune_stop": config.olmp_prune_stop,
         "kept_per_layer": details.get("layers"),
     }
+    with strategy.scope():  # the latency reference: the same architecture, dense
+        reference = get_model(config.model, data.info.input_shape, data.info.num_classes, seed=config.seed)
+    outcome["evidence"] = evidence(reference, plain)
     _log(f"olmp: accuracy {accuracy:.4f}, compression {outcome['compression']:.1f}x")
     settings = {k: v for k, v in config.as_dict().items() if k.startswith("olmp_") or k in (
         "pretrain_epochs", "pretrain_learning_rate", "batch_size", "learning_rate", "weight_decay", "seed")}
@@ -297,7 +301,9 @@ def main():
         "total_seconds": time.perf_counter() - started,
         **_environment(),
     }
-    folder = tempfile.gettempdir() if args.quick else RESULTS  # a quick check is not a result
+    from common import results_dir
+
+    folder = results_dir(args.quick)  # a quick check is not a result
     path = os.path.join(folder, f"olmp_vs_tfmot_{args.model}{'_' + args.tag if args.tag else ''}.json")
     from keras_prune.export.report_io import write_json
 

@@ -13,7 +13,7 @@ One pre-trained backbone (the zoo's `conv4` by default) on mnist5k, this CPU:
           backbone exported with BatchNorm folded, both loaded back and called the same way
           (`loaded.serve(image)` on the same real test images, alternated).
 
-Writes benchmarks/results/rnp_vs_static.json (with --quick: /tmp/rnp_vs_static_quick.json,
+Writes benchmarks/results/rnp_vs_static.json (with --quick: the temporary folder's rnp_vs_static.json,
 which update_readme never reads).
 Run: python benchmarks/rnp_vs_static.py            (full; for the whole machine)
      python benchmarks/rnp_vs_static.py --quick    (a few minutes, to check the script)
@@ -33,8 +33,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from common import RESULTS, results_dir
+from evidence import evidence
+
 from keras_prune.data import load_dataset
-from keras_prune.export import fold_batch_norms
+from keras_prune.export import fold_batch_norms, serving_latency_report
 from keras_prune.export.report_io import read_json, write_json
 from keras_prune.export.summaries import RunSummaries
 from keras_prune.methods import l1, rnp
@@ -46,8 +49,6 @@ from keras_prune.methods.rnp.settings import settings_from_config
 from keras_prune.models import get_model
 from keras_prune.pipeline import RunConfig, _environment
 from keras_prune.training import evaluate_accuracy, make_strategy, train_classifier
-
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
 def _log(message):
@@ -88,9 +89,9 @@ def main():
     if args.quick:
         args.pretrain_epochs, args.rounds, args.decision_steps, args.backbone_steps = 1, 1, 10, 10
         args.warmup_steps, args.latency_repeats, args.width = 10, 20, 0.5
-    output = args.output or (
-        "/tmp/rnp_vs_static_quick.json" if args.quick else os.path.join(RESULTS, "rnp_vs_static.json"))
+    output = args.output or os.path.join(results_dir(args.quick), "rnp_vs_static.json")
 
+    started = time.perf_counter()
     keras.utils.set_random_seed(args.seed)
     strategy = make_strategy("auto")
     data = load_dataset("mnist5k", batch_size=args.batch_size, seed=args.seed)
@@ -128,6 +129,7 @@ def main():
             "accuracy": evaluate_accuracy(result.model, data.test, strategy),
             "rnp_accuracy": point["accuracy"],
             "rnp_flops_bias": point["flops_bias"],
+            **evidence(base, result.model),
         })
         _log(f"static at {point['flops_ratio']:.3f}: accuracy {static[-1]['accuracy']:.4f} "
              f"(rnp {point['accuracy']:.4f})")
@@ -135,8 +137,14 @@ def main():
     near = min(points, key=lambda p: abs(p["speedup"] - args.latency_speedup))
     dense_path = os.path.join(out, "dense_saved_model")
     fold_batch_norms(base).export(dense_path, verbose=False)
-    dense_latency, rnp_latency = _latency(trainer, near["flops_bias"], dense_path, out, sample_test_images(data),
-                                          args.latency_repeats)
+    times = _serving_times(trainer, near["flops_bias"], dense_path, out, sample_test_images(data, count=128),
+                           args.latency_repeats)
+    dense_latency, rnp_latency = times[1]
+    serving = serving_latency_report(
+        {b: {"median_ms": d, "repeats": args.latency_repeats} for b, (d, _) in times.items()},
+        {b: {"median_ms": r, "repeats": args.latency_repeats} for b, (_, r) in times.items()},
+        flops_ratio=1.0 / near["speedup"],
+    )
     _log(f"latency at {near['speedup']:.2f}x MACs: dense {dense_latency:.3f} ms, rnp {rnp_latency:.3f} ms")
 
     wins = sum(s["rnp_accuracy"] >= s["accuracy"] for s in static)
@@ -151,6 +159,8 @@ def main():
         "rnp_wins": f"{wins} of {len(static)}",
         "latency": {"flops_bias": near["flops_bias"], "speedup_macs": near["speedup"], "rnp_ms": rnp_latency,
                     "dense_ms": dense_latency, "latency_speedup": dense_latency / rnp_latency},
+        "serving_latency": serving,
+        "total_seconds": time.perf_counter() - started,
         **_environment(),
     }
     plot_operating_points(points, {"flops": trainer.backbone.full_flops, "accuracy": dense_accuracy},
@@ -162,14 +172,25 @@ def main():
 
 def _latency(trainer, flops_bias, dense_path, out, test_images, repeats):
     """Batch-1 medians (ms) of the dense and the RNP SavedModel, both loaded back and called alike."""
+    times = _serving_times(trainer, flops_bias, dense_path, out, test_images, repeats, batch_sizes=(1,))
+    return times[1]
+
+
+def _serving_times(trainer, flops_bias, dense_path, out, test_images, repeats, *, batch_sizes=(1, 32)):
+    """{batch size: (dense ms, rnp ms)}: medians of the two SavedModels, loaded back and called alike
+    on real test images (RNP's cost depends on the input)."""
     serving = RNPServing(trainer.backbone, trainer.decision, flops_bias)
     loaded = tf.saved_model.load(export_saved_model(serving, os.path.join(out, "saved_model")))
     dense_loaded = tf.saved_model.load(dense_path)
-    dense_ms, rnp_ms = [], []
-    for _ in range(3):  # alternated, so that load from other processes hits both alike
-        dense_ms.append(serving_latency(lambda x: {"logits": dense_loaded.serve(x)}, test_images, repeats=repeats))
-        rnp_ms.append(serving_latency(loaded.serve, test_images, repeats=repeats))
-    return float(np.median(dense_ms)), float(np.median(rnp_ms))
+    times = {}
+    for batch_size in batch_sizes:
+        dense_ms, rnp_ms = [], []
+        timing = dict(repeats=repeats, batch_size=batch_size, max_seconds=10.0)
+        for _ in range(3):  # alternated, so that load from other processes hits both alike
+            dense_ms.append(serving_latency(lambda x: {"logits": dense_loaded.serve(x)}, test_images, **timing))
+            rnp_ms.append(serving_latency(loaded.serve, test_images, **timing))
+        times[batch_size] = (float(np.median(dense_ms)), float(np.median(rnp_ms)))
+    return times
 
 
 def remeasure_latency(run_dir, output):

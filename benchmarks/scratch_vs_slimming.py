@@ -30,6 +30,9 @@ import time
 
 import keras
 
+from common import results_dir
+from evidence import evidence
+
 from keras_prune.data import load_dataset
 from keras_prune.export.report_io import write_json
 from keras_prune.export.summaries import RunSummaries
@@ -39,8 +42,6 @@ from keras_prune.methods.base import RunContext
 from keras_prune.models import get_model
 from keras_prune.pipeline import RunConfig, _environment
 from keras_prune.training import evaluate_accuracy, make_strategy, train_classifier
-
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
 def _log(message):
@@ -66,6 +67,7 @@ def _context(args, out, strategy, **overrides):
         pretrain_learning_rate=args.train_learning_rate,
         schedule=args.schedule,
         seed=args.seed,
+        prune_residual=args.prune_residual,
         verbose=2,
     )
     settings.update(overrides)
@@ -74,7 +76,9 @@ def _context(args, out, strategy, **overrides):
     return RunContext(strategy, config, out, summaries, log=_log)
 
 
-def _outcome(result, data, strategy, reference_flops, **extra):
+def _outcome(result, data, strategy, reference, **extra):
+    """Accuracy, FLOPs against the unexpanded `reference` model, and the `evidence` of the pruned model."""
+    reference_flops = count_flops(reference).total
     with strategy.scope():
         accuracy = evaluate_accuracy(result.model, data.test, strategy)
     flops = count_flops(result.model).total
@@ -86,8 +90,10 @@ def _outcome(result, data, strategy, reference_flops, **extra):
         "search_seconds": result.search_seconds,
         "final_training_seconds": result.retrain_seconds,
     }
+    with strategy.scope():
+        outcome.update(evidence(reference, result.model))
     outcome.update(extra)
-    _log(f"{outcome}")
+    _log(f"{ {k: v for k, v in outcome.items() if k not in ('layers', 'gate_history', 'groups')} }")
     return outcome
 
 
@@ -110,6 +116,10 @@ def main():
     parser.add_argument("--slimming_sparsity", type=float, default=1e-4)
     parser.add_argument("--batch_size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--prune_residual", action="store_true",
+                        help="every arm also prunes the groups tied by residual additions (default: the official "
+                             "code's choice, residual stream unpruned)")
+    parser.add_argument("--tag", default="", help="suffix of the results file, to keep a variant beside the default")
     parser.add_argument("--quick", action="store_true", help="one-epoch phases, to check the script")
     args = parser.parse_args()
     if args.quick:
@@ -119,7 +129,8 @@ def main():
     strategy = make_strategy("auto")
     data = load_dataset("mnist5k", batch_size=args.batch_size, seed=args.seed)
     info = data.info
-    reference_flops = count_flops(_fresh(args, info, strategy)).total
+    reference = _fresh(args, info, strategy)
+    reference_flops = count_flops(reference).total
     results = {}
     with tempfile.TemporaryDirectory() as out:
         _log("scratch: gate learning on the expanded random net, then training from scratch")
@@ -130,7 +141,7 @@ def main():
             result,
             data,
             strategy,
-            reference_flops,
+            reference,
             search_epochs=args.gate_epochs,
             selected_epoch=details["selected_epoch"],
             gate_history=details["gate_history"],
@@ -144,7 +155,7 @@ def main():
             result,
             data,
             strategy,
-            reference_flops,
+            reference,
             search_epochs=args.gate_epochs,
             final_epochs=result.details["retrain_epochs"],
             groups=result.details["groups"],
@@ -154,7 +165,7 @@ def main():
         ctx = _context(args, out, strategy, epochs=args.train_epochs, slimming_sparsity=args.slimming_sparsity)
         result = slimming.run(_fresh(args, info, strategy), data, ctx)
         results["slimming"] = _outcome(
-            result, data, strategy, reference_flops, search_epochs=args.train_epochs, groups=result.details["groups"]
+            result, data, strategy, reference, search_epochs=args.train_epochs, groups=result.details["groups"]
         )
 
         _log("l1: normal training, then uniform L1 pruning and fine-tuning")
@@ -167,7 +178,7 @@ def main():
         dense_accuracy = evaluate_accuracy(dense, data.test, strategy)
         result = l1.run(dense, data, _context(args, out, strategy))
         results["l1"] = _outcome(
-            result, data, strategy, reference_flops, pretrain_seconds=pretrain_seconds, search_epochs=args.train_epochs
+            result, data, strategy, reference, pretrain_seconds=pretrain_seconds, search_epochs=args.train_epochs
         )
 
     summary = {
@@ -190,8 +201,8 @@ def main():
         "total_seconds": time.perf_counter() - started,
         **_environment(),
     }
-    folder = tempfile.gettempdir() if args.quick else RESULTS  # a quick check is not a result
-    path = os.path.join(folder, f"scratch_vs_slimming_{args.model}.json")
+    folder = results_dir(args.quick)  # a quick check is not a result
+    path = os.path.join(folder, f"scratch_vs_slimming_{args.model}{'_' + args.tag if args.tag else ''}.json")
     write_json(path, summary)
     _log(
         f"search time slimming / scratch = {summary['search_time_ratio_slimming_over_scratch']:.1f}x; "

@@ -20,6 +20,7 @@ import time
 import keras
 import numpy as np
 import tensorflow as tf
+from common import results_dir
 
 from keras_prune.export import fold_batch_norms, measure_latency
 from keras_prune.export.report_io import write_json
@@ -29,9 +30,14 @@ from keras_prune.graph import analyze, count_flops, count_params, prune_channels
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=50)
-    parser.add_argument("--output", default=os.path.join(os.path.dirname(__file__), "results", "surgery.json"))
+    parser.add_argument("--output", default=None, help="default: surgery.json in the results folder")
+    parser.add_argument("--quick", action="store_true", help="5 timed calls, written to a temporary folder")
     args = parser.parse_args()
+    if args.quick:
+        args.repeats = 5
+    args.output = args.output or os.path.join(results_dir(args.quick), "surgery.json")
 
+    started = time.perf_counter()
     model = keras.applications.ResNet50(weights=None)
     start = time.perf_counter()
     graph = analyze(model)
@@ -66,6 +72,7 @@ def main():
         "latency_ratio_over_flops_ratio": round(latency_ratio / flops_ratio, 4),
         "latency_batch1_ms_unfolded_bn": unfolded,
         "latency_within_1.25x_of_flops_ratio": latency_ratio <= 1.25 * flops_ratio,
+        "total_seconds": round(time.perf_counter() - started, 1),
         "machine": {
             "platform": platform.platform(),
             "cpus": os.cpu_count(),

@@ -7,9 +7,11 @@ rewritten; nothing in it is typed by hand. Run: python benchmarks/update_readme.
 import glob
 import json
 import os
+import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 
@@ -43,28 +45,50 @@ def surgery_section(result):
     ]
 
 
-def method_rows():
-    rows = []
-    for path in sorted(glob.glob(os.path.join(RESULTS, "*_*.json"))):
-        result = json.load(open(path))
-        if "baseline" not in result or "method" not in result:
-            continue
-        b, p = result["baseline"], result["pruned"]
-        rows.append(
-            f"| `{result['method']}` | {result['model']} | {result['dataset']} "
-            f"| {100 * b['accuracy']:.2f} -> {100 * p['accuracy']:.2f} "
-            f"| {_mega(b['flops'])} -> {_mega(p['flops'])} ({result['flops_ratio']:.3f}) "
-            f"| {b['params']:,} -> {p['params']:,} "
-            f"| {b['latency_ms']:.2f} -> {p['latency_ms']:.2f} "
-            f"| {result['search_seconds']:.1f} s |"
-        )
-    if not rows:
+def summary_section():
+    """Every pruned model of every results file in one table (benchmarks/tabulate_results.py)."""
+    from tabulate_results import markdown_table, rows
+
+    table = rows(RESULTS)
+    if not table:
         return []
+    plot = os.path.join(RESULTS, "accuracy_vs_cost.png")
     return [
-        "**Methods on the embedded data** (mnist5k test split, this 2-core CPU):",
+        "**Every pruned model, one table** (`benchmarks/tabulate_results.py` over benchmarks/results; mnist5k test "
+        "split, this 2-core CPU; latency of the exported SavedModels, BatchNorm folded, loaded back and called "
+        "through `serve`; `n/m`: not measured by that run, which predates the measurement):",
         "",
-        "| method | model | data | accuracy % dense -> pruned | MACs (ratio) | params | batch-1 latency ms | search time |",
-        "|---|---|---|---|---|---|---|---|",
+        *markdown_table(table),
+        "",
+        *(["![accuracy vs cost](benchmarks/results/accuracy_vs_cost.png)", ""] if os.path.exists(plot) else []),
+    ]
+
+
+def sweep_section():
+    sweep = _load("applications_sweep.json")
+    if not sweep:
+        return []
+    models = sweep["models"]
+    passed = [n for n in sorted(models) if models[n]["passed"]]
+    failed = [n for n in sorted(models) if not models[n]["passed"]]
+    rows = []
+    for name in sorted(models):
+        r = models[name]
+        if r["passed"]:
+            rows.append(f"| {name} | {r['input_size']} | pass | {r['prunable_groups']} "
+                        f"| {r['flops']['ratio']:.3f} | {r['params']['ratio']:.3f} | {r['seconds']:.0f} s |")
+        else:
+            rows.append(f"| {name} | {r.get('input_size', '')} | **fail** at `{r['failed_stage']}`: {r['reason'].replace('|', '/')} "
+                        f"| {r.get('prunable_groups', '')} | | | {r.get('seconds', 0):.0f} s |")
+    return [
+        f"**keras.applications sweep** (`benchmarks/applications_sweep.py`): every model Keras "
+        f"{sweep['versions']['keras']} ships, `weights=None`, 10 classes: analyse, remove "
+        f"{100 * sweep['prune_fraction']:.0f}% of the channels of every prunable group, run, outputs equal to the "
+        "zero-masked original's (float64), FLOPs and params lower, SavedModel round trip, TFLite conversion with "
+        f"the same outputs. **{len(passed)} of {len(models)} pass**" + (f"; fail: {', '.join(failed)}." if failed else "."),
+        "",
+        "| model | input | result | prunable groups | FLOPs kept | params kept | time |",
+        "|---|---|---|---|---|---|---|",
         *rows,
         "",
     ]
@@ -236,7 +260,8 @@ def main():
     text = open(readme).read()
     head, _, rest = text.partition(START)
     _, _, tail = rest.partition(END)
-    body = surgery_section(_load("surgery.json")) + method_rows() + scratch_section() + olmp_section() + lstm_section() + rnp_section()
+    body = (surgery_section(_load("surgery.json")) + summary_section() + scratch_section() + olmp_section()
+            + lstm_section() + rnp_section() + sweep_section())
     new = head + START + "\n" + "\n".join(body) + "\n" + END + tail
     with open(readme + ".tmp", "w") as f:
         f.write(new)

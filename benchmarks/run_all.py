@@ -1,0 +1,123 @@
+"""Runs every benchmark in one process tree, then tabulates and plots all of them together.
+
+Each benchmark runs as a child process (one at a time: this machine has 2 cores, and a
+benchmark's timings are only fair alone), with its log in `<results>/logs/<job>.log`.
+After the last one, `tabulate.py` writes `summary.md`, `summary.json` and the plots from
+every results file, and `run_all.json` records what ran: commands, exit codes, seconds,
+versions, machine, seeds.
+
+Jobs (each benchmark pins its own seed, 0 unless its flags say otherwise):
+
+  default   surgery, l1 baseline, scratch vs Network Slimming (ResNet-20), OLMP vs tfmot
+            (LeNet-300-100 and LeNet-5), LSTM vs l1 (VGG-16), RNP vs static: about 2 hours
+            by the last full run of each here (`--list`; surgery and RNP did not record their totals)
+  --all     adds scratch vs slimming on VGG-16, LSTM vs l1 on ResNet-20, and the
+            keras.applications sweep
+  --quick   every job with its own --quick: a few minutes per job, results in a temporary
+            folder (a check of the scripts, not a result)
+
+Run: python benchmarks/run_all.py [--quick] [--all] [--only NAME ...]
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+from common import RESULTS, RESULTS_ENV
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# (name, script and arguments, minutes of its last full run here: the results files' total_seconds,
+# rounded up; the OLMP LeNet-5 recipe's 37 were on one shared core, before the oracle wrote compact JSON)
+JOBS = [
+    ("surgery", ["surgery.py"], None),  # records its analyse and prune seconds, not its total
+    ("l1_lenet5", ["l1_baseline.py", "--models", "lenet5"], 1),
+    ("scratch_resnet20", ["scratch_vs_slimming.py", "--model", "resnet20"], 23),
+    ("olmp_lenet300_100", ["olmp_vs_tfmot.py", "--model", "lenet300_100"], 8),
+    ("olmp_lenet5", ["olmp_vs_tfmot.py", "--model", "lenet5"], 37),
+    ("lstm_vgg16", ["lstm_vs_l1.py", "--model", "vgg16"], 24),
+    ("rnp_conv4", ["rnp_vs_static.py"], None),  # its last full run did not record its total: RNP training was 18.4
+]
+EXTRA_JOBS = [
+    ("scratch_vgg16", ["scratch_vs_slimming.py", "--model", "vgg16", "--width", "0.25"], 20),
+    ("lstm_resnet20", ["lstm_vs_l1.py", "--model", "resnet20"], 37),
+    ("applications_sweep", ["applications_sweep.py"], 45),
+]
+
+
+def _log(message):
+    print(f"[run_all] {message}", flush=True)
+
+
+def run_job(name, argv, folder, *, quick):
+    """Runs one benchmark to completion; returns its record."""
+    command = [sys.executable, os.path.join(HERE, argv[0]), *argv[1:]] + (["--quick"] if quick else [])
+    log_path = os.path.join(folder, "logs", f"{name}.log")
+    os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    env = {**os.environ, RESULTS_ENV: folder, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    started = time.perf_counter()
+    with open(log_path, "w") as log:
+        code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=HERE)
+    seconds = time.perf_counter() - started
+    return {"name": name, "command": [os.path.relpath(c, HERE) if c.startswith(HERE) else c for c in command],
+            "returncode": code, "seconds": round(seconds, 1), "log": os.path.relpath(log_path, folder)}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="every job's --quick, results in a temporary folder")
+    parser.add_argument("--all", action="store_true", help="also the second model of scratch and lstm, and the sweep")
+    parser.add_argument("--only", nargs="*", default=None, help="run only these jobs (names as listed by --list)")
+    parser.add_argument("--list", action="store_true", help="list the jobs and exit")
+    parser.add_argument("--results", default=None, help="results folder (default: benchmarks/results, or a "
+                        "temporary one with --quick)")
+    args = parser.parse_args()
+    jobs = JOBS + (EXTRA_JOBS if args.all or args.only else [])
+    if args.list:
+        for name, argv, minutes in JOBS + EXTRA_JOBS:
+            print(f"{name:20s} {minutes or '?':>3} min  {' '.join(argv)}")
+        return
+    if args.only:
+        unknown = sorted(set(args.only) - {name for name, _, _ in jobs})
+        if unknown:
+            parser.error(f"unknown job(s) {', '.join(unknown)}; --list shows them")
+        jobs = [job for job in jobs if job[0] in args.only]
+    folder = args.results or (tempfile.mkdtemp(prefix="keras_prune_quick_") if args.quick else RESULTS)
+    os.makedirs(folder, exist_ok=True)
+    _log(f"{len(jobs)} job(s), results in {folder}" + ("" if args.quick else
+         f"; their last full runs here took {sum(m or 0 for _, _, m in jobs)} min"
+         + (" plus the unrecorded ones" if any(m is None for _, _, m in jobs) else "")))
+
+    sys.path.insert(0, HERE)
+    from keras_prune.export.report_io import read_json, write_json
+    from keras_prune.pipeline import _environment
+
+    record_path = os.path.join(folder, "run_all.json")
+    record = read_json(record_path) if os.path.exists(record_path) else {}
+    record.update(quick=args.quick, **_environment())
+    record.setdefault("jobs", {})
+    started = time.perf_counter()
+    for index, (name, argv, minutes) in enumerate(jobs):
+        _log(f"{index + 1}/{len(jobs)} {name}: {' '.join(argv)}" + ("" if args.quick or minutes is None else f" (last full run: {minutes} min)"))
+        job = run_job(name, argv, folder, quick=args.quick)
+        record["jobs"][name] = job
+        write_json(record_path, record)
+        state = "ok" if job["returncode"] == 0 else f"FAILED (exit {job['returncode']}; see {job['log']})"
+        _log(f"{name}: {state} in {job['seconds'] / 60:.1f} min")
+    record["total_seconds"] = round(time.perf_counter() - started, 1)
+
+    from tabulate_results import tabulate
+
+    record["summary"] = tabulate(folder)
+    write_json(record_path, record)
+    failed = [name for name, job in record["jobs"].items() if job["returncode"] != 0]
+    _log(f"done in {record['total_seconds'] / 60:.1f} min; {len(failed)} failed {failed or ''}; "
+         f"table: {os.path.join(folder, 'summary.md')}")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,267 @@
+"""One table and one set of plots from every benchmark results file in a folder.
+
+Each benchmark writes its own JSON (its arms, its comparison); `rows(folder)` reads them
+all into one row per pruned model: method, model, accuracy dense -> pruned, FLOPs kept,
+params, compression, the exported SavedModels' batch-1 and batch-32 latency dense ->
+pruned, search time. A value a results file does not have (an older run, from before
+SavedModel latency was recorded) is shown as "n/m" (not measured), never guessed.
+
+`tabulate(folder)` writes `summary.md`, `summary.json`, `accuracy_vs_cost.png` and one
+`structure_<results file>.png` per results file with per-layer structure.
+Run: python benchmarks/tabulate_results.py [FOLDER]   (default: benchmarks/results)
+"""
+
+import glob
+import json
+import os
+import sys
+
+import numpy as np
+
+from common import RESULTS
+
+NOT_MEASURED = "n/m"
+COLUMNS = ("method", "model", "accuracy % dense -> pruned", "FLOPs kept", "params dense -> pruned",
+           "compression", "batch-1 ms dense -> pruned", "batch-32 ms dense -> pruned", "search", "source")
+
+
+def _row(source, method, model, dense_accuracy, accuracy, flops_ratio, *, params=None, dense_params=None,
+         nonzero=None, compression=None, serving=None, search_seconds=None, layers=None, unstructured=False):
+    if compression is None and dense_params and nonzero:
+        compression = dense_params / nonzero
+    return {
+        "source": source, "method": method, "model": model, "dense_accuracy": dense_accuracy,
+        "accuracy": accuracy, "flops_ratio": flops_ratio, "params": params, "dense_params": dense_params,
+        "compression": compression, "serving_latency": serving, "search_seconds": search_seconds,
+        "layers": layers, "unstructured": unstructured,
+    }
+
+
+def _arm(source, name, model, dense_accuracy, arm):
+    return _row(source, name, model, dense_accuracy, arm["test_accuracy"], arm["flops_ratio"],
+                params=arm.get("params"), dense_params=arm.get("dense_params"), nonzero=arm.get("nonzero_params"),
+                serving=arm.get("serving_latency"), search_seconds=arm.get("search_seconds"),
+                layers=arm.get("layers"))
+
+
+def _scratch(source, result):
+    model = f"{result['model']} x{result['width']:g}"
+    return [_arm(source, name, model, result["dense_test_accuracy"], arm) for name, arm in result["results"].items()]
+
+
+def _lstm(source, result):
+    model = f"{result['model']} x{result['width']:g}"
+    return [_arm(source, name, model, result["dense_test_accuracy"], arm) for name, arm in result["results"].items()]
+
+
+def _olmp(source, result):
+    olmp, best, dense = result["olmp"], result["tfmot_best"], result["dense_test_accuracy"]
+    evidence = olmp.get("evidence") or {}
+    rows = [_row(source, "olmp", result["model"], dense, olmp["test_accuracy"], 1.0, params=olmp["params"],
+                 dense_params=olmp["params"], compression=olmp["compression"],
+                 serving=evidence.get("serving_latency"), search_seconds=olmp["search_seconds"],
+                 layers=evidence.get("layers"), unstructured=True)]
+    if best:
+        rows.append(_row(source, "tfmot", result["model"], dense, best["test_accuracy"], 1.0,
+                         params=olmp["params"], dense_params=olmp["params"], compression=best["compression"],
+                         search_seconds=best.get("seconds"), unstructured=True))
+    return rows
+
+
+def _rnp(source, result):
+    dense, latency = result["dense"], result["latency"]
+    model = f"{result['settings']['model']} x{result['settings']['width']:g}"
+    point = next(p for p in result["rnp"]["points"] if p["flops_bias"] == latency["flops_bias"])
+    serving = result.get("serving_latency") or {"batch_1": {
+        "dense_ms": latency["dense_ms"], "pruned_ms": latency["rnp_ms"], "ratio": latency["rnp_ms"] / latency["dense_ms"]}}
+    rows = [_row(source, "rnp", model, dense["accuracy"], point["accuracy"], point["flops_ratio"], serving=serving,
+                 search_seconds=result["rnp"]["train_seconds"])]
+    for arm in result["static"]:
+        rows.append(_row(source, "static l1", model, dense["accuracy"], arm["accuracy"],
+                         arm["flops"] / dense["flops"], params=arm.get("params"), dense_params=arm.get("dense_params"),
+                         nonzero=arm.get("nonzero_params"), serving=arm.get("serving_latency"),
+                         layers=arm.get("layers")))
+    return rows
+
+
+def _pipeline(source, result):
+    base, pruned = result["baseline"], result["pruned"]
+    return [_row(source, result["method"], result["model"], base["accuracy"], pruned["accuracy"],
+                 result["flops_ratio"], params=pruned["params"], dense_params=base["params"],
+                 nonzero=pruned["nonzero_params"], serving=result.get("serving_latency"),
+                 search_seconds=result.get("search_seconds"), layers=result.get("layers"))]
+
+
+def _adapter(result):
+    kind = result.get("benchmark")
+    if kind == "scratch_vs_slimming":
+        return _scratch
+    if kind == "lstm_vs_l1":
+        return _lstm
+    if kind == "olmp_vs_tfmot":
+        return _olmp
+    if kind == "rnp_vs_static":
+        return _rnp
+    if "baseline" in result and "pruned" in result and "method" in result:
+        return _pipeline
+    return None
+
+
+def _seed(result):
+    """The seed a results file ran with (each benchmark records its settings)."""
+    if "seed" in result:
+        return result["seed"]
+    for key in ("settings", "olmp_settings", "config"):
+        if isinstance(result.get(key), dict) and "seed" in result[key]:
+            return result[key]["seed"]
+    return None
+
+
+def rows(folder=RESULTS):
+    """One row per pruned model over every results file in `folder` (files of other kinds are skipped)."""
+    table = []
+    for path in sorted(glob.glob(os.path.join(folder, "*.json"))):
+        with open(path) as f:
+            result = json.load(f)
+        adapter = _adapter(result) if isinstance(result, dict) else None
+        if adapter is not None:
+            for row in adapter(os.path.basename(path), result):
+                table.append(dict(row, seed=_seed(result)))
+    return table
+
+
+def _latency_cell(row, batch):
+    times = (row["serving_latency"] or {}).get(f"batch_{batch}")
+    if not times:
+        return NOT_MEASURED
+    return f"{times['dense_ms']:.2f} -> {times['pruned_ms']:.2f} ({times['pruned_ms'] / times['dense_ms']:.2f}x)"
+
+
+def _count(value):
+    return NOT_MEASURED if value is None else f"{value / 1e6:.2f} M" if value >= 1e6 else f"{value / 1e3:.1f} k"
+
+
+def markdown_table(table):
+    """The rows as one markdown table (COLUMNS)."""
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for row in table:
+        params = _count(row["params"])
+        if row["params"] and row["dense_params"]:
+            params = f"{_count(row['dense_params'])} -> {params}"
+        flops = "1 (unstructured)" if row["unstructured"] else f"{row['flops_ratio']:.3f}"
+        compression = f"{row['compression']:.1f}x" if row["compression"] else NOT_MEASURED
+        search = NOT_MEASURED if row["search_seconds"] is None else (
+            f"{row['search_seconds']:.1f} s" if row["search_seconds"] < 120 else f"{row['search_seconds'] / 60:.1f} min")
+        cells = [f"`{row['method']}`", row["model"],
+                 f"{100 * row['dense_accuracy']:.2f} -> {100 * row['accuracy']:.2f}", flops, params, compression,
+                 _latency_cell(row, 1), _latency_cell(row, 32), search, f"`{row['source']}`"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def plot_accuracy_vs_cost(table, path):
+    """Accuracy change against FLOPs kept (structured methods) and against compression (unstructured)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from keras_prune.export.plots import save_figure
+
+    fig = Figure(figsize=(12, 5), dpi=110)
+    FigureCanvasAgg(fig)
+    structured, unstructured = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    methods = sorted({r["method"] for r in table})
+    markers = dict(zip(methods, "osD^v<>ph*XP"))
+    colors = {m: f"C{i}" for i, m in enumerate(sorted({r['model'] for r in table}))}
+    for row in table:
+        delta = 100 * (row["accuracy"] - row["dense_accuracy"])
+        ax, x = (unstructured, row["compression"]) if row["unstructured"] else (structured, row["flops_ratio"])
+        ax.scatter(x, delta, marker=markers[row["method"]], color=colors[row["model"]], s=46, edgecolor="black",
+                   linewidth=0.5, zorder=3)
+    for ax in (structured, unstructured):
+        ax.axhline(0, color="grey", linewidth=0.8, zorder=1)
+        ax.grid(alpha=0.3)
+        ax.set_ylabel("test accuracy change vs dense (pp)")
+    structured.set_xlabel("FLOPs kept (pruned / dense MACs)")
+    structured.set_title("Channel pruning: accuracy vs FLOPs")
+    unstructured.set_xscale("log")
+    unstructured.set_xlabel("compression (dense weights / non-zero weights, log scale)")
+    unstructured.set_title("Weight pruning: accuracy vs compression")
+    shapes = [structured.scatter([], [], marker=markers[m], color="white", edgecolor="black", label=m) for m in methods]
+    swatches = [structured.scatter([], [], marker="s", color=c, label=model) for model, c in colors.items()]
+    fig.legend(handles=shapes, loc="lower left", bbox_to_anchor=(0.06, 0.0), ncol=min(len(shapes), 5), fontsize=8,
+               title="method (marker)", title_fontsize=8, frameon=False)
+    fig.legend(handles=swatches, loc="lower right", bbox_to_anchor=(0.96, 0.0), ncol=min(len(swatches), 4),
+               fontsize=8, title="model (colour)", title_fontsize=8, frameon=False)
+    fig.subplots_adjust(bottom=0.3, wspace=0.25)
+    save_figure(fig, path)
+
+
+def plot_structure(table, source, path):
+    """Per layer, the share of channels (and of non-zero weights) each arm of one results file kept."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from keras_prune.export.plots import save_figure
+
+    arms = [r for r in table if r["source"] == source and r["layers"]]
+    if not arms:
+        return None
+    names = [layer["name"] for layer in arms[0]["layers"]]
+    fig = Figure(figsize=(max(8, 0.32 * len(names) + 3), 7), dpi=110)
+    FigureCanvasAgg(fig)
+    channels = fig.add_subplot(2, 1, 1)
+    weights = fig.add_subplot(2, 1, 2, sharex=channels)
+    for i, row in enumerate(arms):
+        by_name = {layer["name"]: layer for layer in row["layers"]}
+        kept = [by_name[n]["channels_after"] / max(by_name[n]["channels_before"], 1) if n in by_name else float("nan")
+                for n in names]
+        dense_weights = [1.0 - by_name[n]["sparsity"] if n in by_name else float("nan") for n in names]
+        style = dict(marker="o", markersize=3, linewidth=1.2, color=f"C{i}", label=row["method"])
+        channels.plot(range(len(names)), kept, **style)
+        weights.plot(range(len(names)), dense_weights, **style)
+    channels.set_ylabel("channels / dense model's")
+    weights.set_ylabel("non-zero weights / dense model's")
+    weights.set_yscale("log")
+    for ax in (channels, weights):
+        ax.grid(alpha=0.3)
+        ax.axhline(1.0, color="grey", linewidth=0.8, zorder=1)  # above 1: wider than dense (scratch's expansion)
+    channels.set_ylim(0, max(1.05, 1.05 * float(np.nanmax([line.get_ydata() for line in channels.get_lines()[:-1]]))))
+    channels.tick_params(labelbottom=False)
+    weights.set_xticks(range(len(names)))
+    weights.set_xticklabels(names, rotation=90, fontsize=7)
+    channels.set_title(f"Per-layer structure: {arms[0]['model']} ({source})")
+    channels.legend(fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path)
+    return path
+
+
+def tabulate(folder=RESULTS):
+    """Writes summary.md, summary.json and the plots for `folder`; returns what summary.json holds."""
+    from keras_prune.export.report_io import atomic_write, write_json
+
+    table = rows(folder)
+    plots = []
+    if table:
+        plot_accuracy_vs_cost(table, os.path.join(folder, "accuracy_vs_cost.png"))
+        plots.append("accuracy_vs_cost.png")
+    for source in sorted({r["source"] for r in table}):
+        path = plot_structure(table, source, os.path.join(folder, f"structure_{os.path.splitext(source)[0]}.png"))
+        if path:
+            plots.append(os.path.basename(path))
+    text = "\n".join(["# Benchmark summary", "", *markdown_table(table), "",
+                      "Latency: the exported SavedModels (BatchNorm folded), loaded back and called through "
+                      "`serve`, median of repeated calls after warm-up; `n/m`: not measured by that run. "
+                      "Search: the method's search; for `tfmot`, the training its pruning schedule runs in; "
+                      "for `rnp`, its training.", "",
+                      *[f"![{p}]({p})" for p in plots], ""])
+    atomic_write(os.path.join(folder, "summary.md"), text)
+    summary = {"rows": [{k: v for k, v in r.items() if k != "layers"} for r in table], "plots": plots}
+    write_json(os.path.join(folder, "summary.json"), summary)
+    return summary
+
+
+if __name__ == "__main__":
+    folder = sys.argv[1] if len(sys.argv) > 1 else RESULTS
+    result = tabulate(folder)
+    print(f"{len(result['rows'])} rows; {os.path.join(folder, 'summary.md')}; plots: {', '.join(result['plots'])}")

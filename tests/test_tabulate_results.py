@@ -1,0 +1,59 @@
+"""benchmarks/tabulate_results.py: every results file becomes rows of one table, and what a
+file did not measure is shown as not measured, never filled in."""
+
+import importlib.util
+import json
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+_spec = importlib.util.spec_from_file_location("tabulate_results", os.path.join(ROOT, "benchmarks", "tabulate_results.py"))
+tabulate_results = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(tabulate_results)
+
+LAYERS = [{"name": "conv1", "channels_before": 8, "channels_after": 4, "flops_before": 100, "flops_after": 50,
+           "sparsity": 0.5},
+          {"name": "fc", "channels_before": 10, "channels_after": 10, "flops_before": 10, "flops_after": 5,
+           "sparsity": 0.5}]
+SERVING = {"batch_1": {"dense_ms": 2.0, "pruned_ms": 1.0, "ratio": 0.5, "ratio_over_flops_ratio": 1.0, "repeats": 5},
+           "batch_32": {"dense_ms": 40.0, "pruned_ms": 25.0, "ratio": 0.625, "ratio_over_flops_ratio": 1.25,
+                        "repeats": 5}}
+
+
+def _write(folder, name, result):
+    (folder / name).write_text(json.dumps(result))
+
+
+def _scratch_result(with_evidence):
+    arm = {"test_accuracy": 0.97, "flops_ratio": 0.5, "params": 1000, "search_seconds": 12.0}
+    if with_evidence:
+        arm.update(dense_params=4000, nonzero_params=1000, serving_latency=SERVING, layers=LAYERS)
+    return {"benchmark": "scratch_vs_slimming", "model": "resnet20", "width": 0.5, "dense_test_accuracy": 0.96,
+            "results": {"scratch": arm, "slimming": dict(arm, test_accuracy=0.98, search_seconds=300.0)}}
+
+
+def test_rows_read_every_arm_and_mark_what_was_not_measured(tmp_path):
+    _write(tmp_path, "scratch_vs_slimming_resnet20.json", _scratch_result(with_evidence=True))
+    _write(tmp_path, "scratch_vs_slimming_vgg16.json", dict(_scratch_result(with_evidence=False), model="vgg16"))
+    _write(tmp_path, "run_all.json", {"jobs": {}})  # not a results file: skipped
+    table = tabulate_results.rows(str(tmp_path))
+    assert [(r["model"], r["method"]) for r in table] == [
+        ("resnet20 x0.5", "scratch"), ("resnet20 x0.5", "slimming"), ("vgg16 x0.5", "scratch"), ("vgg16 x0.5", "slimming")]
+    assert table[0]["compression"] == 4.0
+    lines = tabulate_results.markdown_table(table)
+    assert len(lines) == 2 + len(table)
+    measured, unmeasured = lines[2], lines[4]
+    assert "2.00 -> 1.00 (0.50x)" in measured and "40.00 -> 25.00 (0.62x)" in measured
+    assert "96.00 -> 97.00" in measured and "4.0 k -> 1.0 k" in measured
+    assert unmeasured.count(tabulate_results.NOT_MEASURED) == 3, "both latencies and the compression"
+
+
+def test_tabulate_writes_the_table_the_summary_and_the_plots(tmp_path):
+    _write(tmp_path, "scratch_vs_slimming_resnet20.json", _scratch_result(with_evidence=True))
+    summary = tabulate_results.tabulate(str(tmp_path))
+    assert summary["plots"] == ["accuracy_vs_cost.png", "structure_scratch_vs_slimming_resnet20.png"]
+    for name in ("summary.md", "summary.json", *summary["plots"]):
+        assert (tmp_path / name).stat().st_size > 0, name
+    assert "`scratch`" in (tmp_path / "summary.md").read_text()
+    assert len(json.loads((tmp_path / "summary.json").read_text())["rows"]) == 2
