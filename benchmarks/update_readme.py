@@ -76,19 +76,24 @@ def sweep_section():
         r = models[name]
         if r["passed"]:
             rows.append(f"| {name} | {r['input_size']} | pass | {r['prunable_groups']} "
-                        f"| {r['flops']['ratio']:.3f} | {r['params']['ratio']:.3f} | {r['seconds']:.0f} s |")
+                        f"| {100 * r['prunable_channel_share']:.0f}% | {r['flops']['ratio']:.3f} "
+                        f"| {r['params']['ratio']:.3f} | {r['seconds']:.0f} s |")
         else:
-            rows.append(f"| {name} | {r.get('input_size', '')} | **fail** at `{r['failed_stage']}`: {r['reason'].replace('|', '/')} "
-                        f"| {r.get('prunable_groups', '')} | | | {r.get('seconds', 0):.0f} s |")
+            share = r.get("prunable_channel_share")
+            rows.append(f"| {name} | {r.get('input_size', '')} | **fail** at `{r['failed_stage']}`: "
+                        f"{r['reason'].replace('|', '/')} | {r.get('prunable_groups', '')} "
+                        f"| {'' if share is None else f'{100 * share:.0f}%'} | | | {r.get('seconds', 0):.0f} s |")
     return [
         f"**keras.applications sweep** (`benchmarks/applications_sweep.py`): every model Keras "
         f"{sweep['versions']['keras']} ships, `weights=None`, 10 classes: analyse, remove "
         f"{100 * sweep['prune_fraction']:.0f}% of the channels of every prunable group, run, outputs equal to the "
         "zero-masked original's (float64), FLOPs and params lower, SavedModel round trip, TFLite conversion with "
-        f"the same outputs. **{len(passed)} of {len(models)} pass**" + (f"; fail: {', '.join(failed)}." if failed else "."),
+        f"the same outputs. **{len(passed)} of {len(models)} pass**" + (f"; fail: {', '.join(failed)}." if failed else ".")
+        + " Channels outside prunable groups are frozen: the model's input and output, and layers with no channel "
+        "rule (see `frozen_layers` in the results file).",
         "",
-        "| model | input | result | prunable groups | FLOPs kept | params kept | time |",
-        "|---|---|---|---|---|---|---|",
+        "| model | input | result | prunable groups | channels in them | FLOPs kept | params kept | time |",
+        "|---|---|---|---|---|---|---|---|",
         *rows,
         "",
     ]
