@@ -17,17 +17,17 @@ from keras_prune.pipeline import RunConfig, run
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMON = dict(pretrain_epochs=2, finetune_epochs=1, epochs=1, batch_size=64, max_batches=10, latency_repeats=5,
               export=("saved_model",), verbose=0)
+# l1 (Keras fit), lstm (custom loop) and olmp (Keras Tuner inside the run) cover the three ways a
+# method trains; scratch and rnp, 1.5 min each here, run on two replicas in test_strategy_methods.
+MULTI_WORKER_METHODS = ("l1", "lstm", "olmp")
+
+
 def _flags(settings, output_dir):
     flags = [f"--{k}={v}" for k, v in settings.items() if k not in ("export", "verbose")]
     return flags + ["--export=saved_model", f"--output_dir={output_dir}", "--strategy=multi_worker"]
 
 
 @pytest.mark.slow
-# l1 (Keras fit), lstm (custom loop) and olmp (Keras Tuner inside the run) cover the three ways a
-# method trains; scratch and rnp, 1.5 min each here, run on two replicas in test_strategy_methods.
-MULTI_WORKER_METHODS = ("l1", "lstm", "olmp")
-
-
 @pytest.mark.parametrize("method", MULTI_WORKER_METHODS)
 def test_two_workers_on_loopback_match_one_process(method, tmp_path):
     settings = {**COMMON, **METHOD_SMOKE[method], "method": method}
