@@ -118,6 +118,17 @@ def run_processes(commands, *, timeout):
     try:
         for process in processes:
             outputs.append(process.communicate(timeout=timeout)[0])
+    except subprocess.TimeoutExpired:
+        # Say which process hung and where each one was: the tail of every output.
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+        tails = []
+        for index, process in enumerate(processes):
+            output = outputs[index] if index < len(outputs) else process.communicate()[0]
+            state = "hung, killed" if process.returncode == -9 else f"exit {process.returncode}"
+            tails.append(f"--- process {index}: {state}\n" + "\n".join((output or "").splitlines()[-15:]))
+        raise AssertionError(f"processes did not finish in {timeout} s:\n" + "\n".join(tails)) from None
     finally:
         for process in processes:
             if process.poll() is None:
