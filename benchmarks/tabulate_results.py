@@ -44,12 +44,8 @@ def _arm(source, name, model, dense_accuracy, arm):
                 layers=arm.get("layers"))
 
 
-def _scratch(source, result):
-    model = f"{result['model']} x{result['width']:g}"
-    return [_arm(source, name, model, result["dense_test_accuracy"], arm) for name, arm in result["results"].items()]
-
-
-def _lstm(source, result):
+def _arms(source, result):
+    """scratch_vs_slimming and lstm_vs_l1: one arm per method under `results`."""
     model = f"{result['model']} x{result['width']:g}"
     return [_arm(source, name, model, result["dense_test_accuracy"], arm) for name, arm in result["results"].items()]
 
@@ -94,10 +90,8 @@ def _pipeline(source, result):
 
 def _adapter(result):
     kind = result.get("benchmark")
-    if kind == "scratch_vs_slimming":
-        return _scratch
-    if kind == "lstm_vs_l1":
-        return _lstm
+    if kind in ("scratch_vs_slimming", "lstm_vs_l1"):
+        return _arms
     if kind == "olmp_vs_tfmot":
         return _olmp
     if kind == "rnp_vs_static":

@@ -20,6 +20,7 @@ returns one array per output. A layer with no rule freezes every channel it touc
 
 import math
 
+import keras
 import numpy as np
 from keras import layers
 
@@ -274,8 +275,6 @@ def _elementwise(ctx, call, layer, inputs, in_shapes, out_shapes):
 
 def _scalar_operands_only(call):
     """True when every operand of `call` that is not a tensor is a scalar (`x + 3.0`)."""
-    import keras
-
     arguments = getattr(call.node, "arguments", None)
     if arguments is None:
         return False
