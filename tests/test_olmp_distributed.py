@@ -7,9 +7,12 @@ process finds with the same budget and seed, with every candidate evaluated once
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import threading
 
+import grpc
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -52,6 +55,56 @@ def test_chief_and_two_workers_find_what_one_process_finds_evaluating_each_candi
     for tuner_id, outcome in outcomes.items():
         assert outcome["fitness"] == alone.fitness, tuner_id
         assert outcome["crates"] == alone.crates.tolist(), tuner_id
+
+
+def _as_late_worker(monkeypatch, rpc_seconds, wait_seconds):
+    """This process becomes worker tuner0 of a chief that is not (or no longer) serving."""
+    from keras_prune.methods.olmp import search as olmp_search
+
+    monkeypatch.setenv("KERASTUNER_TUNER_ID", "tuner0")
+    monkeypatch.setenv("KERASTUNER_ORACLE_IP", "127.0.0.1")
+    monkeypatch.setenv("KERASTUNER_ORACLE_PORT", str(free_ports(1)[0]))
+    monkeypatch.setattr(olmp_search, "_BASE_PORT", [])
+    monkeypatch.setattr(olmp_search, "WORKER_RPC_SECONDS", rpc_seconds)
+    monkeypatch.setattr(olmp_search, "WORKER_WAIT_SECONDS", wait_seconds)
+
+
+def test_a_worker_arriving_after_the_chief_finished_reads_the_finished_search(tmp_path, monkeypatch):
+    alone = ncs_tuner_process.search(str(tmp_path), str(tmp_path / "alone.log"))
+    _as_late_worker(monkeypatch, rpc_seconds=1, wait_seconds=60)
+    late = ncs_tuner_process.search(str(tmp_path), str(tmp_path / "late.log"))
+    assert not (tmp_path / "late.log").exists(), "nothing left to evaluate"
+    assert late.fitness == alone.fitness and late.crates.tolist() == alone.crates.tolist()
+
+
+def test_a_worker_waits_for_a_chief_that_finishes_while_it_retries(tmp_path, monkeypatch):
+    finished = tmp_path / "finished"
+    alone = ncs_tuner_process.search(str(finished), str(tmp_path / "alone.log"))
+    _as_late_worker(monkeypatch, rpc_seconds=1, wait_seconds=60)
+    shared = tmp_path / "shared"
+
+    def chief_finishes():  # the chief writes its state atomically, as this copy does
+        staged = tmp_path / "staged"
+        shutil.copytree(finished, staged)
+        for source in staged.rglob("oracle.json"):
+            target = shared / source.relative_to(staged)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(source, target)
+
+    mover = threading.Timer(2.5, chief_finishes)
+    mover.start()
+    try:
+        late = ncs_tuner_process.search(str(shared), str(tmp_path / "late.log"))
+    finally:
+        mover.join()
+    assert late.fitness == alone.fitness and late.crates.tolist() == alone.crates.tolist()
+
+
+def test_a_worker_without_a_chief_gives_up_with_the_grpc_error(tmp_path, monkeypatch):
+    _as_late_worker(monkeypatch, rpc_seconds=1, wait_seconds=2)
+    with pytest.raises(grpc.RpcError) as raised:
+        ncs_tuner_process.search(str(tmp_path), str(tmp_path / "late.log"))
+    assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
 
 
 OLMP_SMOKE = ["--method=olmp", "--model=lenet300_100", "--pretrain_epochs=1", "--batch_size=64", "--max_batches=5",

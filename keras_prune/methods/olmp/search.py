@@ -12,12 +12,15 @@ serves `NCSOracle` and each worker evaluates the trials it is given; a worker re
 finished search from the oracle's file in the shared `directory`.
 """
 
+import contextlib
 import dataclasses
 import os
+import time
 
 import grpc
 import keras_tuner
 import numpy as np
+from keras_tuner.src.distribute import oracle_client
 
 from keras_prune.export.report_io import read_json, write_json
 from keras_prune.search import NCS, NCSOracle
@@ -131,17 +134,43 @@ def _tuner_search(fitness, names, initial, bounds, options, directory, project, 
     if not worker:  # one process, or the chief: the oracle here runs the search
         tuner.search(verbose=0)
         return oracle.ncs
-    # A Keras Tuner worker: the chief's oracle runs NCS; once it answers STOPPED every
-    # generation has been told and saved, so its file holds the finished search. A worker
-    # that first asks after the chief has finished and shut down finds the same file.
-    path = oracle._get_oracle_fname()
-    try:
-        tuner.search(verbose=0)
-    except grpc.RpcError:
+    return _worker_search(tuner, oracle._get_oracle_fname(), initial, bounds, options)
+
+
+WORKER_RPC_SECONDS = 60
+"""A worker's deadline for one request to the chief, after which it looks at the shared file."""
+
+WORKER_WAIT_SECONDS = 60 * 60
+"""How long a worker waits in all for the chief of one NCS call (Keras Tuner's own limit)."""
+
+_RETRYABLE = (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE)
+
+
+def _worker_search(tuner, path, initial, bounds, options):
+    """A Keras Tuner worker's part of one NCS call: evaluate trials until the chief stops.
+
+    The chief's oracle runs NCS; once it answers STOPPED every generation has been told and
+    saved, so its file holds the finished search. A worker that arrives after the chief has
+    finished and closed this call's port would wait on gRPC for an hour (Keras Tuner's
+    clients wait for a server to appear), so it reads the file first, asks the chief with a
+    short deadline, and reads the file again whenever the chief does not answer. A retry
+    loses nothing: the oracle hands a tuner id its ongoing trial again.
+    """
+    give_up = time.monotonic() + WORKER_WAIT_SECONDS
+    while True:
         search = _finished_search(path, initial, bounds, options)
-        if search is None:
-            raise
-        return search
+        if search is not None:
+            return search
+        try:
+            with _rpc_deadline(WORKER_RPC_SECONDS):
+                tuner.search(verbose=0)
+            break
+        except grpc.RpcError as error:
+            if error.code() not in _RETRYABLE or time.monotonic() > give_up:
+                search = _finished_search(path, initial, bounds, options)
+                if search is None:
+                    raise
+                return search
     search = _finished_search(path, initial, bounds, options)
     if search is None:
         raise FileNotFoundError(
@@ -149,6 +178,17 @@ def _tuner_search(fitness, names, initial, bounds, options, directory, project, 
             "and the workers must share the tuner directory (see docs/distributed.md)."
         )
     return search
+
+
+@contextlib.contextmanager
+def _rpc_deadline(seconds):
+    """Sets Keras Tuner's per-request gRPC deadline (a module constant of its client)."""
+    saved = oracle_client.TIMEOUT
+    oracle_client.TIMEOUT = seconds
+    try:
+        yield
+    finally:
+        oracle_client.TIMEOUT = saved
 
 
 def distributed_tuning():
