@@ -1,5 +1,7 @@
 """The engine: channel-dependency analysis, surgery, and FLOPs/params counting."""
 
+from keras_prune.graph import applications_rules  # noqa: F401  (registers rules for keras.applications layers)
+
 from keras_prune.graph.dependency import ChannelGraph, ChannelGroup, Member, analyze, channel_groups
 from keras_prune.graph.flops import FlopsCount, ParamsCount, count_flops, count_params
 from keras_prune.graph.rules import passthrough, register_channel_rule
