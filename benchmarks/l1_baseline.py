@@ -29,9 +29,9 @@ def main():
                 model=model,
                 output_dir=out,
                 target_flops=args.target_flops,
-                pretrain_epochs=2 if args.quick else 10,
+                pretrain_epochs=1 if args.quick else 10,
                 finetune_epochs=1 if args.quick else 5,
-                latency_repeats=50,
+                latency_repeats=5 if args.quick else 50,
                 verbose=2,
             )
             report = run(config)

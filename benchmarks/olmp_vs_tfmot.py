@@ -281,6 +281,9 @@ def main():
     if args.quick:
         args.olmp_iterations, args.olmp_prune_stop, args.tfmot_epochs = 400, 200, 1
         args.sparsities = "0.9,0.99"
+        from evidence import use_quick_timing  # not at the top: the tfmot worker must not import Keras 3
+
+        use_quick_timing()
 
     from keras_prune.pipeline import _environment
 

@@ -34,7 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from common import RESULTS, results_dir
-from evidence import evidence
+from evidence import evidence, use_quick_timing
 
 from keras_prune.data import load_dataset
 from keras_prune.export import fold_batch_norms, serving_latency_report
@@ -89,6 +89,7 @@ def main():
     if args.quick:
         args.pretrain_epochs, args.rounds, args.decision_steps, args.backbone_steps = 1, 1, 10, 10
         args.warmup_steps, args.latency_repeats, args.width = 10, 20, 0.5
+        use_quick_timing()
     output = args.output or os.path.join(results_dir(args.quick), "rnp_vs_static.json")
 
     started = time.perf_counter()

@@ -31,7 +31,7 @@ import time
 import keras
 
 from common import results_dir
-from evidence import evidence
+from evidence import evidence, use_quick_timing
 
 from keras_prune.data import load_dataset
 from keras_prune.export.report_io import write_json
@@ -120,14 +120,17 @@ def main():
                         help="every arm also prunes the groups tied by residual additions (default: the official "
                              "code's choice, residual stream unpruned)")
     parser.add_argument("--tag", default="", help="suffix of the results file, to keep a variant beside the default")
-    parser.add_argument("--quick", action="store_true", help="one-epoch phases, to check the script")
+    parser.add_argument("--quick", action="store_true", help="one-epoch phases on 5 batches at width 0.25, to check the script")
     args = parser.parse_args()
     if args.quick:
-        args.train_epochs, args.gate_epochs, args.final_epochs = 1, 1, 1
+        args.train_epochs, args.gate_epochs, args.final_epochs, args.width = 1, 1, 1, 0.25
+        use_quick_timing()
 
     started = time.perf_counter()
     strategy = make_strategy("auto")
     data = load_dataset("mnist5k", batch_size=args.batch_size, seed=args.seed)
+    if args.quick:
+        data = data.limited(5, args.batch_size)
     info = data.info
     reference = _fresh(args, info, strategy)
     reference_flops = count_flops(reference).total
