@@ -6,6 +6,7 @@ import os
 import sys
 
 import keras
+import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -41,3 +42,14 @@ def test_a_failure_names_its_stage_and_reason(tmp_path, monkeypatch):
     assert not record["passed"]
     assert record["failed_stage"] == "analyse" and record["stages"] == {"build": "ok", "analyse": "failed"}
     assert "no prunable channel group" in record["reason"]
+
+def test_batch_norm_statistics_fit_the_activations_and_differ_per_channel():
+    x = keras.Input((8, 8, 3))
+    h = keras.layers.Conv2D(6, 3, kernel_initializer=keras.initializers.RandomNormal(stddev=30.0))(x)
+    model = keras.Model(x, keras.layers.BatchNormalization(name="bn")(h))
+    sweep.calibrate_batch_norm(model)
+    gamma, beta, mean, variance = model.get_layer("bn").get_weights()
+    assert len(set(gamma.round(6))) == 6 and len(set(beta.round(6))) == 6, "random per channel"
+    assert variance.min() > 100, "the statistics of conv outputs of std ~100, not of unit ones"
+    normalised = (np.asarray(keras.Model(x, h)(np.random.default_rng(3).normal(size=(64, 8, 8, 3)))) - mean) / np.sqrt(variance)
+    assert 0.5 < normalised.std() < 2.0 and abs(normalised.mean()) < 0.5
