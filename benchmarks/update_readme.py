@@ -85,7 +85,9 @@ def sweep_section():
                         f"| {'' if share is None else f'{100 * share:.0f}%'} | | | {r.get('seconds', 0):.0f} s |")
     return [
         f"**keras.applications sweep** (`benchmarks/applications_sweep.py`): every model Keras "
-        f"{sweep['versions']['keras']} ships, `weights=None`, 10 classes: analyse, remove "
+        f"{sweep['versions']['keras']} ships, `weights=None`, 10 classes"
+        + (f" (BatchNorm: {sweep['batch_norm']})" if sweep.get("batch_norm") else "")
+        + f": analyse, remove "
         f"{100 * sweep['prune_fraction']:.0f}% of the channels of every prunable group, run, outputs equal to the "
         "zero-masked original's (float64), FLOPs and params lower, SavedModel round trip, TFLite conversion with "
         f"the same outputs. **{len(passed)} of {len(models)} pass**" + (f"; fail: {', '.join(failed)}." if failed else ".")
