@@ -13,12 +13,14 @@ import sys
 import threading
 
 import grpc
+import keras_tuner
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import ncs_tuner_process  # noqa: E402
+from keras_prune.methods.olmp import search as olmp_search  # noqa: E402
 from conftest import free_ports, run_processes  # noqa: E402
 
 
@@ -59,19 +61,23 @@ def test_chief_and_two_workers_find_what_one_process_finds_evaluating_each_candi
 
 def _as_late_worker(monkeypatch, rpc_seconds, wait_seconds):
     """This process becomes worker tuner0 of a chief that is not (or no longer) serving."""
-    from keras_prune.methods.olmp import search as olmp_search
-
     monkeypatch.setenv("KERASTUNER_TUNER_ID", "tuner0")
     monkeypatch.setenv("KERASTUNER_ORACLE_IP", "127.0.0.1")
     monkeypatch.setenv("KERASTUNER_ORACLE_PORT", str(free_ports(1)[0]))
     monkeypatch.setattr(olmp_search, "_BASE_PORT", [])
     monkeypatch.setattr(olmp_search, "WORKER_RPC_SECONDS", rpc_seconds)
     monkeypatch.setattr(olmp_search, "WORKER_WAIT_SECONDS", wait_seconds)
+    monkeypatch.setattr(olmp_search, "GOODBYE_RPC_SECONDS", 1)
 
 
 def test_a_worker_arriving_after_the_chief_finished_reads_the_finished_search(tmp_path, monkeypatch):
     alone = ncs_tuner_process.search(str(tmp_path), str(tmp_path / "alone.log"))
-    _as_late_worker(monkeypatch, rpc_seconds=1, wait_seconds=60)
+    _as_late_worker(monkeypatch, rpc_seconds=600, wait_seconds=600)
+
+    def search(self, *args, **kwargs):
+        raise AssertionError("a worker that finds the finished search must not wait for the chief")
+
+    monkeypatch.setattr(olmp_search.PruningTuner, "search", search)
     late = ncs_tuner_process.search(str(tmp_path), str(tmp_path / "late.log"))
     assert not (tmp_path / "late.log").exists(), "nothing left to evaluate"
     assert late.fitness == alone.fitness and late.crates.tolist() == alone.crates.tolist()
@@ -105,6 +111,32 @@ def test_a_worker_without_a_chief_gives_up_with_the_grpc_error(tmp_path, monkeyp
     with pytest.raises(grpc.RpcError) as raised:
         ncs_tuner_process.search(str(tmp_path), str(tmp_path / "late.log"))
     assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class _Unanswered(grpc.RpcError):
+    def code(self):
+        return grpc.StatusCode.DEADLINE_EXCEEDED
+
+    def details(self):
+        return "deadline exceeded"
+
+
+def test_an_unanswered_request_ends_the_attempt_instead_of_failing_the_trial(tmp_path):
+    space = keras_tuner.HyperParameters()
+    space.Float("layer_0", 0.0, 3.0, default=1.0)
+    oracle = olmp_search.NCSOracle(hyperparameters=space, budget=8, population_size=2, sigma=0.5, seed=0)
+    tuner = olmp_search.PruningTuner(lambda crates: float(crates[0]), ["layer_0"], oracle=oracle,
+                                     directory=str(tmp_path), project_name="p")
+    trial = oracle.create_trial("tuner0")
+
+    def unanswered(*args, **kwargs):
+        raise _Unanswered()
+
+    oracle.update_trial = unanswered
+    with pytest.raises(olmp_search.ChiefUnreachable) as raised:
+        tuner._try_run_and_update_trial(trial)
+    assert raised.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert trial.status == "RUNNING", "not marked failed: the retry evaluates it again under the same trial"
 
 
 OLMP_SMOKE = ["--method=olmp", "--model=lenet300_100", "--pretrain_epochs=1", "--batch_size=64", "--max_batches=5",

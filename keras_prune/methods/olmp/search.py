@@ -20,12 +20,19 @@ import time
 import grpc
 import keras_tuner
 import numpy as np
-from keras_tuner.src.distribute import oracle_client
 
 from keras_prune.export.report_io import read_json, write_json
 from keras_prune.search import NCS, NCSOracle
 
-__all__ = ["PruningTuner", "SearchOutcome", "distributed_tuning", "search_crates"]
+__all__ = ["ChiefUnreachable", "PruningTuner", "SearchOutcome", "distributed_tuning", "search_crates"]
+
+
+class ChiefUnreachable(keras_tuner.errors.FatalError):
+    """A worker's request to the chief's oracle went unanswered (`code`: the gRPC status)."""
+
+    def __init__(self, code, details=""):
+        super().__init__(f"the Keras Tuner chief did not answer ({code}): {details}")
+        self.code = code
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +67,15 @@ class PruningTuner(keras_tuner.Tuner):
         super().__init__(**kwargs)
         self.fitness = fitness
         self.names = list(names)
+        self.trials_ended = 0
+
+    def _run_and_update_trial(self, trial, *args, **kwargs):
+        # Keras Tuner records any error of a trial as a failed trial (and evaluates its
+        # candidate again); an unanswered request to the chief is not the candidate's fault.
+        try:
+            super()._run_and_update_trial(trial, *args, **kwargs)
+        except grpc.RpcError as error:
+            raise ChiefUnreachable(error.code(), str(error.details())) from error
 
     def run_trial(self, trial, *args, **kwargs):
         values = trial.hyperparameters
@@ -73,6 +89,7 @@ class PruningTuner(keras_tuner.Tuner):
         empty), so its file only has to exist for `overwrite=False` to reload the project.
         """
         self.oracle.end_trial(trial)
+        self.trials_ended += 1
         if not self._is_worker() and not os.path.exists(self._get_tuner_fname()):
             write_json(self._get_tuner_fname(), self.get_state())
 
@@ -141,7 +158,10 @@ WORKER_RPC_SECONDS = 60
 """A worker's deadline for one request to the chief, after which it looks at the shared file."""
 
 WORKER_WAIT_SECONDS = 60 * 60
-"""How long a worker waits in all for the chief of one NCS call (Keras Tuner's own limit)."""
+"""How long a worker waits for the chief without a trial ended (Keras Tuner's own limit)."""
+
+GOODBYE_RPC_SECONDS = 10
+"""The deadline of a worker's last request, which tells a waiting chief it has stopped."""
 
 _RETRYABLE = (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE)
 
@@ -152,25 +172,27 @@ def _worker_search(tuner, path, initial, bounds, options):
     The chief's oracle runs NCS; once it answers STOPPED every generation has been told and
     saved, so its file holds the finished search. A worker that arrives after the chief has
     finished and closed this call's port would wait on gRPC for an hour (Keras Tuner's
-    clients wait for a server to appear), so it reads the file first, asks the chief with a
-    short deadline, and reads the file again whenever the chief does not answer. A retry
-    loses nothing: the oracle hands a tuner id its ongoing trial again.
+    clients wait for a server to appear), so it reads the file before each attempt and asks
+    the chief with a short deadline. A retry loses nothing: the oracle hands a tuner id its
+    ongoing trial again. The worker gives up after `WORKER_WAIT_SECONDS` without a trial ended.
     """
-    give_up = time.monotonic() + WORKER_WAIT_SECONDS
+    last_progress = time.monotonic()
     while True:
         search = _finished_search(path, initial, bounds, options)
         if search is not None:
+            _say_goodbye(tuner)
             return search
+        ended = tuner.trials_ended
         try:
             with _rpc_deadline(WORKER_RPC_SECONDS):
                 tuner.search(verbose=0)
             break
-        except grpc.RpcError as error:
-            if error.code() not in _RETRYABLE or time.monotonic() > give_up:
-                search = _finished_search(path, initial, bounds, options)
-                if search is None:
-                    raise
-                return search
+        except (grpc.RpcError, ChiefUnreachable) as error:
+            code = error.code() if isinstance(error, grpc.RpcError) else error.code
+            if tuner.trials_ended > ended:
+                last_progress = time.monotonic()
+            if code not in _RETRYABLE or time.monotonic() - last_progress > WORKER_WAIT_SECONDS:
+                raise
     search = _finished_search(path, initial, bounds, options)
     if search is None:
         raise FileNotFoundError(
@@ -180,9 +202,25 @@ def _worker_search(tuner, path, initial, bounds, options):
     return search
 
 
+def _say_goodbye(tuner):
+    """Tells a chief that may still be waiting for this worker that it has stopped.
+
+    The chief exits once every worker it has heard from was answered STOPPED; a worker that
+    found the finished search in the file (its last request may have timed out after the
+    chief received it) asks once more, so that the chief is not left waiting for it.
+    """
+    try:
+        with _rpc_deadline(GOODBYE_RPC_SECONDS):
+            tuner.oracle.create_trial(tuner.tuner_id)
+    except grpc.RpcError:
+        pass  # no chief is serving this call any more: nobody waits
+
+
 @contextlib.contextmanager
 def _rpc_deadline(seconds):
     """Sets Keras Tuner's per-request gRPC deadline (a module constant of its client)."""
+    from keras_tuner.src.distribute import oracle_client  # only workers load the gRPC client
+
     saved = oracle_client.TIMEOUT
     oracle_client.TIMEOUT = seconds
     try:
