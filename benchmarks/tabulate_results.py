@@ -178,6 +178,13 @@ def plot_accuracy_vs_cost(table, path):
     structured.set_xlabel("FLOPs kept (pruned / dense MACs)")
     structured.set_title("Channel pruning: accuracy vs FLOPs")
     unstructured.set_xscale("log")
+    # Plain numbers at a few round values: log-axis minor labels (2x10^1, 3x10^1, ...) overlap.
+    from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator, ScalarFormatter
+
+    unstructured.xaxis.set_major_locator(FixedLocator([v for v in (10, 20, 50, 100, 200, 500, 1000, 2000)]))
+    unstructured.xaxis.set_major_formatter(ScalarFormatter())
+    unstructured.xaxis.set_minor_locator(NullLocator())
+    unstructured.xaxis.set_minor_formatter(NullFormatter())
     unstructured.set_xlabel("compression (dense weights / non-zero weights, log scale)")
     unstructured.set_title("Weight pruning: accuracy vs compression")
     shapes = [structured.scatter([], [], marker=markers[m], color="white", edgecolor="black", label=m) for m in methods]
