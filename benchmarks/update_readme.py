@@ -60,7 +60,24 @@ def summary_section():
         "",
         *markdown_table(table),
         "",
+        *_resolution_note(),
         *(["![accuracy vs cost](benchmarks/results/accuracy_vs_cost.png)", ""] if os.path.exists(plot) else []),
+    ]
+
+
+def _resolution_note(accuracy=0.97):
+    """How finely the mnist5k test split resolves accuracy, so that readers weigh small differences."""
+    from keras_prune.data.embedded import load_embedded
+
+    n = len(load_embedded("mnist5k", validation_fraction=0.1).y_test)
+    error = 100 * (accuracy * (1 - accuracy) / n) ** 0.5
+    return [
+        f"How much an accuracy difference means: the mnist5k test split is {n:,} images, so one image is "
+        f"{100 / n:.1f} pp and the binomial standard error of an accuracy near {100 * accuracy:.0f}% is "
+        f"{error:.1f} pp. TensorFlow's multi-threaded CPU training is not bitwise reproducible, so a run repeated "
+        "with the same seed and settings gives a slightly different model. A difference of a few tenths of a point "
+        "between two single runs is therefore not evidence either way; each row is one run.",
+        "",
     ]
 
 

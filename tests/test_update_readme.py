@@ -39,3 +39,8 @@ def test_a_sweep_file_without_the_batch_norm_field_says_nothing_about_it(tmp_pat
 def test_no_sweep_file_no_section(tmp_path, monkeypatch):
     monkeypatch.setattr(update_readme, "RESULTS", str(tmp_path))
     assert update_readme.sweep_section() == []
+
+
+def test_the_resolution_note_is_computed_from_the_test_split():
+    note = update_readme._resolution_note(accuracy=0.97)[0]
+    assert "1,000 images" in note and "one image is 0.1 pp" in note and "is 0.5 pp" in note
