@@ -50,3 +50,39 @@ def test_serving_latency_report_relates_the_time_ratio_to_the_flops_ratio():
     assert report["batch_32"]["ratio"] == pytest.approx(0.5)
     assert report["batch_32"]["ratio_over_flops_ratio"] == pytest.approx(1.0)
     assert report["batch_32"]["repeats"] == 5
+
+
+def test_a_pair_of_saved_models_is_timed_in_alternating_blocks(tmp_path, monkeypatch):
+    from keras_prune.export import latency
+
+    paths = []
+    for width in (8, 4):
+        path = str(tmp_path / f"w{width}")
+        _model(width).export(path, format="tf_saved_model", verbose=False)
+        paths.append(path)
+    order = []
+    real_block = latency._time_block
+
+    def recorded(call, x, calls):
+        order.append((id(call), calls))
+        return real_block(call, x, calls)
+
+    monkeypatch.setattr(latency, "_time_block", recorded)
+    dense, pruned = latency.measure_saved_model_pair_latency(paths, (8, 8, 3), batch_sizes=(1, 4), repeats=12,
+                                                             warmup=1, block=5)
+    assert [dense[b]["repeats"] for b in (1, 4)] == [12, 12] and [pruned[b]["repeats"] for b in (1, 4)] == [12, 12]
+    assert all(t["median_ms"] > 0 for t in (*dense.values(), *pruned.values()))
+    per_batch = order[:6]
+    assert [calls for _, calls in per_batch] == [5, 5, 5, 5, 2, 2], "blocks of 5, the last one short"
+    assert len({who for who, _ in per_batch[0::2]}) == 1 and len({who for who, _ in per_batch[1::2]}) == 1
+    assert per_batch[0][0] != per_batch[1][0], "the two models take turns"
+
+
+def test_a_pair_measurement_stops_at_max_seconds_for_each_model(tmp_path):
+    from keras_prune.export import latency
+
+    path = str(tmp_path / "sm")
+    _model().export(path, format="tf_saved_model", verbose=False)
+    first, second = latency.measure_saved_model_pair_latency([path, path], (8, 8, 3), batch_sizes=(1,),
+                                                             repeats=10**6, warmup=0, block=5, max_seconds=0.05)
+    assert 5 <= first[1]["repeats"] < 10**6 and 5 <= second[1]["repeats"] < 10**6

@@ -1,7 +1,12 @@
 """Getting results out: plain models (`strip`), SavedModel, reports, plots, summaries."""
 
 from keras_prune.export.fold import fold_batch_norms
-from keras_prune.export.latency import measure_latency, measure_saved_model_latency, serving_latency_report
+from keras_prune.export.latency import (
+    measure_latency,
+    measure_saved_model_latency,
+    measure_saved_model_pair_latency,
+    serving_latency_report,
+)
 from keras_prune.export.plots import plot_layer_channels, plot_trajectory
 from keras_prune.export.report_md import render_markdown, write_markdown
 from keras_prune.export.serving import compare_serving_latency, export_saved_model
@@ -15,6 +20,7 @@ __all__ = [
     "fold_batch_norms",
     "measure_latency",
     "measure_saved_model_latency",
+    "measure_saved_model_pair_latency",
     "plot_layer_channels",
     "plot_trajectory",
     "removable_channels",

@@ -4,7 +4,7 @@ import os
 import tempfile
 
 from keras_prune.export.fold import fold_batch_norms
-from keras_prune.export.latency import measure_saved_model_latency, serving_latency_report
+from keras_prune.export.latency import measure_saved_model_pair_latency, serving_latency_report
 from keras_prune.export.report_io import replace_folder
 
 __all__ = ["SERVING_BATCH_SIZES", "compare_serving_latency", "export_saved_model"]
@@ -21,7 +21,8 @@ def export_saved_model(model, path):
 
 def compare_serving_latency(dense, pruned, flops_ratio, *, repeats=30, max_seconds=10.0):
     """Batch-1 and batch-32 latency of `pruned` against `dense`, both exported the same way,
-    loaded back and called through `serve` (see `serving_latency_report`).
+    loaded back, called through `serve` in alternating blocks (see
+    `measure_saved_model_pair_latency` and `serving_latency_report`).
 
     Args:
         dense: the dense Keras model.
@@ -29,11 +30,12 @@ def compare_serving_latency(dense, pruned, flops_ratio, *, repeats=30, max_secon
             with its own served form, e.g. rnp, exports it itself).
         flops_ratio: pruned / dense FLOPs, for the `ratio_over_flops_ratio` entries.
     """
-    shape = dense.input_shape[1:]
-    timing = dict(batch_sizes=SERVING_BATCH_SIZES, repeats=repeats, warmup=3, max_seconds=max_seconds)
     with tempfile.TemporaryDirectory() as tmp:
-        dense_times = measure_saved_model_latency(export_saved_model(dense, os.path.join(tmp, "dense")), shape, **timing)
+        dense_path = export_saved_model(dense, os.path.join(tmp, "dense"))
         if not isinstance(pruned, str):
             pruned = export_saved_model(pruned, os.path.join(tmp, "pruned"))
-        pruned_times = measure_saved_model_latency(pruned, shape, **timing)
+        dense_times, pruned_times = measure_saved_model_pair_latency(
+            (dense_path, pruned), dense.input_shape[1:], batch_sizes=SERVING_BATCH_SIZES, repeats=repeats,
+            max_seconds=max_seconds,
+        )
     return serving_latency_report(dense_times, pruned_times, flops_ratio)
