@@ -2,8 +2,10 @@
 
 Without them InceptionResNetV2's residual scaling (`CustomScaleLayer`, x + scale * r)
 and ConvNeXt's `LayerScale` (x * gamma, one gamma per channel) froze every channel they
-touch: about three quarters of InceptionResNetV2's channels and half of ConvNeXt's. The
-classes live in Keras's private modules, so a Keras without them only loses the rule.
+touch. In the applications sweep, the share of InceptionResNetV2's channels in prunable
+groups went from 23% to 99.96% with them, ConvNeXtTiny's from 54% to 62% (its
+LayerNorms still freeze the residual stream). The classes live in Keras's private
+modules, so a Keras without them only loses the rule.
 """
 
 import numpy as np
