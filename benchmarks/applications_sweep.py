@@ -87,17 +87,16 @@ def calibrate_batch_norm(model, *, seed=0, batch=8):
     rng = np.random.default_rng(seed)
     norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
     momenta = [layer.momentum for layer in norms]
-    for layer in norms:
-        gamma, beta, mean, variance = layer.get_weights()
-        layer.set_weights([rng.uniform(0.5, 1.5, gamma.shape).astype(gamma.dtype),
-                           rng.uniform(-0.5, 0.5, beta.shape).astype(beta.dtype), mean, variance])
+    for layer in norms:  # gamma or beta is None in a BN built with scale=False or center=False (Inception)
+        for weight, low, high in ((layer.gamma, 0.5, 1.5), (layer.beta, -0.5, 0.5)):
+            if weight is not None:
+                weight.assign(rng.uniform(low, high, weight.shape).astype(weight.dtype))
         layer.momentum = 0.0  # the training call below then stores this batch's moments
     model(rng.normal(size=(batch, *model.input_shape[1:])).astype(keras.config.floatx()), training=True)
     for layer, momentum in zip(norms, momenta):
         layer.momentum = momentum
-        gamma, beta, mean, variance = layer.get_weights()
-        layer.set_weights([gamma, beta, (mean * rng.uniform(0.8, 1.2, mean.shape)).astype(mean.dtype),
-                           (variance * rng.uniform(0.8, 1.2, variance.shape)).astype(variance.dtype)])
+        for statistic in (layer.moving_mean, layer.moving_variance):
+            statistic.assign(statistic.numpy() * rng.uniform(0.8, 1.2, statistic.shape).astype(statistic.dtype))
 
 
 def prune_keep(graph, fraction=PRUNE_FRACTION, seed=0):

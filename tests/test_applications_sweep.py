@@ -53,3 +53,13 @@ def test_batch_norm_statistics_fit_the_activations_and_differ_per_channel():
     assert variance.min() > 100, "the statistics of conv outputs of std ~100, not of unit ones"
     normalised = (np.asarray(keras.Model(x, h)(np.random.default_rng(3).normal(size=(64, 8, 8, 3)))) - mean) / np.sqrt(variance)
     assert 0.5 < normalised.std() < 2.0 and abs(normalised.mean()) < 0.5
+
+
+def test_batch_norm_without_scale_or_center_is_calibrated_too():
+    x = keras.Input((8, 8, 3))
+    h = keras.layers.Conv2D(4, 3)(x)
+    h = keras.layers.BatchNormalization(scale=False, name="no_scale")(h)  # as Inception builds them
+    model = keras.Model(x, keras.layers.BatchNormalization(center=False, name="no_center")(h))
+    sweep.calibrate_batch_norm(model)
+    assert len(model.get_layer("no_scale").get_weights()) == 3 and len(model.get_layer("no_center").get_weights()) == 3
+    assert not np.allclose(model.get_layer("no_scale").moving_variance.numpy(), 1.0)
