@@ -181,7 +181,7 @@ def plot_accuracy_vs_cost(table, path):
     # Plain numbers at a few round values: log-axis minor labels (2x10^1, 3x10^1, ...) overlap.
     from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator, ScalarFormatter
 
-    unstructured.xaxis.set_major_locator(FixedLocator([v for v in (10, 20, 50, 100, 200, 500, 1000, 2000)]))
+    unstructured.xaxis.set_major_locator(FixedLocator([10, 20, 50, 100, 200, 500, 1000, 2000]))
     unstructured.xaxis.set_major_formatter(ScalarFormatter())
     unstructured.xaxis.set_minor_locator(NullLocator())
     unstructured.xaxis.set_minor_formatter(NullFormatter())

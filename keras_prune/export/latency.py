@@ -48,9 +48,14 @@ def measure_saved_model_latency(path, input_shape, *, batch_sizes=(1, 32), repea
     Returns:
         {batch_size: the dict `measure_latency` returns}.
     """
-    loaded = tf.saved_model.load(path)
-    serve = loaded.serve if hasattr(loaded, "serve") else loaded.signatures["serving_default"]
+    loaded, serve = _load_serve(path)  # `loaded` kept: its variables live as long as it does
     return {b: _time_calls(serve, _batch(input_shape, b), repeats, warmup, max_seconds) for b in batch_sizes}
+
+
+def _load_serve(path):
+    """The loaded SavedModel and its `serve` function (or `serving_default` signature)."""
+    loaded = tf.saved_model.load(path)
+    return loaded, loaded.serve if hasattr(loaded, "serve") else loaded.signatures["serving_default"]
 
 
 def measure_saved_model_pair_latency(paths, input_shape, *, batch_sizes=(1, 32), repeats=30, warmup=3, block=5,
@@ -59,9 +64,9 @@ def measure_saved_model_pair_latency(paths, input_shape, *, batch_sizes=(1, 32),
 
     Timing one model and then the other lets whatever changes on the machine between the
     two (frequency, other processes) into their ratio: one dense SavedModel timed three
-    times within minutes in one benchmark here read 1.85, 3.24 and 3.15 ms. Alternating blocks of `block` calls (the first
-    call of each block untimed, so each block starts with that model's weights in cache)
-    puts both under the same conditions.
+    times within minutes in one benchmark here read 1.85, 3.24 and 3.15 ms. Alternating
+    blocks of `block` calls (the first call of each block untimed, so each block starts
+    with that model's weights in cache) puts both under the same conditions.
 
     Args:
         paths: the two SavedModel folders (e.g. dense, pruned).
@@ -72,8 +77,8 @@ def measure_saved_model_pair_latency(paths, input_shape, *, batch_sizes=(1, 32),
     Returns:
         One `{batch_size: {"median_ms", "p90_ms", "batch_size", "repeats"}}` per path.
     """
-    loaded = [tf.saved_model.load(p) for p in paths]  # kept: their variables live as long as they do
-    serves = [m.serve if hasattr(m, "serve") else m.signatures["serving_default"] for m in loaded]
+    loaded = [_load_serve(p) for p in paths]  # kept: their variables live as long as they do
+    serves = [serve for _, serve in loaded]
     results = [{} for _ in paths]
     for b in batch_sizes:
         x = _batch(input_shape, b)
@@ -82,6 +87,7 @@ def measure_saved_model_pair_latency(paths, input_shape, *, batch_sizes=(1, 32),
                 serve(x)
         times = [[] for _ in paths]
         spent = [0.0 for _ in paths]
+
         def active(i):
             return len(times[i]) < repeats and spent[i] <= max_seconds
 
