@@ -29,7 +29,7 @@ import time
 
 import keras
 
-from common import results_dir
+from common import results_dir, results_name
 from evidence import evidence, use_quick_timing
 
 from keras_prune.data import load_dataset
@@ -109,7 +109,7 @@ def main():
     parser.add_argument("--final_learning_rate", type=float, default=0.01, help="fixed (paper: 1e-3 for 100-250 epochs)")
     parser.add_argument("--batch_size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true", help="tiny phases, to check the script")
+    parser.add_argument("--quick", action="store_true", help="tiny phases on 5 batches, to check the script")
     args = parser.parse_args()
     paper = PAPER[args.model]
     args.width = args.width or paper["width"]
@@ -122,6 +122,8 @@ def main():
     started = time.perf_counter()
     strategy = make_strategy("auto")
     data = load_dataset("mnist5k", batch_size=args.batch_size, seed=args.seed)
+    if args.quick:
+        data = data.limited(5, args.batch_size)
     merged = train_and_validation(data, args.batch_size, seed=args.seed)
     dense, train_seconds = _dense(args, data, strategy)
     dense_flops = count_flops(dense).total
@@ -165,7 +167,7 @@ def main():
         **_environment(),
     }
     folder = results_dir(args.quick)  # a quick check is not a result
-    path = os.path.join(folder, f"lstm_vs_l1_{args.model}.json")
+    path = os.path.join(folder, results_name(f"lstm_vs_l1_{args.model}", args.seed))
     write_json(path, summary)
     _log(
         f"lstm: {100 * summary['lstm_flops_reduction']:.1f}% fewer FLOPs (paper {100 * paper['reduction']:.1f}%), "

@@ -94,6 +94,8 @@ def run_olmp(args, workdir):
         "olmp_iterations": args.olmp_iterations,
         "olmp_prune_stop": args.olmp_prune_stop,
         "olmp_delta": args.olmp_delta,
+        "seed": args.seed,
+        **({"pretrain_epochs": 2, "olmp_budget": 200} if args.quick else {}),
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}
     out = os.path.join(workdir, "olmp_run")
@@ -271,8 +273,11 @@ def main():
     parser.add_argument("--olmp_iterations", type=int, default=None, help="override the recipe's K")
     parser.add_argument("--olmp_prune_stop", type=int, default=None, help="override the recipe's prune_stop")
     parser.add_argument("--olmp_delta", type=float, default=None, help="override the recipe's delta")
+    parser.add_argument("--seed", type=int, default=None, help="override the recipe's seed (data split, init, "
+                        "training); a seed other than 0 adds _seed<N> to the results file name")
     parser.add_argument("--tag", default="", help="suffix of the results file, to keep a sized run beside the recipe's")
-    parser.add_argument("--quick", action="store_true", help="a few hundred iterations, to check the script")
+    parser.add_argument("--quick", action="store_true", help="2 pre-training epochs, a few hundred iterations and "
+                        "a 200-evaluation NCS, to check the script")
     parser.add_argument("--tfmot_worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.tfmot_worker:
@@ -304,10 +309,11 @@ def main():
         "total_seconds": time.perf_counter() - started,
         **_environment(),
     }
-    from common import results_dir
+    from common import results_dir, results_name
 
     folder = results_dir(args.quick)  # a quick check is not a result
-    path = os.path.join(folder, f"olmp_vs_tfmot_{args.model}{'_' + args.tag if args.tag else ''}.json")
+    stem = f"olmp_vs_tfmot_{args.model}{'_' + args.tag if args.tag else ''}"
+    path = os.path.join(folder, results_name(stem, settings["seed"]))
     from keras_prune.export.report_io import write_json
 
     write_json(path, summary)

@@ -33,7 +33,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from common import RESULTS, results_dir
+from common import RESULTS, results_dir, results_name
 from evidence import evidence, use_quick_timing
 
 from keras_prune.data import load_dataset
@@ -90,7 +90,7 @@ def main():
         args.pretrain_epochs, args.rounds, args.decision_steps, args.backbone_steps = 1, 1, 10, 10
         args.warmup_steps, args.latency_repeats, args.width = 10, 20, 0.5
         use_quick_timing()
-    output = args.output or os.path.join(results_dir(args.quick), "rnp_vs_static.json")
+    output = args.output or os.path.join(results_dir(args.quick), results_name("rnp_vs_static", args.seed))
 
     started = time.perf_counter()
     keras.utils.set_random_seed(args.seed)

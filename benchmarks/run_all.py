@@ -9,14 +9,17 @@ versions, machine, seeds.
 Jobs (each benchmark pins its own seed, 0 unless its flags say otherwise):
 
   default   surgery, l1 baseline, scratch vs Network Slimming (ResNet-20), OLMP vs tfmot
-            (LeNet-300-100 and LeNet-5), LSTM vs l1 (VGG-16), RNP vs static: about 2 hours
-            by the last full run of each here (`--list`; surgery and RNP did not record their totals)
+            (LeNet-300-100 and LeNet-5), LSTM vs l1 (VGG-16), RNP vs static: 75 min in the
+            last full run here (`--list` gives each job's minutes)
   --all     adds scratch vs slimming on VGG-16, LSTM vs l1 on ResNet-20, and the
             keras.applications sweep
   --quick   every job with its own --quick: a few minutes per job, results in a temporary
             folder (a check of the scripts, not a result)
+  --seeds   run each benchmark that takes a seed once per seed (`--seeds 0,1,2`): a seed other
+            than 0 writes `<results file>_seed<N>.json` and `logs/<job>_seed<N>.log`, and the
+            summary adds the mean and spread across seeds of each comparison
 
-Run: python benchmarks/run_all.py [--quick] [--all] [--only NAME ...]
+Run: python benchmarks/run_all.py [--quick] [--all] [--only NAME ...] [--seeds 0,1,2]
 """
 
 import argparse
@@ -30,31 +33,35 @@ from common import RESULTS, RESULTS_ENV
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-# (name, script and arguments, minutes of its last full run here: the results files' total_seconds,
-# rounded up; the OLMP LeNet-5 recipe's 37 were on one shared core, before the oracle wrote compact JSON)
+# (name, script and arguments, minutes of its last full run here, rounded up: run_all.json's seconds
+# for the default jobs (the run of session 6: 74.7 min in all), the results files' total_seconds for the others)
 JOBS = [
-    ("surgery", ["surgery.py"], None),  # records its analyse and prune seconds, not its total
+    ("surgery", ["surgery.py"], 1),
     ("l1_lenet5", ["l1_baseline.py", "--models", "lenet5"], 1),
-    ("scratch_resnet20", ["scratch_vs_slimming.py", "--model", "resnet20"], 23),
-    ("olmp_lenet300_100", ["olmp_vs_tfmot.py", "--model", "lenet300_100"], 8),
-    ("olmp_lenet5", ["olmp_vs_tfmot.py", "--model", "lenet5"], 37),
-    ("lstm_vgg16", ["lstm_vs_l1.py", "--model", "vgg16"], 24),
-    ("rnp_conv4", ["rnp_vs_static.py"], None),  # its last full run did not record its total: RNP training was 18.4
+    ("scratch_resnet20", ["scratch_vs_slimming.py", "--model", "resnet20"], 19),
+    ("olmp_lenet300_100", ["olmp_vs_tfmot.py", "--model", "lenet300_100"], 6),
+    ("olmp_lenet5", ["olmp_vs_tfmot.py", "--model", "lenet5"], 18),
+    ("lstm_vgg16", ["lstm_vs_l1.py", "--model", "vgg16"], 11),
+    ("rnp_conv4", ["rnp_vs_static.py"], 22),
 ]
 EXTRA_JOBS = [
     ("scratch_vgg16", ["scratch_vs_slimming.py", "--model", "vgg16", "--width", "0.25"], 20),
     ("lstm_resnet20", ["lstm_vs_l1.py", "--model", "resnet20"], 37),
-    ("applications_sweep", ["applications_sweep.py"], 45),
+    ("applications_sweep", ["applications_sweep.py"], 63),
 ]
+UNSEEDED = {"surgery", "l1_lenet5", "applications_sweep"}  # no training whose seed matters, or none to set
 
 
 def _log(message):
     print(f"[run_all] {message}", flush=True)
 
 
-def run_job(name, argv, folder, *, quick):
+def run_job(name, argv, folder, *, quick, seed=0):
     """Runs one benchmark to completion; returns its record."""
     command = [sys.executable, os.path.join(HERE, argv[0]), *argv[1:]] + (["--quick"] if quick else [])
+    if seed:
+        command += ["--seed", str(seed)]
+        name = f"{name}_seed{seed}"
     log_path = os.path.join(folder, "logs", f"{name}.log")
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     env = {**os.environ, RESULTS_ENV: folder, "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -62,8 +69,18 @@ def run_job(name, argv, folder, *, quick):
     with open(log_path, "w") as log:
         code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=HERE)
     seconds = time.perf_counter() - started
-    return {"name": name, "command": [os.path.relpath(c, HERE) if c.startswith(HERE) else c for c in command],
+    return {"name": name, "seed": seed, "command": [os.path.relpath(c, HERE) if c.startswith(HERE) else c for c in command],
             "returncode": code, "seconds": round(seconds, 1), "log": os.path.relpath(log_path, folder)}
+
+
+def _seeds(text):
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds takes comma-separated integers such as 0,1,2, not {text!r}")
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(f"--seeds needs distinct non-negative integers, not {text!r}")
+    return seeds
 
 
 def main():
@@ -72,6 +89,8 @@ def main():
     parser.add_argument("--all", action="store_true", help="also the second model of scratch and lstm, and the sweep")
     parser.add_argument("--only", nargs="*", default=None, help="run only these jobs (names as listed by --list)")
     parser.add_argument("--list", action="store_true", help="list the jobs and exit")
+    parser.add_argument("--seeds", default="0", type=_seeds,
+                        help="comma-separated seeds: each seeded job runs once per seed (default: 0)")
     parser.add_argument("--results", default=None, help="results folder (default: benchmarks/results, or a "
                         "temporary one with --quick)")
     args = parser.parse_args()
@@ -85,11 +104,13 @@ def main():
         if unknown:
             parser.error(f"unknown job(s) {', '.join(unknown)}; --list shows them")
         jobs = [job for job in jobs if job[0] in args.only]
+    runs = [(name, argv, minutes, seed) for name, argv, minutes in jobs
+            for seed in ([0] if name in UNSEEDED else args.seeds)]
     folder = args.results or (tempfile.mkdtemp(prefix="keras_prune_quick_") if args.quick else RESULTS)
     os.makedirs(folder, exist_ok=True)
-    _log(f"{len(jobs)} job(s), results in {folder}" + ("" if args.quick else
-         f"; their last full runs here took {sum(m or 0 for _, _, m in jobs)} min"
-         + (" plus the unrecorded ones" if any(m is None for _, _, m in jobs) else "")))
+    _log(f"{len(runs)} run(s), results in {folder}" + ("" if args.quick else
+         f"; their last full runs here took {sum(m or 0 for _, _, m, _ in runs)} min"
+         + (" plus the unrecorded ones" if any(m is None for _, _, m, _ in runs) else "")))
 
     sys.path.insert(0, HERE)
     from keras_prune.export.report_io import read_json, write_json
@@ -100,13 +121,14 @@ def main():
     record.update(quick=args.quick, **_environment())
     record.setdefault("jobs", {})
     started = time.perf_counter()
-    for index, (name, argv, minutes) in enumerate(jobs):
-        _log(f"{index + 1}/{len(jobs)} {name}: {' '.join(argv)}" + ("" if args.quick or minutes is None else f" (last full run: {minutes} min)"))
-        job = run_job(name, argv, folder, quick=args.quick)
-        record["jobs"][name] = job
+    for index, (name, argv, minutes, seed) in enumerate(runs):
+        _log(f"{index + 1}/{len(runs)} {name}{f' seed {seed}' if seed else ''}: {' '.join(argv)}"
+             + ("" if args.quick or minutes is None else f" (last full run: {minutes} min)"))
+        job = run_job(name, argv, folder, quick=args.quick, seed=seed)
+        record["jobs"][job["name"]] = job
         write_json(record_path, record)
         state = "ok" if job["returncode"] == 0 else f"FAILED (exit {job['returncode']}; see {job['log']})"
-        _log(f"{name}: {state} in {job['seconds'] / 60:.1f} min")
+        _log(f"{job['name']}: {state} in {job['seconds'] / 60:.1f} min")
     record["total_seconds"] = round(time.perf_counter() - started, 1)
 
     from tabulate_results import tabulate

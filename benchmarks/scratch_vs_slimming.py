@@ -30,7 +30,7 @@ import time
 
 import keras
 
-from common import results_dir
+from common import results_dir, results_name
 from evidence import evidence, use_quick_timing
 
 from keras_prune.data import load_dataset
@@ -205,7 +205,8 @@ def main():
         **_environment(),
     }
     folder = results_dir(args.quick)  # a quick check is not a result
-    path = os.path.join(folder, f"scratch_vs_slimming_{args.model}{'_' + args.tag if args.tag else ''}.json")
+    stem = f"scratch_vs_slimming_{args.model}{'_' + args.tag if args.tag else ''}"
+    path = os.path.join(folder, results_name(stem, args.seed))
     write_json(path, summary)
     _log(
         f"search time slimming / scratch = {summary['search_time_ratio_slimming_over_scratch']:.1f}x; "

@@ -6,6 +6,12 @@ params, compression, the exported SavedModels' batch-1 and batch-32 latency dens
 pruned, search time. A value a results file does not have (an older run, from before
 SavedModel latency was recorded) is shown as "n/m" (not measured), never guessed.
 
+Repeats of a benchmark with other seeds (`<stem>_seed<N>.json`, see `common.results_name`)
+are put together by `across_seeds`: for each comparison the benchmark makes (CLAIMS), the
+accuracy difference per seed, its mean and sample standard deviation. One run's difference
+of a few tenths of a point is within the noise of a 1,000-image test split; the spread
+across seeds says how much a difference means.
+
 `tabulate(folder)` writes `summary.md`, `summary.json`, `accuracy_vs_cost.png` and one
 `structure_<results file>.png` per results file with per-layer structure.
 Run: python benchmarks/tabulate_results.py [FOLDER]   (default: benchmarks/results)
@@ -18,9 +24,19 @@ import sys
 
 import numpy as np
 
-from common import RESULTS
+from common import RESULTS, split_seed
 
 NOT_MEASURED = "n/m"
+CLAIMS = {
+    # benchmark: (method, compared with); "dense" is the run's own dense model
+    "scratch_vs_slimming": [("scratch", "slimming"), ("scratch", "l1"), ("scratch_b", "slimming"),
+                            ("scratch_b", "l1")],
+    "lstm_vs_l1": [("lstm", "l1"), ("lstm", "dense")],
+    "olmp_vs_tfmot": [("olmp", "dense")],
+    "rnp_vs_static": [("rnp", "static l1"), ("rnp", "dense")],
+}
+"""The accuracy comparisons each benchmark exists to make; a method compared with several rows
+(static pruning at several FLOPs) is compared with the one nearest its FLOPs."""
 COLUMNS = ("method", "model", "accuracy % dense -> pruned", "FLOPs kept", "params dense -> pruned",
            "compression", "batch-1 ms dense -> pruned", "batch-32 ms dense -> pruned", "search", "source")
 
@@ -120,8 +136,75 @@ def rows(folder=RESULTS):
         adapter = _adapter(result) if isinstance(result, dict) else None
         if adapter is not None:
             for row in adapter(os.path.basename(path), result):
-                table.append(dict(row, seed=_seed(result)))
+                table.append(dict(row, seed=_seed(result), benchmark=result.get("benchmark")))
     return table
+
+
+def _cost(row):
+    return row["compression"] if row["unstructured"] else row["flops_ratio"]
+
+
+def across_seeds(table):
+    """Per results file stem and comparison of CLAIMS: the accuracy difference (pp) of every seed run.
+
+    Returns one record per (stem, method, compared with): `seeds`, `differences_pp` (in seed
+    order), `mean_pp`, `std_pp` (sample standard deviation; None for one seed), `min_pp`,
+    `max_pp`, and `cost` (the method's FLOPs kept, or compression if unstructured, per seed).
+    """
+    runs = {}
+    for row in table:
+        stem, _ = split_seed(row["source"])
+        runs.setdefault(stem, {}).setdefault(row["source"], []).append(row)
+    records = []
+    for stem, files in sorted(runs.items()):
+        kind = next(iter(files.values()))[0]["benchmark"]
+        for method, other in CLAIMS.get(kind, []):
+            seeds, differences, costs = [], [], []
+            for source, rows_of_run in files.items():
+                mine = [r for r in rows_of_run if r["method"] == method]
+                if not mine:
+                    continue
+                row = mine[0]
+                if other == "dense":
+                    reference = row["dense_accuracy"]
+                else:
+                    theirs = [r for r in rows_of_run if r["method"] == other]
+                    if not theirs:
+                        continue
+                    reference = min(theirs, key=lambda r: abs(r["flops_ratio"] - row["flops_ratio"]))["accuracy"]
+                seeds.append(row["seed"] if row["seed"] is not None else split_seed(source)[1])
+                differences.append(100 * (row["accuracy"] - reference))
+                costs.append(_cost(row))
+            if not seeds:
+                continue
+            unstructured, model = row["unstructured"], row["model"]
+            order = np.argsort(seeds)
+            differences = [differences[i] for i in order]
+            values = np.asarray(differences)
+            records.append({
+                "stem": stem, "method": method, "versus": other, "unstructured": unstructured,
+                "model": model, "seeds": [seeds[i] for i in order], "differences_pp": differences,
+                "mean_pp": float(values.mean()), "std_pp": float(values.std(ddof=1)) if len(values) > 1 else None,
+                "min_pp": float(values.min()), "max_pp": float(values.max()), "cost": [costs[i] for i in order],
+            })
+    return records
+
+
+def seeds_table(records):
+    """The comparisons run with more than one seed, as a markdown table (empty if none)."""
+    repeated = [r for r in records if len(r["seeds"]) > 1]
+    if not repeated:
+        return []
+    lines = ["| method | versus | model | seeds | accuracy difference pp: mean ± sd | per seed | "
+             "FLOPs kept or compression, per seed | source |", "|---|---|---|---|---|---|---|---|"]
+    for r in repeated:
+        cost = ", ".join(f"{c:.1f}x" if r["unstructured"] else f"{c:.3f}" for c in r["cost"])
+        versus = "dense" if r["versus"] == "dense" else f"`{r['versus']}`"
+        lines.append(
+            f"| `{r['method']}` | {versus} "
+            f"| {r['model']} | {', '.join(map(str, r['seeds']))} | **{r['mean_pp']:+.2f} ± {r['std_pp']:.2f}** "
+            f"| {', '.join(f'{d:+.1f}' for d in r['differences_pp'])} | {cost} | `{r['stem']}*.json` |")
+    return lines
 
 
 def _latency_cell(row, batch):
@@ -242,11 +325,15 @@ def tabulate(folder=RESULTS):
     from keras_prune.export.report_io import atomic_write, write_json
 
     table = rows(folder)
+    seeds = across_seeds(table)
     plots = []
     if table:
         plot_accuracy_vs_cost(table, os.path.join(folder, "accuracy_vs_cost.png"))
         plots.append("accuracy_vs_cost.png")
-    for source in sorted({r["source"] for r in table}):
+    first_of_stem = {}
+    for source in sorted({r["source"] for r in table}):  # a run's repeats with other seeds: one structure plot
+        first_of_stem.setdefault(split_seed(source)[0], source)
+    for source in sorted(first_of_stem.values()):
         path = plot_structure(table, source, os.path.join(folder, f"structure_{os.path.splitext(source)[0]}.png"))
         if path:
             plots.append(os.path.basename(path))
@@ -255,9 +342,11 @@ def tabulate(folder=RESULTS):
                       "`serve`, median of repeated calls after warm-up; `n/m`: not measured by that run. "
                       "Search: the method's search; for `tfmot`, the training its pruning schedule runs in; "
                       "for `rnp`, its training.", "",
+                      *(["## Across seeds", "", *seeds_table(seeds), ""] if seeds_table(seeds) else []),
                       *[f"![{p}]({p})" for p in plots], ""])
     atomic_write(os.path.join(folder, "summary.md"), text)
-    summary = {"rows": [{k: v for k, v in r.items() if k != "layers"} for r in table], "plots": plots}
+    summary = {"rows": [{k: v for k, v in r.items() if k != "layers"} for r in table], "across_seeds": seeds,
+               "plots": plots}
     write_json(os.path.join(folder, "summary.json"), summary)
     return summary
 

@@ -20,6 +20,14 @@ def _load(name):
     return json.load(open(path)) if os.path.exists(path) else None
 
 
+def _first_runs(pattern):
+    """The results files matching `pattern`, without their repeats under other seeds (`across_seeds` has those)."""
+    from common import split_seed
+
+    paths = sorted(glob.glob(os.path.join(RESULTS, pattern)))
+    return [json.load(open(p)) for p in paths if split_seed(p)[1] == 0]
+
+
 def _mega(x):
     return f"{x / 1e9:.2f} G" if x >= 1e9 else f"{x / 1e6:.2f} M"
 
@@ -76,7 +84,25 @@ def _resolution_note(accuracy=0.97):
         f"{100 / n:.1f} pp and the binomial standard error of an accuracy near {100 * accuracy:.0f}% is "
         f"{error:.1f} pp. TensorFlow's multi-threaded CPU training is not bitwise reproducible, so a run repeated "
         "with the same seed and settings gives a slightly different model. A difference of a few tenths of a point "
-        "between two single runs is therefore not evidence either way; each row is one run.",
+        "between two single runs is therefore not evidence either way; each row is one run, and the next table "
+        "repeats the comparisons with other seeds.",
+        "",
+    ]
+
+
+def seeds_section():
+    """Each comparison a benchmark makes, repeated with several seeds: mean and spread of the difference."""
+    from tabulate_results import across_seeds, rows, seeds_table
+
+    lines = seeds_table(across_seeds(rows(RESULTS)))
+    if not lines:
+        return []
+    return [
+        "**Across seeds** (the same benchmark repeated with other seeds: the seed draws the data split, the "
+        "initialisation and the training order, so every arm and the dense model change together; the difference "
+        "is taken within each run, then averaged; sd is the sample standard deviation):",
+        "",
+        *lines,
         "",
     ]
 
@@ -119,7 +145,7 @@ def sweep_section():
 
 
 def scratch_section():
-    results = [json.load(open(p)) for p in sorted(glob.glob(os.path.join(RESULTS, "scratch_vs_slimming_*.json")))]
+    results = _first_runs("scratch_vs_slimming_*.json")
     if not results:
         return []
     rows = []
@@ -168,7 +194,7 @@ def scratch_section():
 
 
 def lstm_section():
-    results = [json.load(open(p)) for p in sorted(glob.glob(os.path.join(RESULTS, "lstm_vs_l1_*.json")))]
+    results = _first_runs("lstm_vs_l1_*.json")
     if not results:
         return []
     rows = []
@@ -197,7 +223,7 @@ def lstm_section():
 
 
 def olmp_section():
-    results = [json.load(open(p)) for p in sorted(glob.glob(os.path.join(RESULTS, "olmp_vs_tfmot_*.json")))]
+    results = _first_runs("olmp_vs_tfmot_*.json")
     if not results:
         return []
     rows = []
@@ -284,8 +310,8 @@ def main():
     text = open(readme).read()
     head, _, rest = text.partition(START)
     _, _, tail = rest.partition(END)
-    body = (surgery_section(_load("surgery.json")) + summary_section() + scratch_section() + olmp_section()
-            + lstm_section() + rnp_section() + sweep_section())
+    body = (surgery_section(_load("surgery.json")) + summary_section() + seeds_section() + scratch_section()
+            + olmp_section() + lstm_section() + rnp_section() + sweep_section())
     new = head + START + "\n" + "\n".join(body) + "\n" + END + tail
     with open(readme + ".tmp", "w") as f:
         f.write(new)

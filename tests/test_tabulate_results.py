@@ -57,3 +57,51 @@ def test_tabulate_writes_the_table_the_summary_and_the_plots(tmp_path):
         assert (tmp_path / name).stat().st_size > 0, name
     assert "`scratch`" in (tmp_path / "summary.md").read_text()
     assert len(json.loads((tmp_path / "summary.json").read_text())["rows"]) == 2
+
+
+def _seeded(seed, scratch, slimming, dense=0.96):
+    result = _scratch_result(with_evidence=False)
+    result["dense_test_accuracy"] = dense
+    result["results"]["scratch"]["test_accuracy"] = scratch
+    result["results"]["slimming"]["test_accuracy"] = slimming
+    result["settings"] = {"seed": seed}
+    return result
+
+
+def test_repeats_with_other_seeds_are_put_together_per_comparison(tmp_path):
+    _write(tmp_path, "scratch_vs_slimming_resnet20.json", _seeded(0, 0.970, 0.980))
+    _write(tmp_path, "scratch_vs_slimming_resnet20_seed1.json", _seeded(1, 0.975, 0.970))
+    _write(tmp_path, "scratch_vs_slimming_resnet20_seed2.json", _seeded(2, 0.960, 0.965))
+    _write(tmp_path, "scratch_vs_slimming_vgg16.json", dict(_seeded(0, 0.99, 0.98), model="vgg16"))
+    records = tabulate_results.across_seeds(tabulate_results.rows(str(tmp_path)))
+    by_stem = {r["stem"]: r for r in records}
+    resnet = by_stem["scratch_vs_slimming_resnet20"]
+    assert (resnet["method"], resnet["versus"], resnet["seeds"]) == ("scratch", "slimming", [0, 1, 2])
+    assert all(abs(a - b) < 1e-9 for a, b in zip(resnet["differences_pp"], [-1.0, 0.5, -0.5]))
+    assert abs(resnet["mean_pp"] - (-1.0 / 3)) < 1e-9
+    assert abs(resnet["std_pp"] - 0.7637626158) < 1e-6  # sample standard deviation of (-1, 0.5, -0.5)
+    assert by_stem["scratch_vs_slimming_vgg16"]["std_pp"] is None, "one seed has no spread"
+    lines = tabulate_results.seeds_table(records)
+    assert len(lines) == 3, "only the comparison repeated with several seeds"
+    assert "**-0.33 ± 0.76**" in lines[2] and "-1.0, +0.5, -0.5" in lines[2]
+
+
+def test_a_comparison_with_dense_and_with_the_nearest_flops(tmp_path):
+    rnp = {"benchmark": "rnp_vs_static", "settings": {"model": "conv4", "width": 2.0, "seed": 3},
+           "dense": {"accuracy": 0.985, "flops": 100.0}, "latency": {"flops_bias": 0.1, "dense_ms": 2.0, "rnp_ms": 1.5},
+           "rnp": {"points": [{"flops_bias": 0.1, "accuracy": 0.98, "flops_ratio": 0.34}], "train_seconds": 60.0},
+           "static": [{"accuracy": 0.97, "flops": 41.0}, {"accuracy": 0.975, "flops": 33.0}, {"accuracy": 0.95, "flops": 23.0}]}
+    _write(tmp_path, "rnp_vs_static_seed3.json", rnp)
+    records = {(r["method"], r["versus"]): r for r in tabulate_results.across_seeds(tabulate_results.rows(str(tmp_path)))}
+    assert records[("rnp", "static l1")]["seeds"] == [3]
+    assert abs(records[("rnp", "static l1")]["mean_pp"] - 0.5) < 1e-9, "the static arm at 0.33, nearest 0.34"
+    assert abs(records[("rnp", "dense")]["mean_pp"] - (-0.5)) < 1e-9
+
+
+def test_one_structure_plot_per_benchmark_whatever_the_seeds(tmp_path):
+    first = _scratch_result(with_evidence=True)
+    _write(tmp_path, "scratch_vs_slimming_resnet20.json", first)
+    _write(tmp_path, "scratch_vs_slimming_resnet20_seed1.json", dict(first, settings={"seed": 1}))
+    summary = tabulate_results.tabulate(str(tmp_path))
+    assert summary["plots"] == ["accuracy_vs_cost.png", "structure_scratch_vs_slimming_resnet20.png"]
+    assert "## Across seeds" in (tmp_path / "summary.md").read_text()

@@ -44,3 +44,28 @@ def test_no_sweep_file_no_section(tmp_path, monkeypatch):
 def test_the_resolution_note_is_computed_from_the_test_split():
     note = update_readme._resolution_note(accuracy=0.97)[0]
     assert "1,000 images" in note and "one image is 0.1 pp" in note and "is 0.5 pp" in note
+
+
+def _lstm(seed, lstm, l1):
+    arm = {"flops_ratio": 0.3, "params": 100, "structures_evaluated": 4, "controller_epochs": 2, "search_seconds": 60.0}
+    return {"benchmark": "lstm_vs_l1", "model": "vgg16", "width": 0.25, "dense_test_accuracy": 0.98,
+            "paper_flops_reduction": 0.7, "lstm_flops_reduction": 0.7, "lstm_accuracy_loss_pp": 100 * (0.98 - lstm),
+            "accuracy_lstm_minus_l1_pp": 100 * (lstm - l1), "total_seconds": 600.0, "settings": {"seed": seed},
+            "results": {"lstm": dict(arm, test_accuracy=lstm), "l1": dict(arm, test_accuracy=l1)}}
+
+
+def test_repeats_under_other_seeds_go_to_the_seed_table_not_the_method_tables(tmp_path, monkeypatch):
+    (tmp_path / "lstm_vs_l1_vgg16.json").write_text(json.dumps(_lstm(0, 0.980, 0.975)))
+    (tmp_path / "lstm_vs_l1_vgg16_seed1.json").write_text(json.dumps(_lstm(1, 0.970, 0.975)))
+    monkeypatch.setattr(update_readme, "RESULTS", str(tmp_path))
+    method_rows = [line for line in update_readme.lstm_section() if line.startswith("| vgg16")]
+    assert len(method_rows) == 1 and "+0.50 pp" in method_rows[0], "the seed-0 run only"
+    seeds = update_readme.seeds_section()
+    assert any("| `lstm` | `l1` | vgg16 x0.25 | 0, 1 | **+0.00 ± 0.71**" in line for line in seeds)
+    assert any("| `lstm` | dense | vgg16 x0.25 | 0, 1 | **-0.50 ± 0.71**" in line for line in seeds)
+
+
+def test_no_repeats_no_seed_table(tmp_path, monkeypatch):
+    (tmp_path / "lstm_vs_l1_vgg16.json").write_text(json.dumps(_lstm(0, 0.980, 0.975)))
+    monkeypatch.setattr(update_readme, "RESULTS", str(tmp_path))
+    assert update_readme.seeds_section() == []

@@ -1,0 +1,69 @@
+"""benchmarks/run_all.py and benchmarks/common.py: every job runs once, seeded jobs once per seed,
+and each seed's results file and log sit beside the others under their own names."""
+
+import argparse
+import importlib.util
+import json
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "benchmarks", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+common = _load("common")
+run_all = _load("run_all")
+
+FAKE_BENCHMARK = """
+import argparse, json, os
+parser = argparse.ArgumentParser()
+parser.add_argument("--seed", type=int, default=0)
+args = parser.parse_args()
+print("fake benchmark, seed", args.seed)
+folder = os.environ["KERAS_PRUNE_BENCH_RESULTS"]
+with open(os.path.join(folder, f"fake{'_seed%d' % args.seed if args.seed else ''}.json"), "w") as f:
+    json.dump({"seed": args.seed}, f)
+"""
+
+
+@pytest.mark.parametrize("seed, name", [(0, "lstm_vs_l1_vgg16.json"), (2, "lstm_vs_l1_vgg16_seed2.json")])
+def test_results_names_carry_the_seed_and_split_back(seed, name):
+    assert common.results_name("lstm_vs_l1_vgg16", seed) == name
+    assert common.split_seed(name) == ("lstm_vs_l1_vgg16", seed)
+    assert common.split_seed("/some/folder/" + name) == ("lstm_vs_l1_vgg16", seed)
+
+
+def test_seeds_are_parsed_and_bad_lists_named():
+    assert run_all._seeds("0,1,2") == [0, 1, 2]
+    assert run_all._seeds(" 3 ") == [3]
+    for bad in ("0,0", "a,b", "", "-1"):
+        with pytest.raises(argparse.ArgumentTypeError, match="--seeds"):
+            run_all._seeds(bad)
+
+
+def test_seeded_jobs_run_once_per_seed_and_the_others_once(tmp_path, monkeypatch):
+    scripts, results = tmp_path / "scripts", tmp_path / "results"
+    scripts.mkdir()
+    (scripts / "fake.py").write_text(FAKE_BENCHMARK)
+    monkeypatch.setattr(run_all, "HERE", str(scripts))
+    monkeypatch.setattr(run_all, "JOBS", [("seeded", ["fake.py"], 1), ("unseeded", ["fake.py"], 1)])
+    monkeypatch.setattr(run_all, "UNSEEDED", {"unseeded"})
+    monkeypatch.setattr(sys, "argv", ["run_all.py", "--seeds", "0,2", "--results", str(results)])
+    with pytest.raises(SystemExit) as exit_:
+        run_all.main()
+    assert exit_.value.code == 0
+    record = json.loads((results / "run_all.json").read_text())
+    assert sorted(record["jobs"]) == ["seeded", "seeded_seed2", "unseeded"]
+    assert record["jobs"]["seeded_seed2"]["command"][-2:] == ["--seed", "2"]
+    assert "--seed" not in record["jobs"]["seeded"]["command"]
+    assert (results / "logs" / "seeded_seed2.log").read_text().strip() == "fake benchmark, seed 2"
+    assert sorted(p.name for p in results.glob("fake*.json")) == ["fake.json", "fake_seed2.json"]
