@@ -4,7 +4,8 @@ Each benchmark runs as a child process (one at a time: this machine has 2 cores,
 benchmark's timings are only fair alone), with its log in `<results>/logs/<job>.log`.
 After the last one, `tabulate.py` writes `summary.md`, `summary.json` and the plots from
 every results file, and `run_all.json` records what ran: commands, exit codes, seconds,
-versions, machine, seeds.
+versions, machine, seeds; `total_seconds` is the last invocation's, and `runs` lists every
+invocation that wrote to the folder.
 
 Jobs (each benchmark pins its own seed, 0 unless its flags say otherwise):
 
@@ -120,7 +121,7 @@ def main():
     record = read_json(record_path) if os.path.exists(record_path) else {}
     record.update(quick=args.quick, **_environment())
     record.setdefault("jobs", {})
-    started = time.perf_counter()
+    started, started_at = time.perf_counter(), time.strftime("%Y-%m-%dT%H:%M:%S%z")
     for index, (name, argv, minutes, seed) in enumerate(runs):
         _log(f"{index + 1}/{len(runs)} {name}{f' seed {seed}' if seed else ''}: {' '.join(argv)}"
              + ("" if args.quick or minutes is None else f" (last full run: {minutes} min)"))
@@ -130,6 +131,10 @@ def main():
         state = "ok" if job["returncode"] == 0 else f"FAILED (exit {job['returncode']}; see {job['log']})"
         _log(f"{job['name']}: {state} in {job['seconds'] / 60:.1f} min")
     record["total_seconds"] = round(time.perf_counter() - started, 1)
+    # One folder gathers several invocations (the default jobs, later repeats with other seeds): each is kept.
+    record.setdefault("runs", []).append({
+        "started": started_at, "runs": [f"{name}{f'_seed{seed}' if seed else ''}" for name, _, _, seed in runs],
+        "total_seconds": record["total_seconds"]})
 
     from tabulate_results import tabulate
 

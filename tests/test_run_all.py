@@ -63,6 +63,7 @@ def test_seeded_jobs_run_once_per_seed_and_the_others_once(tmp_path, monkeypatch
     assert exit_.value.code == 0
     record = json.loads((results / "run_all.json").read_text())
     assert sorted(record["jobs"]) == ["seeded", "seeded_seed2", "unseeded"]
+    assert record["runs"][-1]["runs"] == ["seeded", "seeded_seed2", "unseeded"]
     assert record["jobs"]["seeded_seed2"]["command"][-2:] == ["--seed", "2"]
     assert "--seed" not in record["jobs"]["seeded"]["command"]
     assert (results / "logs" / "seeded_seed2.log").read_text().strip() == "fake benchmark, seed 2"
