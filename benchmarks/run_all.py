@@ -18,7 +18,8 @@ Jobs (each benchmark pins its own seed, 0 unless its flags say otherwise):
             folder (a check of the scripts, not a result)
   --seeds   run each benchmark that takes a seed once per seed (`--seeds 0,1,2`): a seed other
             than 0 writes `<results file>_seed<N>.json` and `logs/<job>_seed<N>.log`, and the
-            summary adds the mean and spread across seeds of each comparison
+            summary adds the mean and spread across seeds of each comparison; the jobs
+            without a seed (surgery, l1_lenet5, the sweep) run only if 0 is among the seeds
 
 Run: python benchmarks/run_all.py [--quick] [--all] [--only NAME ...] [--seeds 0,1,2]
 """
@@ -105,8 +106,9 @@ def main():
         if unknown:
             parser.error(f"unknown job(s) {', '.join(unknown)}; --list shows them")
         jobs = [job for job in jobs if job[0] in args.only]
+    # A job without a seed runs once, with the seed-0 invocation: repeats with other seeds leave it alone.
     runs = [(name, argv, minutes, seed) for name, argv, minutes in jobs
-            for seed in ([0] if name in UNSEEDED else args.seeds)]
+            for seed in (([0] if 0 in args.seeds else []) if name in UNSEEDED else args.seeds)]
     folder = args.results or (tempfile.mkdtemp(prefix="keras_prune_quick_") if args.quick else RESULTS)
     os.makedirs(folder, exist_ok=True)
     _log(f"{len(runs)} run(s), results in {folder}" + ("" if args.quick else
@@ -122,11 +124,13 @@ def main():
     record.update(quick=args.quick, **_environment())
     record.setdefault("jobs", {})
     started, started_at = time.perf_counter(), time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    done = []
     for index, (name, argv, minutes, seed) in enumerate(runs):
         _log(f"{index + 1}/{len(runs)} {name}{f' seed {seed}' if seed else ''}: {' '.join(argv)}"
              + ("" if args.quick or minutes is None else f" (last full run: {minutes} min)"))
         job = run_job(name, argv, folder, quick=args.quick, seed=seed)
         record["jobs"][job["name"]] = job
+        done.append(job)
         write_json(record_path, record)
         state = "ok" if job["returncode"] == 0 else f"FAILED (exit {job['returncode']}; see {job['log']})"
         _log(f"{job['name']}: {state} in {job['seconds'] / 60:.1f} min")
@@ -140,7 +144,7 @@ def main():
 
     record["summary"] = tabulate(folder)
     write_json(record_path, record)
-    failed = [name for name, job in record["jobs"].items() if job["returncode"] != 0]
+    failed = [job["name"] for job in done if job["returncode"] != 0]  # this invocation's, not earlier ones
     _log(f"done in {record['total_seconds'] / 60:.1f} min; {len(failed)} failed {failed or ''}; "
          f"table: {os.path.join(folder, 'summary.md')}")
     sys.exit(1 if failed else 0)

@@ -36,7 +36,8 @@ CLAIMS = {
     "rnp_vs_static": [("rnp", "static l1"), ("rnp", "dense")],
 }
 """The accuracy comparisons each benchmark exists to make; a method compared with several rows
-(static pruning at several FLOPs) is compared with the one nearest its FLOPs."""
+(static pruning at several FLOPs) is compared with the row built for it (`pair`), else with the
+one nearest its FLOPs."""
 COLUMNS = ("method", "model", "accuracy % dense -> pruned", "FLOPs kept", "params dense -> pruned",
            "compression", "batch-1 ms dense -> pruned", "batch-32 ms dense -> pruned", "search", "source")
 
@@ -86,13 +87,14 @@ def _rnp(source, result):
     point = next(p for p in result["rnp"]["points"] if p["flops_bias"] == latency["flops_bias"])
     serving = result.get("serving_latency") or {"batch_1": {
         "dense_ms": latency["dense_ms"], "pruned_ms": latency["rnp_ms"], "ratio": latency["rnp_ms"] / latency["dense_ms"]}}
-    rows = [_row(source, "rnp", model, dense["accuracy"], point["accuracy"], point["flops_ratio"], serving=serving,
-                 search_seconds=result["rnp"]["train_seconds"])]
-    for arm in result["static"]:
-        rows.append(_row(source, "static l1", model, dense["accuracy"], arm["accuracy"],
-                         arm["flops"] / dense["flops"], params=arm.get("params"), dense_params=arm.get("dense_params"),
-                         nonzero=arm.get("nonzero_params"), serving=arm.get("serving_latency"),
-                         layers=arm.get("layers")))
+    rows = [dict(_row(source, "rnp", model, dense["accuracy"], point["accuracy"], point["flops_ratio"],
+                      serving=serving, search_seconds=result["rnp"]["train_seconds"]), pair=latency["flops_bias"])]
+    for arm in result["static"]:  # each static arm was built for one RNP point: `pair` is that point's bias
+        rows.append(dict(_row(source, "static l1", model, dense["accuracy"], arm["accuracy"],
+                              arm["flops"] / dense["flops"], params=arm.get("params"),
+                              dense_params=arm.get("dense_params"), nonzero=arm.get("nonzero_params"),
+                              serving=arm.get("serving_latency"), layers=arm.get("layers")),
+                         pair=arm.get("rnp_flops_bias")))
     return rows
 
 
@@ -147,16 +149,16 @@ def _cost(row):
 def across_seeds(table):
     """Per results file stem and comparison of CLAIMS: the accuracy difference (pp) of every seed run.
 
-    Returns one record per (stem, method, compared with): `seeds`, `differences_pp` (in seed
+    Returns one record per (stem, model, method, compared with): `seeds`, `differences_pp` (in seed
     order), `mean_pp`, `std_pp` (sample standard deviation; None for one seed), `min_pp`,
     `max_pp`, and `cost` (the method's FLOPs kept, or compression if unstructured, per seed).
     """
     runs = {}
-    for row in table:
+    for row in table:  # a stem rerun on another model (another --width) is another comparison
         stem, _ = split_seed(row["source"])
-        runs.setdefault(stem, {}).setdefault(row["source"], []).append(row)
+        runs.setdefault((stem, row["model"]), {}).setdefault(row["source"], []).append(row)
     records = []
-    for stem, files in sorted(runs.items()):
+    for (stem, model), files in sorted(runs.items()):
         kind = next(iter(files.values()))[0]["benchmark"]
         for method, other in CLAIMS.get(kind, []):
             seeds, differences, costs = [], [], []
@@ -171,13 +173,15 @@ def across_seeds(table):
                     theirs = [r for r in rows_of_run if r["method"] == other]
                     if not theirs:
                         continue
-                    reference = min(theirs, key=lambda r: abs(r["flops_ratio"] - row["flops_ratio"]))["accuracy"]
+                    paired = [r for r in theirs if r.get("pair") is not None and r["pair"] == row.get("pair")]
+                    nearest = min(theirs, key=lambda r: abs(r["flops_ratio"] - row["flops_ratio"]))
+                    reference = (paired[0] if paired else nearest)["accuracy"]
                 seeds.append(row["seed"] if row["seed"] is not None else split_seed(source)[1])
                 differences.append(100 * (row["accuracy"] - reference))
                 costs.append(_cost(row))
             if not seeds:
                 continue
-            unstructured, model = row["unstructured"], row["model"]
+            unstructured = row["unstructured"]
             order = np.argsort(seeds)
             differences = [differences[i] for i in order]
             values = np.asarray(differences)

@@ -68,12 +68,12 @@ def summary_section():
         "",
         *markdown_table(table),
         "",
-        *_resolution_note(),
+        *_resolution_note(repeats=bool(seeds_section())),
         *(["![accuracy vs cost](benchmarks/results/accuracy_vs_cost.png)", ""] if os.path.exists(plot) else []),
     ]
 
 
-def _resolution_note(accuracy=0.97):
+def _resolution_note(accuracy=0.97, repeats=False):
     """How finely the mnist5k test split resolves accuracy, so that readers weigh small differences."""
     from keras_prune.data.embedded import load_embedded
 
@@ -84,8 +84,8 @@ def _resolution_note(accuracy=0.97):
         f"{100 / n:.1f} pp and the binomial standard error of an accuracy near {100 * accuracy:.0f}% is "
         f"{error:.1f} pp. TensorFlow's multi-threaded CPU training is not bitwise reproducible, so a run repeated "
         "with the same seed and settings gives a slightly different model. A difference of a few tenths of a point "
-        "between two single runs is therefore not evidence either way; each row is one run, and the next table "
-        "repeats the comparisons with other seeds.",
+        "between two single runs is therefore not evidence either way; each row is one run"
+        + (", and the next table gives the comparisons repeated with other seeds." if repeats else "."),
         "",
     ]
 

@@ -23,15 +23,16 @@ def _load(name):
 common = _load("common")
 run_all = _load("run_all")
 
-FAKE_BENCHMARK = """
-import argparse, json, os
+FAKE_BENCHMARK = f"""
+import argparse, json, os, sys
+sys.path.insert(0, {os.path.join(ROOT, "benchmarks")!r})
+from common import results_dir, results_name
 parser = argparse.ArgumentParser()
 parser.add_argument("--seed", type=int, default=0)
 args = parser.parse_args()
 print("fake benchmark, seed", args.seed)
-folder = os.environ["KERAS_PRUNE_BENCH_RESULTS"]
-with open(os.path.join(folder, f"fake{'_seed%d' % args.seed if args.seed else ''}.json"), "w") as f:
-    json.dump({"seed": args.seed}, f)
+with open(os.path.join(results_dir(), results_name("fake", args.seed)), "w") as f:
+    json.dump({{"seed": args.seed}}, f)
 """
 
 
@@ -50,17 +51,22 @@ def test_seeds_are_parsed_and_bad_lists_named():
             run_all._seeds(bad)
 
 
-def test_seeded_jobs_run_once_per_seed_and_the_others_once(tmp_path, monkeypatch):
+def _run_all(tmp_path, monkeypatch, seeds):
     scripts, results = tmp_path / "scripts", tmp_path / "results"
-    scripts.mkdir()
+    scripts.mkdir(exist_ok=True)
     (scripts / "fake.py").write_text(FAKE_BENCHMARK)
     monkeypatch.setattr(run_all, "HERE", str(scripts))
     monkeypatch.setattr(run_all, "JOBS", [("seeded", ["fake.py"], 1), ("unseeded", ["fake.py"], 1)])
     monkeypatch.setattr(run_all, "UNSEEDED", {"unseeded"})
-    monkeypatch.setattr(sys, "argv", ["run_all.py", "--seeds", "0,2", "--results", str(results)])
+    monkeypatch.setattr(sys, "argv", ["run_all.py", "--seeds", seeds, "--results", str(results)])
     with pytest.raises(SystemExit) as exit_:
         run_all.main()
     assert exit_.value.code == 0
+    return results
+
+
+def test_seeded_jobs_run_once_per_seed_and_the_others_once(tmp_path, monkeypatch):
+    results = _run_all(tmp_path, monkeypatch, "0,2")
     record = json.loads((results / "run_all.json").read_text())
     assert sorted(record["jobs"]) == ["seeded", "seeded_seed2", "unseeded"]
     assert record["runs"][-1]["runs"] == ["seeded", "seeded_seed2", "unseeded"]
@@ -68,3 +74,11 @@ def test_seeded_jobs_run_once_per_seed_and_the_others_once(tmp_path, monkeypatch
     assert "--seed" not in record["jobs"]["seeded"]["command"]
     assert (results / "logs" / "seeded_seed2.log").read_text().strip() == "fake benchmark, seed 2"
     assert sorted(p.name for p in results.glob("fake*.json")) == ["fake.json", "fake_seed2.json"]
+
+
+def test_repeats_with_other_seeds_leave_the_unseeded_jobs_alone(tmp_path, monkeypatch):
+    _run_all(tmp_path, monkeypatch, "0")
+    results = _run_all(tmp_path, monkeypatch, "1,2")
+    record = json.loads((results / "run_all.json").read_text())
+    assert [run["runs"] for run in record["runs"]] == [["seeded", "unseeded"], ["seeded_seed1", "seeded_seed2"]]
+    assert sorted(record["jobs"]) == ["seeded", "seeded_seed1", "seeded_seed2", "unseeded"]

@@ -86,16 +86,40 @@ def test_repeats_with_other_seeds_are_put_together_per_comparison(tmp_path):
     assert "**-0.33 ± 0.76**" in lines[2] and "-1.0, +0.5, -0.5" in lines[2]
 
 
-def test_a_comparison_with_dense_and_with_the_nearest_flops(tmp_path):
-    rnp = {"benchmark": "rnp_vs_static", "settings": {"model": "conv4", "width": 2.0, "seed": 3},
-           "dense": {"accuracy": 0.985, "flops": 100.0}, "latency": {"flops_bias": 0.1, "dense_ms": 2.0, "rnp_ms": 1.5},
-           "rnp": {"points": [{"flops_bias": 0.1, "accuracy": 0.98, "flops_ratio": 0.34}], "train_seconds": 60.0},
-           "static": [{"accuracy": 0.97, "flops": 41.0}, {"accuracy": 0.975, "flops": 33.0}, {"accuracy": 0.95, "flops": 23.0}]}
-    _write(tmp_path, "rnp_vs_static_seed3.json", rnp)
-    records = {(r["method"], r["versus"]): r for r in tabulate_results.across_seeds(tabulate_results.rows(str(tmp_path)))}
+def _rnp(static):
+    return {"benchmark": "rnp_vs_static", "settings": {"model": "conv4", "width": 2.0, "seed": 3},
+            "dense": {"accuracy": 0.985, "flops": 100.0}, "latency": {"flops_bias": 0.1, "dense_ms": 2.0, "rnp_ms": 1.5},
+            "rnp": {"points": [{"flops_bias": 0.1, "accuracy": 0.98, "flops_ratio": 0.34}], "train_seconds": 60.0},
+            "static": static}
+
+
+def _rnp_records(tmp_path, static):
+    _write(tmp_path, "rnp_vs_static_seed3.json", _rnp(static))
+    return {(r["method"], r["versus"]): r for r in tabulate_results.across_seeds(tabulate_results.rows(str(tmp_path)))}
+
+
+def test_rnp_is_compared_with_the_static_arm_built_for_its_point_and_with_dense(tmp_path):
+    records = _rnp_records(tmp_path, [
+        {"accuracy": 0.975, "flops": 41.0, "rnp_flops_bias": 0.05},  # the best static arm
+        {"accuracy": 0.965, "flops": 34.0, "rnp_flops_bias": 0.2},  # the nearest in FLOPs
+        {"accuracy": 0.960, "flops": 36.0, "rnp_flops_bias": 0.1},  # built for the RNP point at bias 0.1
+    ])
     assert records[("rnp", "static l1")]["seeds"] == [3]
-    assert abs(records[("rnp", "static l1")]["mean_pp"] - 0.5) < 1e-9, "the static arm at 0.33, nearest 0.34"
+    assert abs(records[("rnp", "static l1")]["mean_pp"] - 2.0) < 1e-9
     assert abs(records[("rnp", "dense")]["mean_pp"] - (-0.5)) < 1e-9
+
+
+def test_without_a_recorded_pairing_the_static_arm_nearest_in_flops(tmp_path):
+    records = _rnp_records(tmp_path, [{"accuracy": 0.975, "flops": 41.0}, {"accuracy": 0.965, "flops": 34.0}])
+    assert abs(records[("rnp", "static l1")]["mean_pp"] - 1.5) < 1e-9
+
+
+def test_a_benchmark_rerun_on_another_model_is_another_comparison(tmp_path):
+    _write(tmp_path, "scratch_vs_slimming_resnet20.json", _seeded(0, 0.97, 0.98))
+    _write(tmp_path, "scratch_vs_slimming_resnet20_seed1.json", dict(_seeded(1, 0.97, 0.96), width=0.25))
+    records = [r for r in tabulate_results.across_seeds(tabulate_results.rows(str(tmp_path)))
+               if (r["method"], r["versus"]) == ("scratch", "slimming")]
+    assert sorted((r["model"], r["seeds"]) for r in records) == [("resnet20 x0.25", [1]), ("resnet20 x0.5", [0])]
 
 
 def test_one_structure_plot_per_benchmark_whatever_the_seeds(tmp_path):

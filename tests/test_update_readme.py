@@ -63,9 +63,11 @@ def test_repeats_under_other_seeds_go_to_the_seed_table_not_the_method_tables(tm
     seeds = update_readme.seeds_section()
     assert any("| `lstm` | `l1` | vgg16 x0.25 | 0, 1 | **+0.00 ± 0.71**" in line for line in seeds)
     assert any("| `lstm` | dense | vgg16 x0.25 | 0, 1 | **-0.50 ± 0.71**" in line for line in seeds)
+    assert "the next table gives the comparisons repeated with other seeds" in " ".join(update_readme.summary_section())
 
 
 def test_no_repeats_no_seed_table(tmp_path, monkeypatch):
     (tmp_path / "lstm_vs_l1_vgg16.json").write_text(json.dumps(_lstm(0, 0.980, 0.975)))
     monkeypatch.setattr(update_readme, "RESULTS", str(tmp_path))
     assert update_readme.seeds_section() == []
+    assert "repeated with other seeds" not in " ".join(update_readme.summary_section())
