@@ -194,6 +194,12 @@ def across_seeds(table):
     return records
 
 
+def _signed(value, digits):
+    """`value` with its sign, and no "-0.00" for a difference that rounds to zero."""
+    value = round(value, digits) + 0.0
+    return f"{value:+.{digits}f}"
+
+
 def seeds_table(records):
     """The comparisons run with more than one seed, as a markdown table (empty if none)."""
     repeated = [r for r in records if len(r["seeds"]) > 1]
@@ -206,8 +212,8 @@ def seeds_table(records):
         versus = "dense" if r["versus"] == "dense" else f"`{r['versus']}`"
         lines.append(
             f"| `{r['method']}` | {versus} "
-            f"| {r['model']} | {', '.join(map(str, r['seeds']))} | **{r['mean_pp']:+.2f} ± {r['std_pp']:.2f}** "
-            f"| {', '.join(f'{d:+.1f}' for d in r['differences_pp'])} | {cost} | `{r['stem']}*.json` |")
+            f"| {r['model']} | {', '.join(map(str, r['seeds']))} | **{_signed(r['mean_pp'], 2)} ± {r['std_pp']:.2f}** "
+            f"| {', '.join(_signed(d, 1) for d in r['differences_pp'])} | {cost} | `{r['stem']}*.json` |")
     return lines
 
 

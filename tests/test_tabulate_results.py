@@ -129,3 +129,9 @@ def test_one_structure_plot_per_benchmark_whatever_the_seeds(tmp_path):
     summary = tabulate_results.tabulate(str(tmp_path))
     assert summary["plots"] == ["accuracy_vs_cost.png", "structure_scratch_vs_slimming_resnet20.png"]
     assert "## Across seeds" in (tmp_path / "summary.md").read_text()
+
+
+def test_a_difference_that_rounds_to_zero_has_no_minus_sign():
+    assert tabulate_results._signed(-0.04, 1) == "+0.0"
+    assert tabulate_results._signed(-1e-15, 2) == "+0.00"
+    assert tabulate_results._signed(-0.26, 1) == "-0.3"
