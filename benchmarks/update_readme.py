@@ -222,6 +222,18 @@ def lstm_section():
     ]
 
 
+def _delta(result):
+    """", delta 0.05" for a run whose accuracy bound is not its recipe's (a sized variant), else ""."""
+    from olmp_vs_tfmot import RECIPES
+
+    delta = result.get("olmp_settings", {}).get("olmp_delta")
+    recipe = RECIPES.get(result["model"])
+    if delta is None or recipe is None:
+        return ""
+    lines = [line.strip() for line in open(recipe) if line.strip().startswith("--olmp_delta=")]
+    return "" if lines and float(lines[-1].split("=", 1)[1]) == delta else f", delta {delta:g}"
+
+
 def olmp_section():
     results = _first_runs("olmp_vs_tfmot_*.json")
     if not results:
@@ -236,7 +248,8 @@ def olmp_section():
             f"| {result['model']} | {100 * result['dense_test_accuracy']:.2f} "
             f"| **{olmp['compression']:.1f}x** at {100 * olmp['test_accuracy']:.2f} "
             f"| {tfmot} | {f'{ratio:.1f}x' if ratio else 'n/a'} | {sweep} "
-            f"| {olmp['iterations']:,} it., {(olmp['search_seconds'] + olmp['train_seconds']) / 60:.1f} min "
+            f"| {olmp['iterations']:,} it.{_delta(result)}, "
+            f"{(olmp['search_seconds'] + olmp['train_seconds']) / 60:.1f} min "
             f"| {result['total_seconds'] / 60:.1f} min |"
         )
     return [

@@ -71,3 +71,21 @@ def test_no_repeats_no_seed_table(tmp_path, monkeypatch):
     monkeypatch.setattr(update_readme, "RESULTS", str(tmp_path))
     assert update_readme.seeds_section() == []
     assert "repeated with other seeds" not in " ".join(update_readme.summary_section())
+
+
+def _olmp(delta):
+    return {"benchmark": "olmp_vs_tfmot", "model": "lenet300_100", "dense_test_accuracy": 0.95, "total_seconds": 400.0,
+            "olmp": {"compression": 150.0, "test_accuracy": 0.951, "iterations": 30001, "search_seconds": 100.0,
+                     "train_seconds": 200.0},
+            "olmp_settings": {"olmp_delta": delta, "seed": 0}, "tfmot_best": None, "olmp_over_tfmot_compression": None,
+            "tfmot": {"sweep": []}}
+
+
+def test_an_olmp_run_off_its_recipes_delta_says_so(tmp_path, monkeypatch):
+    (tmp_path / "olmp_vs_tfmot_lenet300_100.json").write_text(json.dumps(_olmp(0.08)))  # the recipe's delta
+    (tmp_path / "olmp_vs_tfmot_lenet300_100_delta005.json").write_text(json.dumps(_olmp(0.05)))
+    monkeypatch.setattr(update_readme, "RESULTS", str(tmp_path))
+    rows = [line for line in update_readme.olmp_section() if line.startswith("| lenet300_100")]
+    assert len(rows) == 2
+    assert "| 30,001 it., 5.0 min |" in rows[0]
+    assert "| 30,001 it., delta 0.05, 5.0 min |" in rows[1]
