@@ -230,7 +230,8 @@ def _delta(result):
     recipe = RECIPES.get(result["model"])
     if delta is None or recipe is None:
         return ""
-    lines = [line.strip() for line in open(recipe) if line.strip().startswith("--olmp_delta=")]
+    with open(recipe) as f:
+        lines = [line.strip() for line in f if line.strip().startswith("--olmp_delta=")]
     return "" if lines and float(lines[-1].split("=", 1)[1]) == delta else f", delta {delta:g}"
 
 
