@@ -74,9 +74,10 @@ def calibrate_batch_norm(model, *, seed=0, batch=8):
 
     gamma and beta are drawn per channel, so that a dropped BN channel matters; each BN's
     mean and variance are those of its input on a random batch (a training call, so with
-    dropout and stochastic depth active), scaled per channel by U(0.8, 1.2). Statistics drawn independently of the activations (e.g. all in U(0.5, 1.5))
-    leave activations of ~1e3 in deep nets, and sums of such terms that cancel to ~1 in the
-    squeeze-excitation gates: EfficientNetV2L's float64 outputs then differ by 3e-5 between
+    dropout and stochastic depth active), scaled per channel by U(0.8, 1.2). Statistics
+    drawn independently of the activations (e.g. all in U(0.5, 1.5)) leave activations of
+    ~1e3 in deep nets, and sums of such terms that cancel to ~1 in the squeeze-excitation
+    gates: EfficientNetV2L's float64 outputs then differ by 3e-5 between
     any two summation orders of the same numbers (the pruned model and its masked reference;
     the error grows from 4e-16 at the stem block by block, with no layer where it jumps
     to O(1) as a wrong channel would). With fitted statistics they agree to 7e-14.

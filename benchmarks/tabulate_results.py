@@ -336,6 +336,7 @@ def tabulate(folder=RESULTS):
 
     table = rows(folder)
     seeds = across_seeds(table)
+    repeated = seeds_table(seeds)
     plots = []
     if table:
         plot_accuracy_vs_cost(table, os.path.join(folder, "accuracy_vs_cost.png"))
@@ -352,7 +353,7 @@ def tabulate(folder=RESULTS):
                       "`serve`, median of repeated calls after warm-up; `n/m`: not measured by that run. "
                       "Search: the method's search; for `tfmot`, the training its pruning schedule runs in; "
                       "for `rnp`, its training.", "",
-                      *(["## Across seeds", "", *seeds_table(seeds), ""] if seeds_table(seeds) else []),
+                      *(["## Across seeds", "", *repeated, ""] if repeated else []),
                       *[f"![{p}]({p})" for p in plots], ""])
     atomic_write(os.path.join(folder, "summary.md"), text)
     summary = {"rows": [{k: v for k, v in r.items() if k != "layers"} for r in table], "across_seeds": seeds,

@@ -224,15 +224,13 @@ def lstm_section():
 
 def _delta(result):
     """", delta 0.05" for a run whose accuracy bound is not its recipe's (a sized variant), else ""."""
-    from olmp_vs_tfmot import RECIPES
+    from olmp_vs_tfmot import RECIPES, recipe_config
 
     delta = result.get("olmp_settings", {}).get("olmp_delta")
-    recipe = RECIPES.get(result["model"])
-    if delta is None or recipe is None:
+    if delta is None or result["model"] not in RECIPES:
         return ""
-    with open(recipe) as f:
-        lines = [line.strip() for line in f if line.strip().startswith("--olmp_delta=")]
-    return "" if lines and float(lines[-1].split("=", 1)[1]) == delta else f", delta {delta:g}"
+    recipe_delta = recipe_config(result["model"], os.path.join(RESULTS, "unused"), {}).olmp_delta  # writes nothing
+    return "" if recipe_delta == delta else f", delta {delta:g}"
 
 
 def olmp_section():
