@@ -75,7 +75,7 @@ def _run_config(args, out, target_flops):
         finetune_epochs=args.final_epochs, batch_size=args.batch_size, learning_rate=args.final_learning_rate,
         schedule="constant", seed=args.seed, verbose=2, recovery_epochs=args.recovery_epochs,
         patience=args.patience, lstm_epochs=args.controller_epochs, lstm_children=args.children,
-        lstm_parents=args.parents, lstm_learning_rate=args.controller_learning_rate,
+        lstm_parents=args.parents, lstm_learning_rate=args.controller_learning_rate, round_to=args.round_to,
     )
 
 
@@ -109,6 +109,9 @@ def main():
     parser.add_argument("--final_learning_rate", type=float, default=0.01, help="fixed (paper: 1e-3 for 100-250 epochs)")
     parser.add_argument("--batch_size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--round_to", type=int, default=1,
+                        help="lstm and l1 keep multiples of this many channels per group (8: fast CPU kernels)")
+    parser.add_argument("--tag", default="", help="suffix of the results file, to keep a variant beside the default")
     parser.add_argument("--quick", action="store_true", help="tiny phases on 5 batches, to check the script")
     args = parser.parse_args()
     paper = PAPER[args.model]
@@ -167,7 +170,8 @@ def main():
         **_environment(),
     }
     folder = results_dir(args.quick)  # a quick check is not a result
-    path = os.path.join(folder, results_name(f"lstm_vs_l1_{args.model}", args.seed))
+    stem = f"lstm_vs_l1_{args.model}{'_' + args.tag if args.tag else ''}"
+    path = os.path.join(folder, results_name(stem, args.seed))
     write_json(path, summary)
     _log(
         f"lstm: {100 * summary['lstm_flops_reduction']:.1f}% fewer FLOPs (paper {100 * paper['reduction']:.1f}%), "

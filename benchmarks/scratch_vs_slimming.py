@@ -68,6 +68,7 @@ def _context(args, out, strategy, **overrides):
         schedule=args.schedule,
         seed=args.seed,
         prune_residual=args.prune_residual,
+        round_to=args.round_to,
         verbose=2,
     )
     settings.update(overrides)
@@ -119,6 +120,8 @@ def main():
     parser.add_argument("--prune_residual", action="store_true",
                         help="every arm also prunes the groups tied by residual additions (default: the official "
                              "code's choice, residual stream unpruned)")
+    parser.add_argument("--round_to", type=int, default=1,
+                        help="every arm keeps multiples of this many channels per group (8: fast CPU kernels)")
     parser.add_argument("--tag", default="", help="suffix of the results file, to keep a variant beside the default")
     parser.add_argument("--quick", action="store_true", help="one-epoch phases on 5 batches at width 0.25, to check the script")
     args = parser.parse_args()

@@ -56,6 +56,7 @@ class RunConfig:
     latency_repeats: int = 30
     max_batches: int = 0
     prune_residual: bool = False
+    round_to: int = 1
     schedule: str = "constant"
     label_smoothing: float = 0.0
     weight_decay: float = 0.0

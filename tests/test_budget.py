@@ -5,7 +5,14 @@ import pytest
 
 from keras_prune.errors import PruneError
 from keras_prune.graph import analyze, count_flops, expand_channels
-from keras_prune.methods.budget import global_budget, min_reachable_ratio, uniform_budget
+from keras_prune.methods.budget import (
+    global_budget,
+    min_reachable_ratio,
+    next_count,
+    round_count,
+    top_channels,
+    uniform_budget,
+)
 from keras_prune.methods.l1 import select_groups
 from keras_prune.models import get_model
 
@@ -92,3 +99,65 @@ def test_global_budget_fills_the_margin_a_coarse_channel_leaves(target, seed):
     result = global_budget(graph, groups, scores, target, reference_flops=reference)
     assert abs(coarse["ratio"] - target) > 0.002 * target, "the case must be one the bisection alone misses"
     assert abs(result["ratio"] - target) <= 0.0005 * target
+
+
+@pytest.mark.parametrize(
+    "count,size,round_to,expected",
+    [
+        (5, 16, 1, 5),
+        (0, 16, 1, 1),  # never below one channel
+        (3, 16, 8, 8),  # never below round_to
+        (11, 16, 8, 8),
+        (12, 16, 8, 16),  # ties round up
+        (9, 20, 8, 8),
+        (19, 20, 8, 20),  # the whole group is an allowed count
+        (17, 20, 8, 16),
+        (3, 6, 8, 6),  # a group no larger than round_to stays whole
+    ],
+)
+def test_round_count_goes_to_the_nearest_allowed_count(count, size, round_to, expected):
+    assert round_count(count, size, round_to) == expected
+
+
+def test_round_count_is_monotone_and_next_count_steps_to_the_next_allowed_count():
+    for size in (6, 8, 20, 64):
+        rounded = [round_count(n, size, 8) for n in range(0, size + 3)]
+        assert rounded == sorted(rounded)
+        assert all(c == size or c % 8 == 0 for c in rounded)
+    assert next_count(8, 20, 8) == 16 and next_count(16, 20, 8) == 20 and next_count(20, 20, 8) == 20
+    assert next_count(5, 20, 1) == 6
+
+
+def _allowed(count, size, round_to):
+    return count == size or count % round_to == 0
+
+
+@pytest.mark.parametrize("budget", [uniform_budget, global_budget])
+@pytest.mark.parametrize("target", [0.4, 0.7])
+def test_round_to_keeps_multiples_of_it_and_still_aims_at_the_target(resnet20, rng, budget, target):
+    model, graph = resnet20  # ResNet-20 at full width: groups of 16, 32 and 64 channels
+    groups = select_groups(graph, prune_residual=True)
+    scores = {g.id: rng.random(g.size) for g in groups}
+    exact = budget(graph, groups, scores, target)
+    rounded = budget(graph, groups, scores, target, round_to=8)
+    kept = {g.id: len(rounded.keep[g.id]) for g in groups}
+    assert all(_allowed(kept[g.id], g.size, 8) for g in groups), kept
+    assert any(len(exact.keep[g.id]) % 8 for g in groups), "the case must be one rounding changes"
+    assert rounded["ratio"] == pytest.approx(count_flops(model, rounded.keep, graph=graph).total / count_flops(model).total)
+    assert abs(rounded["ratio"] - target) <= 0.05 * target
+    if budget is global_budget:
+        assert rounded["counts"] == kept
+        for g in groups:  # each group keeps its own best channels
+            np.testing.assert_array_equal(rounded.keep[g.id], top_channels(scores[g.id], kept[g.id]))
+
+
+def test_round_to_raises_the_smallest_reachable_budget(resnet20):
+    model, graph = resnet20
+    groups = select_groups(graph)
+    floor, rounded_floor = min_reachable_ratio(graph, groups), min_reachable_ratio(graph, groups, round_to=8)
+    assert rounded_floor > floor
+    scores = {g.id: np.ones(g.size) for g in groups}
+    with pytest.raises(PruneError, match=r"keeping 8 channels \(--round_to\).*smallest reachable value is"):
+        global_budget(graph, groups, scores, (floor + rounded_floor) / 2, round_to=8)
+    with pytest.raises(PruneError, match="round_to must be a whole number >= 1"):
+        uniform_budget(graph, groups, scores, 0.5, round_to=0)

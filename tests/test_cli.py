@@ -54,6 +54,7 @@ def _prune(*args, cwd=ROOT):
         (["--method=nope", "--model=lenet5"], "value should be one of"),
         (["--method=l1", "--model=lenet5", "--target_flops=1.5"], "--target_flops must be in (0, 1]"),
         (["--method=l1", "--model=lenet5", "--target_flops=0"], "--target_flops must be in (0, 1]"),
+        (["--method=l1", "--model=lenet5", "--round_to=0"], "--round_to must be >= 1"),
     ],
 )
 def test_flag_errors_are_one_line_without_traceback(args, expected, tmp_path):

@@ -137,6 +137,16 @@ def test_a_prune_decision_removes_the_rate_of_current_channels_but_never_the_las
     assert structure_key((9, 16)) == "9-16"
 
 
+def test_with_round_to_a_prune_decision_lands_on_an_allowed_count_and_always_cuts():
+    space = StructureSpace(analyze(tiny_resnet(width=8)), prune_rate=0.2, round_to=8)
+    sizes = [g.size for g in space.groups]
+    assert sizes == [12, 16]
+    assert space.child(space.original, [PRUNE, PRUNE]) == (8, 8)  # 12 -> 9 -> 8; 16 -> 12 -> 16 is no cut -> 8
+    assert space.child((8, 8), [PRUNE, PRUNE]) == (8, 8)  # round_to is the floor
+    rows = space.descriptors((8, 16))
+    np.testing.assert_array_equal(rows[:, DESCRIPTOR_FEATURES.index("can_prune")], [0, 1])
+
+
 def test_a_model_with_fewer_than_two_prunable_groups_is_refused():
     inputs = keras.Input((8, 8, 1))
     x = keras.layers.Conv2D(4, 3, name="only")(inputs)

@@ -247,3 +247,29 @@ def test_expansion_widens_every_group_but_inputs_and_outputs():
     assert wide.get_layer("plain").filters == 40
     assert wide.output_shape == model.output_shape
     assert count_flops(wide).total > 1.5 * count_flops(model).total
+
+
+def test_expansion_with_round_to_rounds_widths_to_the_nearest_multiple_never_below_the_original():
+    model = tiny_resnet(width=8)  # stem 8 (-> 10), block_1 12 (-> 15), plain 16 (-> 20)
+    wide = expand_channels(model, 1.25, round_to=8)
+    assert [wide.get_layer(n).filters for n in ("stem", "block_1", "plain")] == [8, 16, 24]
+    assert wide.output_shape == model.output_shape
+
+
+def test_round_to_makes_every_kept_count_a_multiple_of_it(tmp_path):
+    keras.utils.set_random_seed(0)
+    path = tmp_path / "tiny.keras"
+    tiny_resnet(width=16).save(path)
+    out = tmp_path / "run"
+    config = RunConfig(
+        method="scratch", model=str(path), output_dir=str(out), dataset="digits", target_flops=0.7,
+        pretrain_epochs=0, finetune_epochs=0, epochs=1, batch_size=64, latency_repeats=2, export=("keras",),
+        round_to=8, verbose=0,
+    )
+    report = run(config)
+    groups = report["method_details"]["groups"]
+    assert {g["group"]: g["expanded"] for g in groups} == {"block_1": 24, "plain": 40}
+    assert all(g["kept"] % 8 == 0 for g in groups), groups
+    pruned = keras.models.load_model(out / "model.keras")
+    assert pruned.get_layer("stem").filters == 24  # the unpruned residual stream: 16 x 1.25 = 20 -> 24
+    assert abs(report["flops_ratio"] - 0.7) <= 0.15 * 0.7

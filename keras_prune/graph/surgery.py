@@ -212,7 +212,7 @@ def _multiplicity(graph, sizes):
     return graph.spread(copies, 1, np.int64)
 
 
-def expand_channels(model, factor, *, graph=None, name=None):
+def expand_channels(model, factor, *, graph=None, name=None, round_to=1):
     """The same architecture with every prunable group `factor` times as wide, freshly initialised.
 
     "Prunable" includes groups tied by residual additions (they widen together), so a
@@ -225,11 +225,14 @@ def expand_channels(model, factor, *, graph=None, name=None):
         factor: the width multiplier, in [1, 2]; each group gets `round(factor * size)`.
         graph: an existing `analyze(model)` result.
         name: the new model's name (defaults to the original's).
+        round_to: widths go to the nearest multiple of this, never below the original
+            (ResNet widths 8/16/32 at 1.25x: 8/24/40 with 8, not 10/20/40), so that the
+            groups a method leaves unpruned, like a residual stream, keep a fast width.
     """
     if not 1.0 <= factor <= 2.0:
         raise ValueError(f"The expansion factor must be in [1, 2]. Received: factor={factor}")
     graph = graph or analyze(model)
-    sizes = {g.id: int(round(factor * g.size)) for g in graph.prunable_groups}
+    sizes = {g.id: _expanded_width(g.size, factor, round_to) for g in graph.prunable_groups}
     copies = _multiplicity(graph, sizes)
 
     def config_for(path, layer, config):
@@ -239,6 +242,13 @@ def expand_channels(model, factor, *, graph=None, name=None):
         return config
 
     return rebuild(graph, config_for=config_for, weights_for=_fresh_weights, name=name)
+
+
+def _expanded_width(size, factor, round_to):
+    width = int(round(factor * size))
+    if round_to <= 1:
+        return width
+    return max(size, int(width / round_to + 0.5) * round_to)
 
 
 def reinitialize(model, *, name=None):

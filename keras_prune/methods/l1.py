@@ -28,7 +28,7 @@ def run(model, data, ctx):
     graph = analyze(model)
     groups = select_groups(graph, prune_residual=config.prune_residual)
     scores = {g.id: filter_norms(graph, g) for g in groups}
-    budget = uniform_budget(graph, groups, scores, config.target_flops)
+    budget = uniform_budget(graph, groups, scores, config.target_flops, round_to=config.round_to)
     with ctx.strategy.scope():
         pruned = prune_channels(model, budget.keep, graph=graph)
     search_seconds = time.perf_counter() - start

@@ -14,7 +14,8 @@
 
 Only the internal channels of residual blocks are gated; the residual stream keeps its
 expanded width, as in the official code. `--prune_residual` gates the tied groups too,
-one shared gate per group.
+one shared gate per group. `--round_to` rounds the expanded widths and the kept counts
+to multiples of its value (channel counts off a multiple of 8 are slow on CPUs).
 """
 
 import os
@@ -269,7 +270,9 @@ def run(model, data, ctx):
     original_graph = analyze(model)
     reference_flops = count_flops(model, graph=original_graph).total
     with ctx.strategy.scope():
-        expanded = expand_channels(model, config.expansion, graph=original_graph, name=f"{model.name}_expanded")
+        expanded = expand_channels(
+            model, config.expansion, graph=original_graph, name=f"{model.name}_expanded", round_to=config.round_to
+        )
     graph = analyze(expanded)
     groups = select_groups(graph, prune_residual=config.prune_residual)
     placement, skipped = gate_positions(graph, groups)
@@ -305,7 +308,9 @@ def run(model, data, ctx):
     gate_seconds = time.perf_counter() - start
 
     budget_start = time.perf_counter()
-    budget = global_budget(graph, groups, values, config.target_flops, reference_flops=reference_flops)
+    budget = global_budget(
+        graph, groups, values, config.target_flops, reference_flops=reference_flops, round_to=config.round_to
+    )
     budget_seconds = time.perf_counter() - budget_start
     off_by = abs(budget["ratio"] - config.target_flops) / config.target_flops
     ctx.log(
@@ -313,7 +318,8 @@ def run(model, data, ctx):
         f"unexpanded model's FLOPs (target {config.target_flops:g}, off by {off_by:.2%})"
     )
     if off_by > 0.01:
-        ctx.log("scratch: warning: one channel more or less moves the FLOPs by over 1% of the target here")
+        step = "one channel" if config.round_to == 1 else f"one step of --round_to={config.round_to} channels"
+        ctx.log(f"scratch: warning: {step} more or less moves the FLOPs by over 1% of the target here")
     with ctx.strategy.scope():
         structure = reinitialize(prune_channels(expanded, budget.keep, graph=graph), name=f"{model.name}_scratch")
     search_seconds = time.perf_counter() - start

@@ -107,7 +107,7 @@ def run(model, data, ctx):
             f"No prunable channel group of model {model.name!r} passes through a BatchNormalization; "
             "Network Slimming has nothing to rank. Use --method=l1 instead."
         )
-    budget = global_budget(graph, groups, scores, config.target_flops)
+    budget = global_budget(graph, groups, scores, config.target_flops, round_to=config.round_to)
     with ctx.strategy.scope():
         pruned = prune_channels(model, budget.keep, graph=graph)
     search_seconds = time.perf_counter() - start

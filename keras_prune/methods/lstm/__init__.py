@@ -3,8 +3,9 @@
 1. A `PruningController` (descriptor embedding -> LSTM -> keep/prune softmax) reads the
    network's prunable groups in order (`StructureSpace.descriptors`: position, kernel size,
    stride, kept/original channels, FLOPs shares) and samples one decision per group.
-2. Every "prune" removes `ceil(--prune_rate * n)` of the group's current n channels, those
-   with the smallest filter norm (`--lstm_criterion`), by physical, dependency-aware surgery;
+2. Every "prune" removes `ceil(--prune_rate * n)` of the group's current n channels (kept
+   counts rounded to multiples of `--round_to`), those with the smallest filter norm
+   (`--lstm_criterion`), by physical, dependency-aware surgery;
    the child recovers for `--recovery_epochs` by distillation from its teacher
    (`--lstm_teacher`: its parent or the pre-trained network) plus cross-entropy.
 3. Reward (after recovery, on the validation split): `--lstm_reward` (`settings.reward`).

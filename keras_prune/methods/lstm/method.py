@@ -54,7 +54,12 @@ def run(model, data, ctx):
     config = ctx.config
     settings = LSTMSettings.from_config(config)
     start = time.perf_counter()
-    space = StructureSpace(analyze(model), prune_rate=settings.prune_rate, prune_residual=config.prune_residual)
+    space = StructureSpace(
+        analyze(model),
+        prune_rate=settings.prune_rate,
+        prune_residual=config.prune_residual,
+        round_to=config.round_to,
+    )
     ctx.log(
         f"lstm: {len(space.groups)} groups, prune rate {settings.prune_rate:g}; up to {settings.max_epochs} "
         f"controller epoch(s) of {settings.parents} parent(s) x {settings.children} child(ren), "

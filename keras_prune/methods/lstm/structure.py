@@ -12,6 +12,7 @@ import numpy as np
 
 from keras_prune.errors import PruneError
 from keras_prune.graph import count_flops
+from keras_prune.methods.budget import round_count
 from keras_prune.methods.lstm.controller import PRUNE
 from keras_prune.methods.l1 import select_groups
 
@@ -51,15 +52,18 @@ class StructureSpace:
         prune_rate: fraction of current channels one "prune" decision removes.
         prune_residual: also decide on groups tied by residual additions (default: only
             the channels inside residual blocks, the usual ResNet rule).
+        round_to: counts stay multiples of this (or the whole group); a "prune" then
+            goes to the allowed count nearest its rate, and at least one step down.
 
     Raises:
         PruneError: if fewer than two groups can be pruned (nothing for a policy over
             layers to choose between).
     """
 
-    def __init__(self, graph, *, prune_rate, prune_residual=False):
+    def __init__(self, graph, *, prune_rate, prune_residual=False, round_to=1):
         self.graph = graph
         self.prune_rate = float(prune_rate)
+        self.round_to = int(round_to)
         self.groups = select_groups(graph, prune_residual=prune_residual)
         if len(self.groups) < 2:
             tied = len(graph.prunable_groups) - len(self.groups)
@@ -99,13 +103,26 @@ class StructureSpace:
         """FLOPs of the structure as a fraction of the pre-trained network's."""
         return self.flops(counts).total / self.full_flops
 
-    def pruned_count(self, count):
-        """Channels left after one "prune" decision on a group of `count` (at least one)."""
-        return max(1, int(count) - math.ceil(self.prune_rate * int(count)))
+    def pruned_count(self, count, size):
+        """Channels left after one "prune" decision on a group of `size` that has `count`.
+
+        `ceil(prune_rate * count)` go (at least one channel stays); with `round_to`, the
+        allowed count nearest that, or the next allowed one down if that is no cut.
+        """
+        count = int(count)
+        wanted = max(1, count - math.ceil(self.prune_rate * count))
+        if self.round_to == 1:
+            return wanted
+        rounded = round_count(wanted, size, self.round_to)
+        if rounded < count:
+            return rounded
+        return round_count(count - self.round_to, size, self.round_to) if count > self.round_to else count
 
     def child(self, counts, actions):
         """The counts after applying one decision per group."""
-        return tuple(self.pruned_count(c) if a == PRUNE else int(c) for c, a in zip(counts, actions))
+        return tuple(
+            self.pruned_count(c, g.size) if a == PRUNE else int(c) for c, g, a in zip(counts, self.groups, actions)
+        )
 
     def descriptors(self, counts):
         """`[L, len(DESCRIPTOR_FEATURES)]` float32: one row per group, in model order."""
@@ -116,7 +133,7 @@ class StructureSpace:
         for i, (group, count) in enumerate(zip(self.groups, counts)):
             kernel, stride, dense = self._shapes[i]
             pruned = list(counts)
-            pruned[i] = self.pruned_count(count)
+            pruned[i] = self.pruned_count(count, group.size)
             saved = (total - self.flops(pruned).total) / total
             own = sum(flops.by_layer.get(p, 0) for p in group.producers) / total
             rows.append(
@@ -129,7 +146,7 @@ class StructureSpace:
                     own,
                     saved,
                     float(dense),
-                    float(count > 1),
+                    float(self.pruned_count(count, group.size) < count),
                 ]
             )
         return np.asarray(rows, "float32")
