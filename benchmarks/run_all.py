@@ -9,9 +9,10 @@ invocation that wrote to the folder.
 
 Jobs (each benchmark pins its own seed, 0 unless its flags say otherwise):
 
-  default   surgery, l1 baseline, scratch vs Network Slimming (ResNet-20), OLMP vs tfmot
-            (LeNet-300-100 and LeNet-5), LSTM vs l1 (VGG-16), RNP vs static: 75 min in the
-            last full run here (`--list` gives each job's minutes)
+  default   surgery, l1 baseline, channel counts and --round_to latency, scratch vs Network
+            Slimming (ResNet-20), OLMP vs tfmot (LeNet-300-100 and LeNet-5), LSTM vs l1
+            (VGG-16), RNP vs static: 79 min by the last run of each (`--list` gives each
+            job's minutes)
   --all     adds scratch vs slimming on VGG-16, LSTM vs l1 on ResNet-20, and the
             keras.applications sweep
   --quick   every job with its own --quick: a few minutes per job, results in a temporary
@@ -19,7 +20,8 @@ Jobs (each benchmark pins its own seed, 0 unless its flags say otherwise):
   --seeds   run each benchmark that takes a seed once per seed (`--seeds 0,1,2`): a seed other
             than 0 writes `<results file>_seed<N>.json` and `logs/<job>_seed<N>.log`, and the
             summary adds the mean and spread across seeds of each comparison; the jobs
-            without a seed (surgery, l1_lenet5, the sweep) run only if 0 is among the seeds
+            without a seed (surgery, l1_lenet5, the latency ones, the sweep) run only if 0 is
+            among the seeds
 
 Run: python benchmarks/run_all.py [--quick] [--all] [--only NAME ...] [--seeds 0,1,2]
 """
@@ -36,10 +38,13 @@ from common import RESULTS, RESULTS_ENV
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 # (name, script and arguments, minutes of its last full run here, rounded up: run_all.json's seconds
-# for the default jobs (the run of session 6: 74.7 min in all), the results files' total_seconds for the others)
+# for the default jobs (the run of session 6: 74.7 min in all), the results files' total_seconds for the others
+# and for the two latency jobs added later)
 JOBS = [
     ("surgery", ["surgery.py"], 1),
     ("l1_lenet5", ["l1_baseline.py", "--models", "lenet5"], 1),
+    ("channel_counts", ["channel_counts.py"], 1),
+    ("round_to_latency", ["round_to_latency.py"], 3),
     ("scratch_resnet20", ["scratch_vs_slimming.py", "--model", "resnet20"], 19),
     ("olmp_lenet300_100", ["olmp_vs_tfmot.py", "--model", "lenet300_100"], 6),
     ("olmp_lenet5", ["olmp_vs_tfmot.py", "--model", "lenet5"], 18),
@@ -51,7 +56,7 @@ EXTRA_JOBS = [
     ("lstm_resnet20", ["lstm_vs_l1.py", "--model", "resnet20"], 37),
     ("applications_sweep", ["applications_sweep.py"], 63),
 ]
-UNSEEDED = {"surgery", "l1_lenet5", "applications_sweep"}  # no training whose seed matters, or none to set
+UNSEEDED = {"surgery", "l1_lenet5", "channel_counts", "round_to_latency", "applications_sweep"}  # no training whose seed matters, or none to set
 
 
 def _log(message):

@@ -53,6 +53,45 @@ def surgery_section(result):
     ]
 
 
+def latency_section(counts=None, rounding=None):
+    """What channel counts cost on this CPU (channel_counts.json) and what --round_to wins back (round_to_latency.json)."""
+    lines = []
+    if counts:
+        lines += [
+            f"**Channel counts and latency** (`benchmarks/channel_counts.py`: a conv net whose {counts['depth']} inner "
+            f"layers have c channels between {counts['width']}-channel layers, its SavedModel timed against c = "
+            f"{counts['width']} in alternating blocks):",
+            "",
+            "| inner channels c | FLOPs ratio | batch-1 latency ratio | batch-32 latency ratio |",
+            "|---|---|---|---|",
+        ]
+        for point in counts["points"]:
+            latency = point["serving_latency"]
+            lines.append(f"| {point['inner_channels']} | {point['flops_ratio']:.3f} "
+                         f"| {latency['batch_1']['ratio']:.2f} | {latency['batch_32']['ratio']:.2f} |")
+        lines.append("")
+    if rounding:
+        r = rounding["round_to"]
+        lines += [
+            f"**`--round_to {r}`** (`benchmarks/round_to_latency.py`: each model pruned to the same FLOPs target by "
+            f"one global ranking of filter-L1 scores, with any channel count and with counts rounded to multiples of "
+            f"{r}; latency / dense latency of the SavedModels, median of {rounding['rounds']} alternating-block "
+            "timings, each timing in brackets):",
+            "",
+            "| model | FLOPs target | round_to | FLOPs kept | groups off a multiple of 8 | batch-1 latency ratio | batch-32 latency ratio |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for p in rounding["points"]:
+            cells = [
+                f"{p['latency_ratio'][batch]:.2f} ({', '.join(f'{v:.2f}' for v in p['latency_ratio_rounds'][batch])})"
+                for batch in ("batch_1", "batch_32")
+            ]
+            lines.append(f"| {p['model']} x{p['width']:g} | {p['target_flops']:g} | {p['round_to']} | {p['flops_ratio']:.3f} "
+                         f"| {p['groups_off_a_multiple_of_8']} of {len(p['counts'])} | {cells[0]} | {cells[1]} |")
+        lines.append("")
+    return lines
+
+
 def summary_section():
     """Every pruned model of every results file in one table (benchmarks/tabulate_results.py)."""
     from tabulate_results import markdown_table, rows
@@ -322,7 +361,8 @@ def main():
     text = open(readme).read()
     head, _, rest = text.partition(START)
     _, _, tail = rest.partition(END)
-    body = (surgery_section(_load("surgery.json")) + summary_section() + seeds_section() + scratch_section()
+    body = (surgery_section(_load("surgery.json"))
+            + latency_section(_load("channel_counts.json"), _load("round_to_latency.json")) + summary_section() + seeds_section() + scratch_section()
             + olmp_section() + lstm_section() + rnp_section() + sweep_section())
     new = head + START + "\n" + "\n".join(body) + "\n" + END + tail
     with open(readme + ".tmp", "w") as f:

@@ -89,3 +89,17 @@ def test_an_olmp_run_off_its_recipes_delta_says_so(tmp_path, monkeypatch):
     assert len(rows) == 2
     assert "| 30,001 it., 5.0 min |" in rows[0]
     assert "| 30,001 it., delta 0.05, 5.0 min |" in rows[1]
+
+
+def test_the_latency_section_shows_every_round_to_timing_and_nothing_without_files():
+    assert update_readme.latency_section(None, None) == []
+    point = {"model": "vgg16", "width": 0.25, "target_flops": 0.5, "flops_ratio": 0.4991, "counts": [8, 16, 24],
+             "groups_off_a_multiple_of_8": 0, "latency_ratio": {"batch_1": 0.81, "batch_32": 0.73},
+             "latency_ratio_rounds": {"batch_1": [0.75, 0.88, 0.81], "batch_32": [0.74, 0.73, 0.70]}}
+    rounding = {"round_to": 8, "rounds": 3, "points": [dict(point, round_to=8)]}
+    lines = update_readme.latency_section(None, rounding)
+    row = next(line for line in lines if line.startswith("| vgg16"))
+    assert row == "| vgg16 x0.25 | 0.5 | 8 | 0.499 | 0 of 3 | 0.81 (0.75, 0.88, 0.81) | 0.73 (0.74, 0.73, 0.70) |"
+    counts = {"depth": 6, "width": 16, "points": [
+        {"inner_channels": 9, "flops_ratio": 0.5625, "serving_latency": {"batch_1": {"ratio": 1.01}, "batch_32": {"ratio": 1.08}}}]}
+    assert "| 9 | 0.562 | 1.01 | 1.08 |" in update_readme.latency_section(counts, None)
