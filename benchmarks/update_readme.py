@@ -183,6 +183,12 @@ def sweep_section():
     ]
 
 
+def _round_to(result):
+    """", round_to 8" for a run that rounded its channel counts (`--round_to`), else ""."""
+    round_to = result.get("settings", {}).get("round_to", 1)
+    return "" if round_to == 1 else f", round_to {round_to}"
+
+
 def scratch_section():
     results = _first_runs("scratch_vs_slimming_*.json")
     if not results:
@@ -203,7 +209,7 @@ def scratch_section():
             else:
                 search = f"({row['search_epochs']} pre-training epochs: {row['pretrain_seconds']:.0f} s)"
             rows.append(
-                f"| {result['model']} x{result['width']:g} | `{name}` | {100 * row['test_accuracy']:.2f} "
+                f"| {result['model']} x{result['width']:g}{_round_to(result)} | `{name}` | {100 * row['test_accuracy']:.2f} "
                 f"| {row['flops_ratio']:.4f} | {row['params']:,} | {row['search_seconds']:.1f} s | {search} "
                 f"| {final} |"
             )
@@ -240,7 +246,7 @@ def lstm_section():
     for result in results:
         lstm, l1 = result["results"]["lstm"], result["results"]["l1"]
         rows.append(
-            f"| {result['model']} x{result['width']:g} | {100 * result['dense_test_accuracy']:.2f} "
+            f"| {result['model']} x{result['width']:g}{_round_to(result)} | {100 * result['dense_test_accuracy']:.2f} "
             f"| **{100 * result['lstm_flops_reduction']:.1f}%** (paper {100 * result['paper_flops_reduction']:.1f}%) "
             f"| {100 * lstm['test_accuracy']:.2f} ({-result['lstm_accuracy_loss_pp']:+.2f} pp) "
             f"| {100 * l1['test_accuracy']:.2f} at {l1['flops_ratio']:.4f} "

@@ -115,6 +115,15 @@ class RunConfig:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
 
 
+def _defaults():
+    """Every `RunConfig` field's default (the required ones excluded)."""
+    return {
+        f.name: (list(f.default) if isinstance(f.default, tuple) else f.default)
+        for f in dataclasses.fields(RunConfig)
+        if f.default is not dataclasses.MISSING
+    }
+
+
 def _log(message):
     print(f"[keras_prune] {message}", flush=True)
 
@@ -256,7 +265,7 @@ def run(config, *, flags_text=None):
     chief = is_chief(strategy)
     run_folder = config.output_dir if chief else f"{os.path.abspath(config.output_dir)}.{task_name(strategy)}"
     output_dir = prepare_output_dir(run_folder, resume=config.resume, overwrite=config.overwrite)
-    check_resume_config(output_dir, config.as_dict(), resume=config.resume)
+    check_resume_config(output_dir, config.as_dict(), resume=config.resume, defaults=_defaults())
     if not config.resume:  # a resumed run keeps the flags it started with
         atomic_write(os.path.join(output_dir, RUN_MARKER), flags_text or _config_text(config))
     data = load_dataset(config.dataset, data_dir=config.data_dir, batch_size=config.batch_size, seed=config.seed)
@@ -265,6 +274,9 @@ def run(config, *, flags_text=None):
         _log(f"data: at most {config.max_batches} train and validation batches per epoch (--max_batches)")
     _log(f"data: {data.info.describe()}")
     model, untrained = _build_model(config, data.info, strategy)
+    if hasattr(method, "preflight"):  # e.g. an impossible budget fails now, not after pre-training
+        with strategy.scope():
+            method.preflight(model, config)
     verbose = config.verbose if config.verbose is not None else (1 if sys.stdout.isatty() else 2)
     summaries = RunSummaries(os.path.join(output_dir, "tensorboard"))
 

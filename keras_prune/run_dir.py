@@ -61,18 +61,21 @@ def prepare_output_dir(path, *, resume=False, overwrite=False):
     return path
 
 
-def check_resume_config(path, settings, *, resume):
+def check_resume_config(path, settings, *, resume, defaults=None):
     """Records `settings` (a JSON-able dict) for a new run, or checks a resumed run's against them.
 
     A resumed run that changed what it computes (model, data, budget, epochs, seed...)
     would mix two experiments in one report, so it is refused with the differing flags.
+    A setting the run's record lacks (a flag added since) counts as its value in `defaults`.
     """
+    defaults = json.loads(json.dumps(defaults or {}))
     record = os.path.join(path, RUN_CONFIG)
     settings = json.loads(json.dumps(settings))
     if not resume or not os.path.exists(record):  # a new run (or one from before the record)
         write_json(record, settings)
         return
     saved = read_json(record)
+    saved = {**{k: v for k, v in defaults.items() if k not in saved}, **saved}
     changed = sorted(k for k in set(saved) | set(settings) if k not in RESUME_FREE and saved.get(k) != settings.get(k))
     if changed:
         differences = "; ".join(f"--{k}: {saved.get(k)!r} in the run, {settings.get(k)!r} now" for k in changed)

@@ -157,7 +157,24 @@ def test_round_to_raises_the_smallest_reachable_budget(resnet20):
     floor, rounded_floor = min_reachable_ratio(graph, groups), min_reachable_ratio(graph, groups, round_to=8)
     assert rounded_floor > floor
     scores = {g.id: np.ones(g.size) for g in groups}
-    with pytest.raises(PruneError, match=r"keeping 8 channels \(--round_to\).*smallest reachable value is"):
+    with pytest.raises(PruneError, match=r"keeping 8 channels \(--round_to; a smaller group stays whole\).*smallest reachable value is"):
         global_budget(graph, groups, scores, (floor + rounded_floor) / 2, round_to=8)
     with pytest.raises(PruneError, match="round_to must be a whole number >= 1"):
         uniform_budget(graph, groups, scores, 0.5, round_to=0)
+
+
+@pytest.mark.parametrize("target", [0.3, 0.5])
+def test_margin_filling_with_round_to_grows_groups_by_allowed_steps_only(target):
+    # Expanded VGG x0.25: groups of 20, 40, 80 and 160 channels, 20 not a multiple of 8.
+    model = get_model("vgg16", (28, 28, 1), 10, seed=0, width=0.25)
+    reference = count_flops(model).total
+    graph = analyze(expand_channels(model, 1.25))
+    groups = select_groups(graph)
+    rng = np.random.default_rng(1)
+    scores = {g.id: rng.random(g.size) * (1 - i / len(groups)) for i, g in enumerate(groups)}
+    coarse = global_budget(graph, groups, scores, target, reference_flops=reference, refine=0, round_to=8)
+    result = global_budget(graph, groups, scores, target, reference_flops=reference, round_to=8)
+    assert all(_allowed(result["counts"][g.id], g.size, 8) for g in groups), result["counts"]
+    assert any(g.size % 8 for g in groups)
+    assert abs(result["ratio"] - target) <= abs(coarse["ratio"] - target)
+    assert abs(result["ratio"] - target) <= 0.01 * target

@@ -147,6 +147,16 @@ def test_with_round_to_a_prune_decision_lands_on_an_allowed_count_and_always_cut
     np.testing.assert_array_equal(rows[:, DESCRIPTOR_FEATURES.index("can_prune")], [0, 1])
 
 
+
+def test_with_round_to_a_small_prune_rate_steps_to_the_next_allowed_count_down():
+    space = StructureSpace(analyze(tiny_resnet(width=15)), prune_rate=0.05, round_to=8)
+    assert [g.size for g in space.groups] == [19, 30]  # allowed: 8, 16, 19 and 8, 16, 24, 30
+    assert space.child(space.original, [PRUNE, PRUNE]) == (16, 24)  # 19 -> 18 rounds to 19: no cut, so 16
+    assert space.smallest == (8, 8)
+    with pytest.raises(PruneError, match="round_to must be a whole number"):
+        StructureSpace(space.graph, prune_rate=0.2, round_to=0)
+
+
 def test_a_model_with_fewer_than_two_prunable_groups_is_refused():
     inputs = keras.Input((8, 8, 1))
     x = keras.layers.Conv2D(4, 3, name="only")(inputs)

@@ -68,3 +68,10 @@ def test_resume_may_change_where_and_how_it_runs(tmp_path):
     moved = {**SETTINGS, "verbose": 0, "export": ["keras"], "resume": True, "strategy": "mirrored"}
     check_resume_config(str(tmp_path), moved, resume=True)
     assert json.loads((tmp_path / RUN_CONFIG).read_text()) == SETTINGS, "the record keeps the run's own settings"
+
+
+def test_a_flag_added_after_the_run_counts_as_its_default(tmp_path):
+    check_resume_config(str(tmp_path), SETTINGS, resume=False)  # a run recorded before --round_to existed
+    check_resume_config(str(tmp_path), {**SETTINGS, "round_to": 1}, resume=True, defaults={"round_to": 1})
+    with pytest.raises(OutputDirError, match="--round_to: 1 in the run, 8 now"):
+        check_resume_config(str(tmp_path), {**SETTINGS, "round_to": 8}, resume=True, defaults={"round_to": 1})

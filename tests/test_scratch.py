@@ -273,3 +273,12 @@ def test_round_to_makes_every_kept_count_a_multiple_of_it(tmp_path):
     pruned = keras.models.load_model(out / "model.keras")
     assert pruned.get_layer("stem").filters == 24  # the unpruned residual stream: 16 x 1.25 = 20 -> 24
     assert abs(report["flops_ratio"] - 0.7) <= 0.15 * 0.7
+
+
+@pytest.mark.parametrize("size,factor,expected", [(10, 2.0, 16), (11, 2.0, 16), (18, 2.0, 32), (3, 1.25, 4), (12, 1.0, 12)])
+def test_rounded_expansion_stays_within_twice_the_original_and_leaves_factor_one_alone(size, factor, expected):
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(size, 3, name="conv")(inputs)
+    outputs = keras.layers.Dense(10)(keras.layers.GlobalAveragePooling2D()(x))
+    wide = expand_channels(keras.Model(inputs, outputs), factor, round_to=8)
+    assert wide.get_layer("conv").filters == expected

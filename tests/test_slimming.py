@@ -83,3 +83,20 @@ def test_slimming_run_prunes_to_the_target(tmp_path):
     assert abs(report["flops_ratio"] - 0.6) <= 0.05 * 0.6
     assert report["method_details"]["groups_without_batchnorm"] == 0
     assert report["search_seconds"] > 0 and report["retrain_seconds"] > 0
+
+
+def test_an_impossible_budget_fails_before_sparsity_training(tmp_path, monkeypatch):
+    import keras_prune.methods.slimming as slimming
+
+    def must_not_train(*args, **kwargs):
+        raise AssertionError("sparsity training ran before the budget was checked")
+
+    monkeypatch.setattr(slimming, "sparsity_train", must_not_train)
+    path = tmp_path / "tiny.keras"
+    tiny_resnet(width=16).save(path)
+    config = RunConfig(
+        method="slimming", model=str(path), output_dir=str(tmp_path / "run"), dataset="digits", target_flops=0.05,
+        pretrain_epochs=0, epochs=1, finetune_epochs=0, latency_repeats=2, export=("keras",), round_to=8, verbose=0,
+    )
+    with pytest.raises(PruneError, match=r"smallest reachable value is .*A smaller --round_to lowers it"):
+        run(config)

@@ -103,3 +103,9 @@ def test_the_latency_section_shows_every_round_to_timing_and_nothing_without_fil
     counts = {"depth": 6, "width": 16, "points": [
         {"inner_channels": 9, "flops_ratio": 0.5625, "serving_latency": {"batch_1": {"ratio": 1.01}, "batch_32": {"ratio": 1.08}}}]}
     assert "| 9 | 0.562 | 1.01 | 1.08 |" in update_readme.latency_section(counts, None)
+
+
+def test_a_run_with_round_to_is_labelled_as_such():
+    assert update_readme._round_to({"settings": {"round_to": 8}}) == ", round_to 8"
+    assert update_readme._round_to({"settings": {"round_to": 1}}) == ""
+    assert update_readme._round_to({"settings": {}}) == "", "runs from before --round_to"

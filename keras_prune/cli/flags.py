@@ -47,7 +47,8 @@ def define_flags(flag_values=None):
     )
     _define(flags.DEFINE_integer, fv, "round_to", 1,
             "l1, lstm, scratch, slimming: keep a multiple of this many channels in every pruned group (or the "
-            "whole group); 8 suits CPU kernels, which run counts off a multiple of 8 slowly. 1: any count.")
+            "whole group; scratch also rounds its expanded widths); 8 suits CPU kernels, which run counts off a "
+            "multiple of 8 slowly. Raises the smallest reachable --target_flops. 1: any count.")
     _positive(fv, "round_to", lambda v: v >= 1, "--round_to must be >= 1 (1: any channel count).")
     _define(flags.DEFINE_enum, fv, 
         "schedule", "constant", list(SCHEDULES), "Learning-rate schedule of fine-tuning / retraining (step: /10 at 50%, 75%)."

@@ -225,9 +225,11 @@ def expand_channels(model, factor, *, graph=None, name=None, round_to=1):
         factor: the width multiplier, in [1, 2]; each group gets `round(factor * size)`.
         graph: an existing `analyze(model)` result.
         name: the new model's name (defaults to the original's).
-        round_to: widths go to the nearest multiple of this, never below the original
-            (ResNet widths 8/16/32 at 1.25x: 8/24/40 with 8, not 10/20/40), so that the
-            groups a method leaves unpruned, like a residual stream, keep a fast width.
+        round_to: each width goes to the multiple of this nearest `factor * size`
+            between the original and twice it (ResNet widths 8/16/32 at 1.25x: 8/24/40
+            with 8, not 10/20/40), so that the groups a method leaves unpruned, like a
+            residual stream, keep a fast width; a group with no multiple in that range,
+            or one the factor leaves as it is, keeps `round(factor * size)`.
     """
     if not 1.0 <= factor <= 2.0:
         raise ValueError(f"The expansion factor must be in [1, 2]. Received: factor={factor}")
@@ -246,9 +248,10 @@ def expand_channels(model, factor, *, graph=None, name=None, round_to=1):
 
 def _expanded_width(size, factor, round_to):
     width = int(round(factor * size))
-    if round_to <= 1:
+    multiples = range(-(-size // round_to) * round_to, 2 * size + 1, round_to)
+    if round_to <= 1 or width == size or not multiples:
         return width
-    return max(size, int(width / round_to + 0.5) * round_to)
+    return min(multiples, key=lambda m: (abs(m - factor * size), -m))
 
 
 def reinitialize(model, *, name=None):

@@ -2,8 +2,8 @@
 
 `round_to` makes every pruned group keep a multiple of that many channels (or the
 whole group; Torch-Pruning's `round_to`). Channel counts matter for speed as well as
-FLOPs: on this project's CPU a conv with 15, 12 or 9 channels ran 1.1-1.3x *slower*
-than one with 16, and one with 8 ran 0.77x (`benchmarks/results/channel_counts.json`).
+FLOPs: on this project's CPU, at batch 32, a conv with 15, 12 or 9 channels ran 1.1-1.3x
+*slower* than one with 16, and one with 8 ran 0.77x (`benchmarks/results/channel_counts.json`).
 The price is a coarser FLOPs grid, so the target is met less closely.
 """
 
@@ -14,6 +14,8 @@ from keras_prune.graph.flops import count_flops
 
 __all__ = [
     "BudgetResult",
+    "check_reachable",
+    "check_round_to",
     "global_budget",
     "min_reachable_ratio",
     "next_count",
@@ -37,8 +39,9 @@ def top_channels(scores, count):
     return np.sort(np.argsort(-np.asarray(scores), kind="stable")[:count])
 
 
-def _check_round_to(round_to):
-    if int(round_to) != round_to or round_to < 1:
+def check_round_to(round_to):
+    """`round_to` as an int, or a PruneError if it is not a whole number >= 1."""
+    if isinstance(round_to, bool) or int(round_to) != round_to or round_to < 1:
         raise PruneError(f"round_to must be a whole number >= 1 (1: any channel count). Received: {round_to!r}.")
     return int(round_to)
 
@@ -94,9 +97,9 @@ def uniform_budget(graph, groups, scores, target, *, iterations=40, round_to=1):
     Raises:
         PruneError: if `target` is below what the smallest allowed counts reach.
     """
-    round_to = _check_round_to(round_to)
+    round_to = check_round_to(round_to)
     full = count_flops(graph.model, graph=graph).total
-    _check_reachable(graph, groups, target, full, round_to)
+    check_reachable(graph, groups, target, full, round_to=round_to)
 
     def evaluate(fraction):
         counts = _counts(groups, fraction, round_to)
@@ -117,16 +120,26 @@ def uniform_budget(graph, groups, scores, target, *, iterations=40, round_to=1):
     return best
 
 
-def _check_reachable(graph, groups, target, full, round_to):
+def check_reachable(graph, groups, target, full_flops=None, *, round_to=1):
+    """Raises a PruneError naming the smallest reachable budget if `target` is below it.
+
+    Methods that train before they prune call this first, so that an impossible budget
+    fails before the training, not after it.
+    """
     if not groups:
         raise PruneError("The model has no prunable channel groups (see graph.analyze(model).frozen_layers).")
-    floor = min_reachable_ratio(graph, groups, full, round_to=round_to)
+    floor = min_reachable_ratio(graph, groups, full_flops, round_to=round_to)
     if target < floor:
-        least = "one channel" if round_to == 1 else f"{round_to} channels (--round_to)"
+        least = (
+            "one channel"
+            if round_to == 1
+            else f"{round_to} channels (--round_to; a smaller group stays whole)"
+        )
+        hint = "" if round_to == 1 else " A smaller --round_to lowers it."
         raise PruneError(
             f"--target_flops={target:g} is not reachable: keeping {least} in every "
             f"prunable group still costs {floor:.4f} of the FLOPs. The smallest reachable "
-            f"value is {floor:.4f}."
+            f"value is {floor:.4f}.{hint}"
         )
 
 
@@ -143,26 +156,27 @@ def global_budget(graph, groups, scores, target, *, reference_flops=None, refine
     model's FLOPs, so the two counts around the target may both miss it by that much.
     The margin below the target is then filled, in rank order, by growing the group
     whose next channel ranks best to its next allowed count, skipping groups that
-    would overshoot (up to `refine` tries; 0 turns this off).
+    would overshoot (up to `refine` growth steps; 0 turns this off).
 
     Args:
         scores: `{group_id: per-channel scores}`; comparable across groups.
         reference_flops: the FLOPs `target` is a fraction of (default: the analysed
             model's). Pruning from Scratch measures against the unexpanded model, so
             its ratio can exceed 1 when little is pruned.
-        refine: how many growth steps the margin filling may try.
+        refine: how many growth steps the margin filling may take.
         round_to: kept channel counts are multiples of this (or the whole group).
 
     Returns:
-        A `BudgetResult` with `keep`, `ratio`, `fraction` (of the ranked channels kept)
-        and `counts` per group.
+        A `BudgetResult` with `keep`, `ratio`, `fraction` (of the groups' channels kept,
+        counting the one a group keeps when the ranking would empty it) and `counts`
+        per group.
 
     Raises:
         PruneError: if `target` is below what the smallest allowed counts reach.
     """
-    round_to = _check_round_to(round_to)
+    round_to = check_round_to(round_to)
     full = reference_flops or count_flops(graph.model, graph=graph).total
-    _check_reachable(graph, groups, target, full, round_to)
+    check_reachable(graph, groups, target, full, round_to=round_to)
     flat = np.concatenate([np.asarray(scores[g.id], dtype="float64") for g in groups])
     order = np.argsort(-flat, kind="stable")
     rank = np.empty_like(order)
@@ -198,14 +212,17 @@ def global_budget(graph, groups, scores, target, *, reference_flops=None, refine
     return min(candidates, key=lambda result: abs(result["ratio"] - target))
 
 
-def _fill_margin(start, groups, ranks, best_first, target, tries, round_to, result):
-    """Grows groups in the rank order of their next channel while the FLOPs stay <= target."""
+def _fill_margin(start, groups, ranks, best_first, target, steps, round_to, result):
+    """Grows groups in the rank order of their next channel while the FLOPs stay <= target.
+
+    At most `steps` growth steps are taken; a step that would overshoot blocks its group
+    for good (growing the others only makes that step dearer), so the loop ends.
+    """
     counts = [start["counts"][g.id] for g in groups]
     best = start
     blocked = set()
-    for _ in range(tries):
-        if target - best["ratio"] <= 1e-4 * target:
-            break
+    taken = 0
+    while taken < steps and target - best["ratio"] > 1e-4 * target:
         open_groups = [i for i, g in enumerate(groups) if i not in blocked and counts[i] < g.size]
         if not open_groups:
             break
@@ -215,6 +232,7 @@ def _fill_margin(start, groups, ranks, best_first, target, tries, round_to, resu
         trial = result(trial_counts)
         if trial["ratio"] <= target:
             counts, best = trial_counts, trial
+            taken += 1
         else:
-            blocked.add(i)  # Growing the others only makes this group's step dearer.
+            blocked.add(i)
     return best

@@ -11,14 +11,22 @@ import time
 from keras_prune.criteria import filter_norms
 from keras_prune.graph import analyze, prune_channels
 from keras_prune.methods.base import MethodResult, retrain
-from keras_prune.methods.budget import uniform_budget
+from keras_prune.methods.budget import check_reachable, uniform_budget
 
-__all__ = ["run", "select_groups"]
+__all__ = ["preflight", "run", "select_groups"]
 
 
 def select_groups(graph, *, prune_residual=False):
     """The groups a structured method prunes: all prunable ones, residual ones on request."""
     return [g for g in graph.prunable_groups if prune_residual or len(g.producers) == 1]
+
+
+def preflight(model, config):
+    """Raises a PruneError if `config.target_flops` is out of reach (before any training)."""
+    graph = analyze(model)
+    check_reachable(
+        graph, select_groups(graph, prune_residual=config.prune_residual), config.target_flops, round_to=config.round_to
+    )
 
 
 def run(model, data, ctx):

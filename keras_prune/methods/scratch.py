@@ -29,7 +29,7 @@ from keras_prune.errors import PruneError
 from keras_prune.export.report_io import read_state, write_state
 from keras_prune.graph import analyze, count_flops, expand_channels, prune_channels, reinitialize
 from keras_prune.methods.base import MethodResult, retrain
-from keras_prune.methods.budget import global_budget
+from keras_prune.methods.budget import check_reachable, global_budget
 from keras_prune.methods.gating import gate_positions, gate_values, insert_gates
 from keras_prune.methods.l1 import select_groups
 
@@ -262,28 +262,42 @@ def retrain_epochs(config):
     return config.finetune_epochs
 
 
-def run(model, data, ctx):
-    """Prunes `model`'s architecture from scratch to `ctx.config.target_flops`."""
-    config = ctx.config
-    start = time.perf_counter()
-    ctx.log("scratch: only the architecture is used; its weights are drawn afresh (the method's premise)")
+def _gated_groups(model, config):
+    """The expanded network and its gated groups, once the budget is known to be reachable.
+
+    Not a pipeline `preflight`: building the expanded network draws random weights, which
+    would move every later draw of a seeded run; it runs before gate learning instead.
+
+    Returns (the original graph, reference FLOPs, expanded model, its graph, gated groups,
+    gate placement, `{group id: why it is not gated}`).
+    """
     original_graph = analyze(model)
     reference_flops = count_flops(model, graph=original_graph).total
-    with ctx.strategy.scope():
-        expanded = expand_channels(
-            model, config.expansion, graph=original_graph, name=f"{model.name}_expanded", round_to=config.round_to
-        )
+    expanded = expand_channels(
+        model, config.expansion, graph=original_graph, name=f"{model.name}_expanded", round_to=config.round_to
+    )
     graph = analyze(expanded)
     groups = select_groups(graph, prune_residual=config.prune_residual)
     placement, skipped = gate_positions(graph, groups)
-    for group_id, reason in skipped.items():
-        ctx.log(f"scratch: group {group_id} is not gated ({reason}); it keeps every channel")
     groups = [g for g in groups if g.id not in skipped]
     if not groups:
         raise PruneError(
             f"Model {model.name!r} has no channel group a gate can be placed on "
             "(see keras_prune.graph.analyze(model).frozen_layers)."
         )
+    check_reachable(graph, groups, config.target_flops, reference_flops, round_to=config.round_to)
+    return original_graph, reference_flops, expanded, graph, groups, placement, skipped
+
+
+def run(model, data, ctx):
+    """Prunes `model`'s architecture from scratch to `ctx.config.target_flops`."""
+    config = ctx.config
+    start = time.perf_counter()
+    ctx.log("scratch: only the architecture is used; its weights are drawn afresh (the method's premise)")
+    with ctx.strategy.scope():
+        original_graph, reference_flops, expanded, graph, groups, placement, skipped = _gated_groups(model, config)
+    for group_id, reason in skipped.items():
+        ctx.log(f"scratch: group {group_id} is not gated ({reason}); it keeps every channel")
     with ctx.strategy.scope():
         gated, gates = insert_gates(graph, placement, name=f"{model.name}_gated")
     ctx.log(

@@ -16,11 +16,11 @@ import numpy as np
 from keras_prune.errors import PruneError
 from keras_prune.graph import analyze, prune_channels
 from keras_prune.methods.base import MethodResult, retrain
-from keras_prune.methods.budget import global_budget
+from keras_prune.methods.budget import check_reachable, global_budget
 from keras_prune.methods.l1 import select_groups
 from keras_prune.training import train_classifier
 
-__all__ = ["bn_scale_scores", "gamma_l1", "run", "sparsity_train"]
+__all__ = ["bn_scale_scores", "gamma_l1", "preflight", "run", "sparsity_train"]
 
 
 def _bn_members(graph, group):
@@ -82,11 +82,31 @@ def sparsity_train(model, data, strategy, *, epochs, strength, learning_rate, ca
         )
 
 
+def _ranked_groups(model, config):
+    """(graph, candidate groups, the ones with a BatchNorm), once the budget is known to be reachable."""
+    graph = analyze(model)
+    candidates = select_groups(graph, prune_residual=config.prune_residual)
+    groups = [g for g in candidates if g.id in bn_scale_scores(graph, candidates)]
+    if not groups:
+        raise PruneError(
+            f"No prunable channel group of model {model.name!r} passes through a BatchNormalization; "
+            "Network Slimming has nothing to rank. Use --method=l1 instead."
+        )
+    check_reachable(graph, groups, config.target_flops, round_to=config.round_to)
+    return graph, candidates, groups
+
+
+def preflight(model, config):
+    """Raises a PruneError for a model without BatchNorm or an unreachable budget (before any training)."""
+    _ranked_groups(model, config)
+
+
 def run(model, data, ctx):
     """Sparsity-trains `model`, prunes it by global |gamma| to the FLOPs target, fine-tunes."""
     config = ctx.config
     verbose = 0 if config.verbose == 0 else 2
     start = time.perf_counter()
+    graph, candidates, groups = _ranked_groups(model, config)
     ctx.log(f"slimming: {config.epochs} epoch(s) with L1 {config.slimming_sparsity:g} on the BatchNorm scales")
     sparsity_train(
         model,
@@ -98,15 +118,7 @@ def run(model, data, ctx):
         callbacks=ctx.callbacks("sparsity"),
         verbose=verbose,
     )
-    graph = analyze(model)
-    candidates = select_groups(graph, prune_residual=config.prune_residual)
-    scores = bn_scale_scores(graph, candidates)
-    groups = [g for g in candidates if g.id in scores]
-    if not groups:
-        raise PruneError(
-            f"No prunable channel group of model {model.name!r} passes through a BatchNormalization; "
-            "Network Slimming has nothing to rank. Use --method=l1 instead."
-        )
+    scores = bn_scale_scores(graph, groups)  # the trained scales: training updates the layers in place
     budget = global_budget(graph, groups, scores, config.target_flops, round_to=config.round_to)
     with ctx.strategy.scope():
         pruned = prune_channels(model, budget.keep, graph=graph)

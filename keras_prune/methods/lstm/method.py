@@ -65,6 +65,13 @@ def run(model, data, ctx):
         f"controller epoch(s) of {settings.parents} parent(s) x {settings.children} child(ren), "
         f"{settings.recovery_epochs} recovery epoch(s) each (teacher: {settings.teacher})"
     )
+    floor = space.flops_ratio(space.smallest)
+    if floor > settings.target_flops:
+        ctx.log(
+            f"lstm: warning: the smallest structure (every group at {space.round_to} channel(s) or whole, "
+            f"--round_to) keeps {floor:.4f} of the FLOPs, above --target_flops={settings.target_flops:g}; "
+            "the search will stop by --patience or --lstm_epochs instead"
+        )
     search = LSTMSearch(
         model,
         space,

@@ -12,7 +12,7 @@ import numpy as np
 
 from keras_prune.errors import PruneError
 from keras_prune.graph import count_flops
-from keras_prune.methods.budget import round_count
+from keras_prune.methods.budget import check_round_to, round_count
 from keras_prune.methods.lstm.controller import PRUNE
 from keras_prune.methods.l1 import select_groups
 
@@ -63,7 +63,7 @@ class StructureSpace:
     def __init__(self, graph, *, prune_rate, prune_residual=False, round_to=1):
         self.graph = graph
         self.prune_rate = float(prune_rate)
-        self.round_to = int(round_to)
+        self.round_to = check_round_to(round_to)
         self.groups = select_groups(graph, prune_residual=prune_residual)
         if len(self.groups) < 2:
             tied = len(graph.prunable_groups) - len(self.groups)
@@ -92,6 +92,11 @@ class StructureSpace:
     def ids(self):
         return [g.id for g in self.groups]
 
+    @property
+    def smallest(self):
+        """The counts as far as prune decisions can go: one channel per group, or `round_to` (or whole)."""
+        return tuple(round_count(1, size, self.round_to) for size in self.original)
+
     def keep(self, counts):
         """`{group id: range}` for the FLOPs count of a structure (which channels does not matter)."""
         return {g.id: np.arange(int(c)) for g, c in zip(self.groups, counts) if int(c) < g.size}
@@ -116,7 +121,7 @@ class StructureSpace:
         rounded = round_count(wanted, size, self.round_to)
         if rounded < count:
             return rounded
-        return round_count(count - self.round_to, size, self.round_to) if count > self.round_to else count
+        return max(self.round_to, (count - 1) // self.round_to * self.round_to) if count > self.round_to else count
 
     def child(self, counts, actions):
         """The counts after applying one decision per group."""
