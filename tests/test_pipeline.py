@@ -89,8 +89,10 @@ def test_cli_smoke_run_writes_consistent_artefacts(tmp_path):
 
 @pytest.mark.slow
 def test_mirrored_strategy_gives_the_same_structure(tmp_path):
-    one = run(_smoke_config(tmp_path / "one", strategy="one_device"))
-    two = run(_smoke_config(tmp_path / "two", strategy="mirrored"))
+    # As in test_strategy_methods.py (which leaves l1 to this test): a few batches, no SavedModel.
+    small = dict(max_batches=10, export=("keras",))
+    one = run(_smoke_config(tmp_path / "one", strategy="one_device", **small))
+    two = run(_smoke_config(tmp_path / "two", strategy="mirrored", **small))
     assert [r["channels_after"] for r in one["layers"]] == [r["channels_after"] for r in two["layers"]]
     assert one["pruned"]["flops"] == two["pruned"]["flops"]
     assert abs(one["pruned"]["accuracy"] - two["pruned"]["accuracy"]) < 0.05
@@ -99,6 +101,17 @@ def test_mirrored_strategy_gives_the_same_structure(tmp_path):
 def test_unreachable_target_names_the_smallest_value(tmp_path):
     with pytest.raises(ValueError, match="smallest reachable value is 0.0"):
         run(_smoke_config(tmp_path / "run", target_flops=0.0001, pretrain_epochs=0))
+
+
+def test_an_unreachable_target_fails_before_pre_training(tmp_path, monkeypatch):
+    import keras_prune.pipeline as pipeline
+
+    def must_not_train(*args, **kwargs):
+        raise AssertionError("the dense model was trained before the budget was checked")
+
+    monkeypatch.setattr(pipeline, "train_classifier", must_not_train)
+    with pytest.raises(ValueError, match="smallest reachable value is .*A smaller --round_to lowers it"):
+        run(_smoke_config(tmp_path / "run", target_flops=0.05, round_to=8))  # floor 0.095 with 8 per group
 
 
 def test_nan_loss_stops_with_a_clear_message(tmp_path):
