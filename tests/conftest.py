@@ -12,6 +12,21 @@ import tensorflow as tf  # noqa: E402
 
 from keras_prune.training import make_strategy  # noqa: E402
 
+BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
+
+
+def load_benchmark(name):
+    """The script `benchmarks/<name>.py` as a module (benchmarks/ is a folder of scripts, not a package)."""
+    import importlib.util
+    import sys
+
+    if BENCHMARKS not in sys.path:
+        sys.path.insert(0, BENCHMARKS)  # the scripts import their siblings (common, evidence)
+    spec = importlib.util.spec_from_file_location(name, os.path.join(BENCHMARKS, f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 _cpus = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(
     _cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]

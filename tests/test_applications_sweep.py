@@ -1,19 +1,13 @@
 """The keras.applications sweep (benchmarks/applications_sweep.py): its per-model check passes
 on a real application and names the stage and the reason when a model fails."""
 
-import importlib.util
-import os
-import sys
-
 import keras
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-_spec = importlib.util.spec_from_file_location("applications_sweep", os.path.join(ROOT, "benchmarks", "applications_sweep.py"))
-sweep = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(sweep)
+from conftest import load_benchmark
+
+sweep = load_benchmark("applications_sweep")
 
 
 def test_every_application_is_swept():

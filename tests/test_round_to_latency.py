@@ -1,20 +1,14 @@
 """benchmarks/round_to_latency.py: both structures it times meet the same FLOPs target, one rounded."""
 
-import importlib.util
-import os
-import sys
-
 import pytest
 
 from keras_prune.graph import analyze, count_flops
 from keras_prune.methods.l1 import select_groups
 from keras_prune.models import get_model
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-_spec = importlib.util.spec_from_file_location("round_to_latency", os.path.join(ROOT, "benchmarks", "round_to_latency.py"))
-round_to_latency = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(round_to_latency)
+from conftest import load_benchmark
+
+round_to_latency = load_benchmark("round_to_latency")
 
 
 def test_the_rounded_structure_keeps_multiples_of_8_at_about_the_same_flops():

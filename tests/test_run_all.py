@@ -2,26 +2,17 @@
 and each seed's results file and log sit beside the others under their own names."""
 
 import argparse
-import importlib.util
 import json
 import os
 import sys
 
 import pytest
 
+from conftest import load_benchmark
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "benchmarks", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-common = _load("common")
-run_all = _load("run_all")
+common = load_benchmark("common")
+run_all = load_benchmark("run_all")
 
 FAKE_BENCHMARK = f"""
 import argparse, json, os, sys

@@ -1,16 +1,11 @@
 """benchmarks/tabulate_results.py: every results file becomes rows of one table, and what a
 file did not measure is shown as not measured, never filled in."""
 
-import importlib.util
 import json
-import os
-import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-_spec = importlib.util.spec_from_file_location("tabulate_results", os.path.join(ROOT, "benchmarks", "tabulate_results.py"))
-tabulate_results = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(tabulate_results)
+from conftest import load_benchmark
+
+tabulate_results = load_benchmark("tabulate_results")
 
 LAYERS = [{"name": "conv1", "channels_before": 8, "channels_after": 4, "flops_before": 100, "flops_after": 50,
            "sparsity": 0.5},

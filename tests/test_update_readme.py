@@ -1,15 +1,10 @@
 """benchmarks/update_readme.py: the README's results section is generated from the results files."""
 
-import importlib.util
 import json
-import os
-import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-_spec = importlib.util.spec_from_file_location("update_readme", os.path.join(ROOT, "benchmarks", "update_readme.py"))
-update_readme = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(update_readme)
+from conftest import load_benchmark
+
+update_readme = load_benchmark("update_readme")
 
 
 def _sweep(**extra):
