@@ -1,4 +1,10 @@
-"""The pruning methods. Each module has `run(model, data, ctx) -> MethodResult`."""
+"""The pruning methods. Each module has `run(model, data, ctx) -> MethodResult`.
+
+A module may also have `preflight(model, config)`: the pipeline calls it right after
+building the model, before pre-training it, so that bad input (an unreachable budget)
+fails before any training. It must not draw random numbers (that would move a seeded
+run's later draws).
+"""
 
 import importlib
 
