@@ -92,8 +92,11 @@ def latency_section(counts=None, rounding=None):
     return lines
 
 
-def summary_section():
-    """Every pruned model of every results file in one table (benchmarks/tabulate_results.py)."""
+def summary_section(seeds=None):
+    """Every pruned model of every results file in one table (benchmarks/tabulate_results.py).
+
+    `seeds` is `seeds_section()`'s output, if the caller has it already (else it is built here).
+    """
     from tabulate_results import markdown_table, rows
 
     table = rows(RESULTS)
@@ -107,7 +110,7 @@ def summary_section():
         "",
         *markdown_table(table),
         "",
-        *_resolution_note(repeats=bool(seeds_section())),
+        *_resolution_note(repeats=bool(seeds_section() if seeds is None else seeds)),
         *(["![accuracy vs cost](benchmarks/results/accuracy_vs_cost.png)", ""] if os.path.exists(plot) else []),
     ]
 
@@ -367,8 +370,10 @@ def main():
     text = open(readme).read()
     head, _, rest = text.partition(START)
     _, _, tail = rest.partition(END)
+    seeds = seeds_section()
     body = (surgery_section(_load("surgery.json"))
-            + latency_section(_load("channel_counts.json"), _load("round_to_latency.json")) + summary_section() + seeds_section() + scratch_section()
+            + latency_section(_load("channel_counts.json"), _load("round_to_latency.json"))
+            + summary_section(seeds) + seeds + scratch_section()
             + olmp_section() + lstm_section() + rnp_section() + sweep_section())
     new = head + START + "\n" + "\n".join(body) + "\n" + END + tail
     with open(readme + ".tmp", "w") as f:

@@ -117,11 +117,7 @@ class RunConfig:
 
 def _defaults():
     """Every `RunConfig` field's default (the required ones excluded)."""
-    return {
-        f.name: (list(f.default) if isinstance(f.default, tuple) else f.default)
-        for f in dataclasses.fields(RunConfig)
-        if f.default is not dataclasses.MISSING
-    }
+    return {f.name: f.default for f in dataclasses.fields(RunConfig) if f.default is not dataclasses.MISSING}
 
 
 def _log(message):

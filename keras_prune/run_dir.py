@@ -75,7 +75,7 @@ def check_resume_config(path, settings, *, resume, defaults=None):
         write_json(record, settings)
         return
     saved = read_json(record)
-    saved = {**{k: v for k, v in defaults.items() if k not in saved}, **saved}
+    saved = {**defaults, **saved}
     changed = sorted(k for k in set(saved) | set(settings) if k not in RESUME_FREE and saved.get(k) != settings.get(k))
     if changed:
         differences = "; ".join(f"--{k}: {saved.get(k)!r} in the run, {settings.get(k)!r} now" for k in changed)

@@ -1,7 +1,9 @@
 """Shared test set-up: two logical CPU devices (for real MirroredStrategy runs), a clean
 Keras session per test, fixed seeds."""
 
+import importlib.util
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -17,9 +19,6 @@ BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file
 
 def load_benchmark(name):
     """The script `benchmarks/<name>.py` as a module (benchmarks/ is a folder of scripts, not a package)."""
-    import importlib.util
-    import sys
-
     if BENCHMARKS not in sys.path:
         sys.path.insert(0, BENCHMARKS)  # the scripts import their siblings (common, evidence)
     spec = importlib.util.spec_from_file_location(name, os.path.join(BENCHMARKS, f"{name}.py"))

@@ -67,8 +67,6 @@ def round_count(count, size, round_to=1):
 
 def next_count(count, size, round_to=1):
     """The smallest allowed count above `count` (`size` when nothing is left to add)."""
-    if round_to <= 1:
-        return min(int(count) + 1, int(size))
     return min((int(count) // round_to + 1) * round_to, int(size))
 
 

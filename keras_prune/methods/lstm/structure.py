@@ -121,7 +121,7 @@ class StructureSpace:
         rounded = round_count(wanted, size, self.round_to)
         if rounded < count:
             return rounded
-        return max(self.round_to, (count - 1) // self.round_to * self.round_to) if count > self.round_to else count
+        return (count - 1) // self.round_to * self.round_to if count > self.round_to else count
 
     def child(self, counts, actions):
         """The counts after applying one decision per group."""
