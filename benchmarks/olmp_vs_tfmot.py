@@ -94,6 +94,8 @@ def run_olmp(args, workdir):
         "olmp_iterations": args.olmp_iterations,
         "olmp_prune_stop": args.olmp_prune_stop,
         "olmp_delta": args.olmp_delta,
+        "olmp_constraint": args.olmp_constraint,
+        "olmp_constraint_examples": args.olmp_constraint_examples,
         "seed": args.seed,
         **({"pretrain_epochs": 2, "olmp_budget": 200} if args.quick else {}),
     }
@@ -273,6 +275,10 @@ def main():
     parser.add_argument("--olmp_iterations", type=int, default=None, help="override the recipe's K")
     parser.add_argument("--olmp_prune_stop", type=int, default=None, help="override the recipe's prune_stop")
     parser.add_argument("--olmp_delta", type=float, default=None, help="override the recipe's delta")
+    parser.add_argument("--olmp_constraint", choices=("batch", "validation"), default=None,
+                        help="override where NCS measures accuracy (the training batch or held-out examples)")
+    parser.add_argument("--olmp_constraint_examples", type=int, default=None,
+                        help="override the held-out examples per NCS call of --olmp_constraint=validation")
     parser.add_argument("--seed", type=int, default=None, help="override the recipe's seed (data split, init, "
                         "training); a seed other than 0 adds _seed<N> to the results file name")
     parser.add_argument("--tag", default="", help="suffix of the results file, to keep a sized run beside the recipe's")

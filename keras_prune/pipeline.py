@@ -67,6 +67,8 @@ class RunConfig:
     budget_train: bool = False
     slimming_sparsity: float = 1e-4
     olmp_delta: float = 0.08
+    olmp_constraint: str = "batch"
+    olmp_constraint_examples: int = 256
     olmp_crate_bounds: str = "0,10"
     olmp_iterations: int = 30001
     olmp_prune_stop: int = 15000

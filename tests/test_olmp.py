@@ -255,6 +255,52 @@ def test_interrupted_search_resumes_and_finds_the_same_c_rates(pretrained, tmp_p
         np.testing.assert_array_equal(before, after)
 
 
+def test_validation_constraint_searches_on_held_out_examples_in_turn(pretrained, tmp_path, monkeypatch):
+    masked, dns, trainer, settings, data = _setup(pretrained, constraint="validation", constraint_examples=50)
+    loop = OLMPLoop(trainer, dns, data.train, settings, validation=data.validation, workdir=tmp_path,
+                    log=lambda message: None)
+    x_val, y_val = (np.concatenate(parts) for parts in zip(*data.validation.as_numpy_iterator()))
+    assert 100 < len(y_val) < 150
+    batches = loop._held_out_batches()
+    order = np.concatenate([np.arange(len(y_val)), np.arange(len(y_val))])
+    for start in (0, 50, 100, 150):  # the third batch wraps around to the first examples
+        x, y = next(batches)
+        np.testing.assert_array_equal(x, x_val[order[start:start + 50]])
+        np.testing.assert_array_equal(y, y_val[order[start:start + 50]])
+
+    searched = []
+    begin = OLMPLoop._begin_search
+    monkeypatch.setattr(OLMPLoop, "_begin_search", lambda self, it, triggered, batch: (
+        searched.append(batch), begin(self, it, triggered, batch))[1])
+    loop.run()
+    assert len(searched) == len(loop.calls) == 1
+    np.testing.assert_array_equal(searched[0][0], x_val[:50])
+
+    whole = OLMPLoop(trainer, dns, data.train, dataclasses.replace(settings, constraint_examples=10_000),
+                     validation=data.validation, workdir=tmp_path / "whole")
+    assert len(next(whole._held_out_batches())[1]) == len(y_val), "never more than the split holds"
+    with pytest.raises(PruneError, match="no validation split.*--olmp_constraint=batch"):
+        OLMPLoop(trainer, dns, data.train, settings, workdir=tmp_path)
+    empty = OLMPLoop(trainer, dns, data.train, settings, validation=data.validation.take(0), workdir=tmp_path)
+    with pytest.raises(PruneError, match="validation split is empty"):
+        next(empty._held_out_batches())
+
+
+def test_resume_reads_a_checkpoint_written_before_a_setting_existed(pretrained, tmp_path):
+    from keras_prune.export.report_io import read_state, write_state
+
+    finished = _loop(pretrained, tmp_path).run()
+    state, arrays = read_state(finished.checkpoint_path)
+    for key in ("constraint", "constraint_examples"):
+        del state["settings"][key]
+    write_state(finished.checkpoint_path, state, arrays)
+    assert _loop(pretrained, tmp_path).run(resume=True).calls == finished.calls
+    state["settings"]["constraint"] = "validation"
+    write_state(finished.checkpoint_path, state, arrays)
+    with pytest.raises(PruneError, match=r"other settings \(constraint\)"):
+        _loop(pretrained, tmp_path).run(resume=True)
+
+
 def test_bare_ncs_path_saves_its_state_per_generation(pretrained, tmp_path):
     loop = _loop(pretrained, tmp_path, use_tuner=False).run()
     state = json.loads((tmp_path / "tuner" / "ncs_0000000.json").read_text())
@@ -328,6 +374,10 @@ def test_bad_settings_are_clear_errors():
         OLMPSettings(sigma="5@100")
     with pytest.raises(PruneError, match="olmp_prune_stop <= olmp_iterations"):
         OLMPSettings(iterations=10, prune_stop=20)
+    with pytest.raises(PruneError, match=r"olmp_constraint to be one of \('batch', 'validation'\)"):
+        OLMPSettings(constraint="test")
+    with pytest.raises(PruneError, match="olmp_constraint_examples to be an integer >= 1"):
+        OLMPSettings(constraint_examples=0)
     assert OLMPSettings(sigma="5@0,0.5@10000").sigma_at(9999) == 5.0
     assert OLMPSettings(sigma="5@0,0.5@10000").sigma_at(10000) == 0.5
 
@@ -341,6 +391,8 @@ def test_bad_settings_are_clear_errors():
         ("--olmp_sigma=fast", "value@iteration"),
         ("--olmp_lr_policy=cosine", "olmp_lr_policy"),
         ("--olmp_prune_stop=40000", "--olmp_prune_stop must be <= --olmp_iterations"),
+        ("--olmp_constraint=test", "olmp_constraint"),
+        ("--olmp_constraint_examples=0", "--olmp_constraint_examples must be >= 1"),
     ],
 )
 def test_bad_flags_are_rejected_with_the_reason(arg, message, tmp_path):
@@ -354,8 +406,10 @@ def test_flags_reach_the_settings(tmp_path):
     fv = flags.FlagValues()
     define_flags(fv)
     fv(["prune", "--method=olmp", "--model=lenet5", f"--output_dir={tmp_path}", "--olmp_crate_bounds=0,20",
-        "--olmp_sigma=5@0,0.5@10000", "--olmp_lr_policy=step@7000", "--noolmp_tuner"])
+        "--olmp_sigma=5@0,0.5@10000", "--olmp_lr_policy=step@7000", "--noolmp_tuner",
+        "--olmp_constraint=validation", "--olmp_constraint_examples=128"])
     settings = OLMPSettings.from_config(config_from_flags(fv))
+    assert settings.constraint == "validation" and settings.constraint_examples == 128
     assert settings.crate_bounds == (0.0, 20.0) and settings.sigma == ((0, 5.0), (10000, 0.5))
     assert settings.lr_policy == ("step", 7000) and settings.use_tuner is False
 

@@ -93,10 +93,15 @@ def define_flags(flag_values=None):
 
 def _define_olmp(fv):
     """OLMP's flags (defaults: the paper's LeNet-300-100 run) and their validators."""
-    from keras_prune.methods.olmp.settings import parse_bounds, parse_lr_policy, parse_schedule
+    from keras_prune.methods.olmp.settings import CONSTRAINTS, parse_bounds, parse_lr_policy, parse_schedule
 
     _define(flags.DEFINE_float, fv, "olmp_delta", 0.08,
             "olmp: batch accuracy an NCS candidate may lose against the current model, in (0, 1).")
+    _define(flags.DEFINE_enum, fv, "olmp_constraint", "batch", list(CONSTRAINTS),
+            "olmp: where NCS measures that accuracy: the current training batch (the paper) or held-out "
+            "examples of the validation split.")
+    _define(flags.DEFINE_integer, fv, "olmp_constraint_examples", 256,
+            "olmp: with --olmp_constraint=validation, the held-out examples each NCS call measures.")
     _define(flags.DEFINE_string, fv, "olmp_crate_bounds", "0,10", "olmp: 'lower,upper' bounds of every c-rate.")
     _define(flags.DEFINE_integer, fv, "olmp_iterations", 30001, "olmp: SGD iterations in all (K).")
     _define(flags.DEFINE_integer, fv, "olmp_prune_stop", 15000,
@@ -117,6 +122,7 @@ def _define_olmp(fv):
     _parses(fv, "olmp_crate_bounds", parse_bounds)
     _parses(fv, "olmp_sigma", parse_schedule)
     _parses(fv, "olmp_lr_policy", parse_lr_policy)
+    _positive(fv, "olmp_constraint_examples", lambda v: v >= 1, "--olmp_constraint_examples must be >= 1.")
     _positive(fv, "olmp_iterations", lambda v: v >= 1, "--olmp_iterations must be >= 1.")
     _positive(fv, "olmp_prune_stop", lambda v: v >= 0, "--olmp_prune_stop must be >= 0.")
     _positive(fv, "olmp_prune_interval", lambda v: v >= 1, "--olmp_prune_interval must be >= 1.")

@@ -22,6 +22,8 @@ Each NCS call is a Keras Tuner search (`NCSOracle` + `PruningTuner`) in
 Deviations from the released code (PAPERS.md 2.6): candidates are evaluated against a fixed
 snapshot of the masks (not on top of the previous candidate's), only the winner is applied,
 and only to the searched layers; NCS is the canonical NCS-C unless `--olmp_legacy_ncs`.
+An option the paper does not have: `--olmp_constraint=validation` measures the accuracy
+constraint on held-out examples instead of the current training batch.
 """
 
 import importlib

@@ -6,7 +6,9 @@ At every iteration `it` (paper 2.4):
 3. every `prune_interval` iterations, if at least two layers are triggered, NCS searches
    their c-rates on the current batch (fitness: the fraction of weights and biases kept
    over all pruned layers; constraint: batch accuracy >= the current model's - delta,
-   else the death penalty 1.1), and the best c-rates are written back and applied;
+   else the death penalty 1.1), and the best c-rates are written back and applied. With
+   `constraint="validation"` the accuracies are measured on the next `constraint_examples`
+   held-out examples instead of the training batch;
 4. one masked SGD step ("adjusting"; after `prune_stop`, retraining with frozen masks).
 
 Checkpoints (`<workdir>/checkpoint.npz`, written atomically) hold the weights, masks,
@@ -28,7 +30,7 @@ from keras_prune.errors import PruneError
 from keras_prune.export.report_io import read_state, write_state
 from keras_prune.methods.olmp.dns import LayerStatistics
 from keras_prune.methods.olmp.search import search_crates
-from keras_prune.methods.olmp.settings import DEATH_PENALTY
+from keras_prune.methods.olmp.settings import DEATH_PENALTY, OLMPSettings
 
 __all__ = ["CHECKPOINT", "OLMPLoop"]
 
@@ -43,6 +45,8 @@ class OLMPLoop:
         trainer: the `MaskedSGD` of the model.
         dns: the model's `DNSLayers` (statistics frozen at construction).
         train: the training `tf.data.Dataset` (batched; repeated here).
+        validation: the validation `tf.data.Dataset`, needed with `settings.constraint ==
+            "validation"` (its examples are then what NCS measures accuracy on).
         settings: the `OLMPSettings`.
         workdir: folder for the checkpoint and the NCS searches (`tuner/`).
         tuner_dir: folder of the NCS searches' Keras Tuner projects instead of
@@ -54,9 +58,15 @@ class OLMPLoop:
             `settings.prune_interval`).
     """
 
-    def __init__(self, trainer, dns, train, settings, *, workdir, tuner_dir=None, summaries=None, log=print,
-                 log_every=500, checkpoint_every=None):
+    def __init__(self, trainer, dns, train, settings, *, validation=None, workdir, tuner_dir=None, summaries=None,
+                 log=print, log_every=500, checkpoint_every=None):
         self.trainer, self.dns, self.train, self.settings = trainer, dns, train, settings
+        if settings.constraint == "validation" and validation is None:
+            raise PruneError(
+                "olmp_constraint='validation' measures NCS candidates on held-out examples, but this run has "
+                "no validation split; use a dataset with one, or --olmp_constraint=batch."
+            )
+        self.validation = validation
         self.workdir = os.fspath(workdir)
         self._tuner_dir = os.fspath(tuner_dir) if tuner_dir else None
         self.summaries, self.log = summaries, log
@@ -95,6 +105,7 @@ class OLMPLoop:
             self._finish_search(resume=True)
             self._adjust(x, y, np.zeros(len(self.crates), bool), checkpoint=True)
         iterator = self.trainer.iterator(self.train) if self.iteration < settings.iterations else None
+        held_out = self._held_out_batches() if settings.constraint == "validation" else None
         while self.iteration < settings.iterations:
             it = self.iteration
             x, y = next(iterator)
@@ -102,13 +113,32 @@ class OLMPLoop:
             searching = it < settings.prune_stop and it % settings.prune_interval == 0 and triggered.sum() >= 2
             if searching:
                 self.trainer.update_masks(self.dns.thresholds(self.crates), triggered)
-                self._begin_search(it, triggered, self.trainer.gather(x, y))
+                batch = next(held_out) if held_out is not None else self.trainer.gather(x, y)
+                self._begin_search(it, triggered, batch)
                 self._finish_search(resume=False)
                 triggered = np.zeros_like(triggered)  # the winner is applied already
             self._adjust(x, y, triggered, checkpoint=searching or (it + 1) % self.checkpoint_every == 0)
         self.train_seconds += time.perf_counter() - started - (self.search_seconds - search_before)
         self.save()
         return self
+
+    def _held_out_batches(self):
+        """Endless NumPy global batches of `constraint_examples` validation examples, in turn.
+
+        The validation split is read in order and wraps around, so consecutive NCS calls see
+        different examples when it holds more than one batch; a split smaller than
+        `constraint_examples` gives batches of the whole split.
+        """
+        examples = self.validation.unbatch()
+        wanted = self.settings.constraint_examples
+        size = next((len(y) for _, y in examples.take(wanted).batch(wanted).as_numpy_iterator()), 0)
+        if size == 0:
+            raise PruneError(
+                "olmp_constraint='validation' measures NCS candidates on held-out examples, but the validation "
+                "split is empty; use a dataset with one, or --olmp_constraint=batch."
+            )
+        for x, y in examples.repeat().batch(size).as_numpy_iterator():
+            yield x, y
 
     def _sample_triggers(self, iteration):
         """Which layers update their masks at `iteration` (none once masks are frozen)."""
@@ -175,7 +205,7 @@ class OLMPLoop:
         self.pending, self.batch = None, None
         self._summarise_call(record)
         self.log(
-            f"olmp: iteration {record['iteration']}: NCS over {record['layers']} (batch accuracy "
+            f"olmp: iteration {record['iteration']}: NCS over {record['layers']} ({self.settings.constraint} accuracy "
             f"{reference:.4f}, delta {self.settings.delta:g}) -> c-rates {record['crates_after']}, "
             f"{outcome.fitness:.5f} kept, in {seconds:.1f} s ({outcome.evaluations} evaluations)"
         )
@@ -274,7 +304,9 @@ class OLMPLoop:
                 f"The OLMP checkpoint {self.checkpoint_path} prunes layers {state['layers']}, this run "
                 f"{self.dns.names}; resume with the same --model, or start a new --output_dir."
             )
-        changed = sorted(k for k, v in self.settings.as_dict().items() if state["settings"].get(k) != v)
+        # A setting added after the checkpoint was written counts as its default.
+        recorded = {**OLMPSettings().as_dict(), **state["settings"]}
+        changed = sorted(k for k, v in self.settings.as_dict().items() if recorded.get(k) != v)
         if changed:
             raise PruneError(
                 f"The OLMP checkpoint {self.checkpoint_path} was written with other settings "

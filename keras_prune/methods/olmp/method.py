@@ -40,6 +40,7 @@ def run(model, data, ctx):
         dns,
         data.train,
         settings,
+        validation=data.validation,
         workdir=os.path.join(ctx.output_dir, WORKDIR),
         # In Keras Tuner's distributed mode every process searches in the chief's projects.
         tuner_dir=os.path.join(os.path.abspath(ctx.config.output_dir), WORKDIR, "tuner") if distributed_tuning() else None,
@@ -49,7 +50,8 @@ def run(model, data, ctx):
     ctx.log(
         f"olmp: {len(names)} layers {names}, {dns.total:,} weights + biases; {settings.iterations} "
         f"iterations, masks frozen at {settings.prune_stop}, NCS every {settings.prune_interval} "
-        f"(N={settings.population}, budget {settings.budget}, delta {settings.delta:g})"
+        f"(N={settings.population}, budget {settings.budget}, delta {settings.delta:g} on the "
+        + ("training batch)" if settings.constraint == "batch" else f"next {settings.constraint_examples} validation examples)")
     )
     loop.run(resume=ctx.config.resume)
     details = describe(loop, ctx.output_dir)

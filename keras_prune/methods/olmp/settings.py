@@ -11,6 +11,7 @@ import numbers
 from keras_prune.errors import PruneError
 
 __all__ = [
+    "CONSTRAINTS",
     "DEATH_PENALTY",
     "INITIAL_CRATE",
     "LR_POLICIES",
@@ -25,6 +26,12 @@ INITIAL_CRATE = 0.001
 
 DEATH_PENALTY = 1.1
 """The fitness of a candidate that breaks the accuracy constraint: worse than keeping everything (1.0)."""
+
+CONSTRAINTS = ("batch", "validation")
+"""Where NCS measures a candidate's accuracy: "batch", the current training batch (the paper), or
+"validation", held-out examples the model never trains on (a training batch of a model that fits
+its training data is near 100% correct with or without the candidate, so it cannot see what
+pruning costs on unseen data)."""
 
 LR_POLICIES = ("inv", "step@N", "fixed")
 """Learning-rate policies: Caffe "inv" (base * (1 + 1e-4 * it) ** -0.75, the LeNets), "step@N"
@@ -113,6 +120,9 @@ class OLMPSettings:
 
     Attributes:
         delta: the batch accuracy an NCS candidate may lose against the current model, in (0, 1).
+        constraint: where that accuracy is measured, one of `CONSTRAINTS`.
+        constraint_examples: with constraint "validation", how many held-out examples each NCS
+            call measures (the next ones of the validation split, wrapping around).
         crate_bounds: `(lower, upper)` of every c-rate.
         iterations: K, the total SGD iterations (pruning and adjusting, then retraining).
         prune_stop: the iteration from which masks are frozen (no more triggers, no NCS).
@@ -129,6 +139,8 @@ class OLMPSettings:
     """
 
     delta: float = 0.08
+    constraint: str = "batch"
+    constraint_examples: int = 256
     crate_bounds: tuple = (0.0, 10.0)
     iterations: int = 30001
     prune_stop: int = 15000
@@ -150,6 +162,11 @@ class OLMPSettings:
                 "Expected olmp_delta in (0, 1): the fraction of batch accuracy an NCS candidate "
                 f"may lose. Received: olmp_delta={delta!r}"
             )
+        if self.constraint not in CONSTRAINTS:
+            raise PruneError(
+                f"Expected olmp_constraint to be one of {CONSTRAINTS}. Received: olmp_constraint={self.constraint!r}"
+            )
+        _integer(self.constraint_examples, "olmp_constraint_examples", 1)
         object.__setattr__(self, "crate_bounds", parse_bounds(self.crate_bounds))
         object.__setattr__(self, "sigma", parse_schedule(self.sigma))
         if isinstance(self.lr_policy, str):
@@ -179,6 +196,8 @@ class OLMPSettings:
         """The settings of a `RunConfig` (its `olmp_*` fields, learning rate, weight decay, seed)."""
         return cls(
             delta=config.olmp_delta,
+            constraint=config.olmp_constraint,
+            constraint_examples=config.olmp_constraint_examples,
             crate_bounds=config.olmp_crate_bounds,
             iterations=config.olmp_iterations,
             prune_stop=config.olmp_prune_stop,
