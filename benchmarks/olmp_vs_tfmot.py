@@ -94,6 +94,7 @@ def run_olmp(args, workdir):
         "olmp_iterations": args.olmp_iterations,
         "olmp_prune_stop": args.olmp_prune_stop,
         "olmp_delta": args.olmp_delta,
+        "olmp_crate_bounds": args.olmp_crate_bounds,
         "olmp_constraint": args.olmp_constraint,
         "olmp_constraint_examples": args.olmp_constraint_examples,
         "seed": args.seed,
@@ -275,6 +276,7 @@ def main():
     parser.add_argument("--olmp_iterations", type=int, default=None, help="override the recipe's K")
     parser.add_argument("--olmp_prune_stop", type=int, default=None, help="override the recipe's prune_stop")
     parser.add_argument("--olmp_delta", type=float, default=None, help="override the recipe's delta")
+    parser.add_argument("--olmp_crate_bounds", default=None, help="override the recipe's c-rate bounds ('lower,upper')")
     parser.add_argument("--olmp_constraint", choices=("batch", "validation"), default=None,
                         help="override where NCS measures accuracy (the training batch or held-out examples)")
     parser.add_argument("--olmp_constraint_examples", type=int, default=None,
@@ -318,7 +320,9 @@ def main():
     from common import results_dir, results_name
 
     folder = results_dir(args.quick)  # a quick check is not a result
-    stem = f"olmp_vs_tfmot_{args.model}{'_' + args.tag if args.tag else ''}"
+    # A run off the recipe's constraint never takes the recipe's file.
+    tag = args.tag or ("validation" if args.olmp_constraint == "validation" else "")
+    stem = f"olmp_vs_tfmot_{args.model}{'_' + tag if tag else ''}"
     path = os.path.join(folder, results_name(stem, settings["seed"]))
     from keras_prune.export.report_io import write_json
 

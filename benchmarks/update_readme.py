@@ -270,15 +270,24 @@ def lstm_section():
     ]
 
 
-def _delta(result):
-    """", delta 0.05" for a run whose accuracy bound is not its recipe's (a sized variant), else ""."""
+def _variant(result):
+    """What a run changed from its recipe (", delta 0.04, held-out constraint, c in [0, 7]"), else ""."""
     from olmp_vs_tfmot import RECIPES, recipe_config
 
-    delta = result.get("olmp_settings", {}).get("olmp_delta")
-    if delta is None or result["model"] not in RECIPES:
+    settings = result.get("olmp_settings", {})
+    if result["model"] not in RECIPES:
         return ""
-    recipe_delta = recipe_config(result["model"], os.path.join(RESULTS, "unused"), {}).olmp_delta  # writes nothing
-    return "" if recipe_delta == delta else f", delta {delta:g}"
+    recipe = recipe_config(result["model"], os.path.join(RESULTS, "unused"), {})  # writes nothing
+    labels = []
+    delta = settings.get("olmp_delta", recipe.olmp_delta)
+    if delta != recipe.olmp_delta:
+        labels.append(f"delta {delta:g}")
+    if settings.get("olmp_constraint", "batch") != recipe.olmp_constraint:  # older runs: the training batch
+        labels.append(f"held-out constraint ({settings.get('olmp_constraint_examples')} examples)")
+    bounds = settings.get("olmp_crate_bounds", recipe.olmp_crate_bounds)
+    if bounds != recipe.olmp_crate_bounds:
+        labels.append(f"c in [{bounds.replace(',', ', ')}]")
+    return "".join(f", {label}" for label in labels)
 
 
 def olmp_section():
@@ -295,7 +304,7 @@ def olmp_section():
             f"| {result['model']} | {100 * result['dense_test_accuracy']:.2f} "
             f"| **{olmp['compression']:.1f}x** at {100 * olmp['test_accuracy']:.2f} "
             f"| {tfmot} | {f'{ratio:.1f}x' if ratio else 'n/a'} | {sweep} "
-            f"| {olmp['iterations']:,} it.{_delta(result)}, "
+            f"| {olmp['iterations']:,} it.{_variant(result)}, "
             f"{(olmp['search_seconds'] + olmp['train_seconds']) / 60:.1f} min "
             f"| {result['total_seconds'] / 60:.1f} min |"
         )

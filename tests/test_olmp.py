@@ -268,6 +268,10 @@ def test_validation_constraint_searches_on_held_out_examples_in_turn(pretrained,
         np.testing.assert_array_equal(x, x_val[order[start:start + 50]])
         np.testing.assert_array_equal(y, y_val[order[start:start + 50]])
 
+    loop.calls = [{}, {}]  # as after two NCS calls: a resumed stream goes on from the third batch
+    np.testing.assert_array_equal(next(loop._held_out_batches())[0], x_val[order[100:150]])
+    loop.calls = []
+
     searched = []
     begin = OLMPLoop._begin_search
     monkeypatch.setattr(OLMPLoop, "_begin_search", lambda self, it, triggered, batch: (
@@ -283,7 +287,8 @@ def test_validation_constraint_searches_on_held_out_examples_in_turn(pretrained,
         OLMPLoop(trainer, dns, data.train, settings, workdir=tmp_path)
     empty = OLMPLoop(trainer, dns, data.train, settings, validation=data.validation.take(0), workdir=tmp_path)
     with pytest.raises(PruneError, match="validation split is empty"):
-        next(empty._held_out_batches())
+        empty.run()
+    assert empty.iteration == 0, "reported before any training"
 
 
 def test_resume_reads_a_checkpoint_written_before_a_setting_existed(pretrained, tmp_path):

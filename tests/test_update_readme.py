@@ -68,22 +68,28 @@ def test_no_repeats_no_seed_table(tmp_path, monkeypatch):
     assert "repeated with other seeds" not in " ".join(update_readme.summary_section())
 
 
-def _olmp(delta):
+def _olmp(delta, **settings):
     return {"benchmark": "olmp_vs_tfmot", "model": "lenet300_100", "dense_test_accuracy": 0.95, "total_seconds": 400.0,
             "olmp": {"compression": 150.0, "test_accuracy": 0.951, "iterations": 30001, "search_seconds": 100.0,
                      "train_seconds": 200.0},
-            "olmp_settings": {"olmp_delta": delta, "seed": 0}, "tfmot_best": None, "olmp_over_tfmot_compression": None,
+            "olmp_settings": {"olmp_delta": delta, "seed": 0, **settings}, "tfmot_best": None, "olmp_over_tfmot_compression": None,
             "tfmot": {"sweep": []}}
 
 
-def test_an_olmp_run_off_its_recipes_delta_says_so(tmp_path, monkeypatch):
-    (tmp_path / "olmp_vs_tfmot_lenet300_100.json").write_text(json.dumps(_olmp(0.08)))  # the recipe's delta
+def test_an_olmp_run_off_its_recipe_says_how(tmp_path, monkeypatch):
+    (tmp_path / "olmp_vs_tfmot_lenet300_100.json").write_text(json.dumps(_olmp(0.08)))  # the recipe's settings
     (tmp_path / "olmp_vs_tfmot_lenet300_100_delta005.json").write_text(json.dumps(_olmp(0.05)))
+    (tmp_path / "olmp_vs_tfmot_lenet300_100_heldout.json").write_text(json.dumps(_olmp(
+        0.04, olmp_constraint="validation", olmp_constraint_examples=256, olmp_crate_bounds="0,7")))
+    (tmp_path / "olmp_vs_tfmot_lenet300_100_same.json").write_text(json.dumps(_olmp(
+        0.08, olmp_constraint="batch", olmp_crate_bounds="0,10")))
     monkeypatch.setattr(update_readme, "RESULTS", str(tmp_path))
     rows = [line for line in update_readme.olmp_section() if line.startswith("| lenet300_100")]
-    assert len(rows) == 2
+    assert len(rows) == 4
     assert "| 30,001 it., 5.0 min |" in rows[0]
     assert "| 30,001 it., delta 0.05, 5.0 min |" in rows[1]
+    assert "| 30,001 it., delta 0.04, held-out constraint (256 examples), c in [0, 7], 5.0 min |" in rows[2]
+    assert "| 30,001 it., 5.0 min |" in rows[3]
 
 
 def test_the_latency_section_shows_every_round_to_timing_and_nothing_without_files():

@@ -96,7 +96,8 @@ def _define_olmp(fv):
     from keras_prune.methods.olmp.settings import CONSTRAINTS, parse_bounds, parse_lr_policy, parse_schedule
 
     _define(flags.DEFINE_float, fv, "olmp_delta", 0.08,
-            "olmp: batch accuracy an NCS candidate may lose against the current model, in (0, 1).")
+            "olmp: accuracy an NCS candidate may lose against the current model, in (0, 1) (on the training "
+            "batch, or on held-out examples with --olmp_constraint=validation).")
     _define(flags.DEFINE_enum, fv, "olmp_constraint", "batch", list(CONSTRAINTS),
             "olmp: where NCS measures that accuracy: the current training batch (the paper) or held-out "
             "examples of the validation split.")
@@ -118,7 +119,7 @@ def _define_olmp(fv):
     _define(flags.DEFINE_bool, fv, "olmp_tuner", True,
             "olmp: run each NCS call as a Keras Tuner search in <output_dir>/olmp/tuner (else bare NCS).")
     _positive(fv, "olmp_delta", lambda v: 0.0 < v < 1.0,
-              "--olmp_delta must be in (0, 1): the batch accuracy a candidate may lose.")
+              "--olmp_delta must be in (0, 1): the accuracy a candidate may lose.")
     _parses(fv, "olmp_crate_bounds", parse_bounds)
     _parses(fv, "olmp_sigma", parse_schedule)
     _parses(fv, "olmp_lr_policy", parse_lr_policy)

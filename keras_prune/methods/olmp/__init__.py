@@ -2,7 +2,7 @@
 
 Weight pruning with one threshold per layer, `t_l = max(mu_l + c_l * sigma_l, 0)`, whose
 c-rates are tuned by Negatively Correlated Search inside Dynamic Network Surgery training:
-minimise the fraction of weights and biases kept, subject to the batch accuracy staying
+minimise the fraction of weights and biases kept, subject to the (batch) accuracy staying
 within `--olmp_delta` of the current model's (PAPERS.md section 2).
 
 1. Every top-level Dense and Conv2D of the (pre-trained) model becomes a straight-through

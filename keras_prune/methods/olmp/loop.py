@@ -127,7 +127,12 @@ class OLMPLoop:
 
         The validation split is read in order and wraps around, so consecutive NCS calls see
         different examples when it holds more than one batch; a split smaller than
-        `constraint_examples` gives batches of the whole split.
+        `constraint_examples` gives batches of the whole split. The stream starts after the
+        batches of the calls already made, so a resumed run measures what an uninterrupted
+        one would. Sizes are whole multiples of the replicas, so every replica gets an equal share.
+
+        Raises:
+            PruneError: at once (not at the first call) if the validation split is empty.
         """
         examples = self.validation.unbatch()
         wanted = self.settings.constraint_examples
@@ -137,8 +142,10 @@ class OLMPLoop:
                 "olmp_constraint='validation' measures NCS candidates on held-out examples, but the validation "
                 "split is empty; use a dataset with one, or --olmp_constraint=batch."
             )
-        for x, y in examples.repeat().batch(size).as_numpy_iterator():
-            yield x, y
+        replicas = self.trainer.strategy.num_replicas_in_sync
+        size = max(size - size % replicas, replicas)
+        stream = examples.repeat().skip(len(self.calls) * size).batch(size)
+        return iter(stream.as_numpy_iterator())
 
     def _sample_triggers(self, iteration):
         """Which layers update their masks at `iteration` (none once masks are frozen)."""
@@ -304,7 +311,8 @@ class OLMPLoop:
                 f"The OLMP checkpoint {self.checkpoint_path} prunes layers {state['layers']}, this run "
                 f"{self.dns.names}; resume with the same --model, or start a new --output_dir."
             )
-        # A setting added after the checkpoint was written counts as its default.
+        # A setting added after the checkpoint was written counts as its default (OLMPSettings'
+        # defaults, which equal RunConfig's olmp_* defaults).
         recorded = {**OLMPSettings().as_dict(), **state["settings"]}
         changed = sorted(k for k, v in self.settings.as_dict().items() if recorded.get(k) != v)
         if changed:

@@ -119,7 +119,7 @@ class OLMPSettings:
     """Everything the OLMP loop needs, checked once. Defaults are the paper's LeNet-300-100 run.
 
     Attributes:
-        delta: the batch accuracy an NCS candidate may lose against the current model, in (0, 1).
+        delta: the accuracy an NCS candidate may lose against the current model, in (0, 1).
         constraint: where that accuracy is measured, one of `CONSTRAINTS`.
         constraint_examples: with constraint "validation", how many held-out examples each NCS
             call measures (the next ones of the validation split, wrapping around).
@@ -159,7 +159,7 @@ class OLMPSettings:
         delta = self.delta
         if isinstance(delta, bool) or not isinstance(delta, numbers.Real) or not 0.0 < delta < 1.0:
             raise PruneError(
-                "Expected olmp_delta in (0, 1): the fraction of batch accuracy an NCS candidate "
+                "Expected olmp_delta in (0, 1): the fraction of accuracy an NCS candidate "
                 f"may lose. Received: olmp_delta={delta!r}"
             )
         if self.constraint not in CONSTRAINTS:
