@@ -93,7 +93,8 @@ def _score(result, data, strategy, dense):
     }
 
 
-def main():
+def arguments():
+    """The benchmark's command line (its defaults are the sizing the README calls the default run)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=sorted(PAPER), default="vgg16")
     parser.add_argument("--width", type=float, default=None, help="zoo width multiplier (default: PAPER[model])")
@@ -113,7 +114,15 @@ def main():
                         help="lstm and l1 keep multiples of this many channels per group (8: fast CPU kernels)")
     parser.add_argument("--tag", default="", help="suffix of the results file, to keep a variant beside the default")
     parser.add_argument("--quick", action="store_true", help="tiny phases on 5 batches, to check the script")
-    args = parser.parse_args()
+    return parser
+
+
+SIZING = ("train_epochs", "recovery_epochs", "children", "parents", "patience", "controller_epochs", "final_epochs")
+"""The settings that size a run (a run that changes them is labelled so in the README)."""
+
+
+def main():
+    args = arguments().parse_args()
     paper = PAPER[args.model]
     args.width = args.width or paper["width"]
     target = round(1.0 - paper["reduction"], 6)

@@ -241,6 +241,15 @@ def scratch_section():
     ]
 
 
+def _sizing(result):
+    """", --children 1, --train_epochs 10": the settings a lstm_vs_l1 run sized differently from its defaults."""
+    from lstm_vs_l1 import SIZING, arguments
+
+    defaults, settings = arguments().parse_args([]), result.get("settings", {})
+    labels = [f"--{k} {settings[k]}" for k in SIZING if k in settings and settings[k] != getattr(defaults, k)]
+    return "".join(f", {label}" for label in labels)
+
+
 def lstm_section():
     results = _first_runs("lstm_vs_l1_*.json")
     if not results:
@@ -249,7 +258,8 @@ def lstm_section():
     for result in results:
         lstm, l1 = result["results"]["lstm"], result["results"]["l1"]
         rows.append(
-            f"| {result['model']} x{result['width']:g}{_round_to(result)} | {100 * result['dense_test_accuracy']:.2f} "
+            f"| {result['model']} x{result['width']:g}{_round_to(result)}{_sizing(result)} "
+            f"| {100 * result['dense_test_accuracy']:.2f} "
             f"| **{100 * result['lstm_flops_reduction']:.1f}%** (paper {100 * result['paper_flops_reduction']:.1f}%) "
             f"| {100 * lstm['test_accuracy']:.2f} ({-result['lstm_accuracy_loss_pp']:+.2f} pp) "
             f"| {100 * l1['test_accuracy']:.2f} at {l1['flops_ratio']:.4f} "

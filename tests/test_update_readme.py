@@ -110,3 +110,10 @@ def test_a_run_with_round_to_is_labelled_as_such():
     assert update_readme._round_to({"settings": {"round_to": 8}}) == ", round_to 8"
     assert update_readme._round_to({"settings": {"round_to": 1}}) == ""
     assert update_readme._round_to({"settings": {}}) == "", "runs from before --round_to"
+
+
+def test_an_lstm_run_sized_off_the_benchmark_defaults_says_how():
+    default = {"train_epochs": 15, "children": 2, "controller_epochs": 10, "round_to": 8}
+    assert update_readme._sizing({"settings": default}) == ""
+    sized = {**default, "children": 1, "train_epochs": 10, "controller_epochs": 15}
+    assert update_readme._sizing({"settings": sized}) == ", --train_epochs 10, --children 1, --controller_epochs 15"
