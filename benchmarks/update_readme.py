@@ -4,6 +4,7 @@ Everything between the `<!-- results:start -->` and `<!-- results:end -->` marke
 rewritten; nothing in it is typed by hand. Run: python benchmarks/update_readme.py
 """
 
+import functools
 import glob
 import json
 import os
@@ -241,11 +242,18 @@ def scratch_section():
     ]
 
 
+@functools.cache
+def _lstm_defaults():
+    from lstm_vs_l1 import arguments
+
+    return arguments().parse_args([])
+
+
 def _sizing(result):
     """", --children 1, --train_epochs 10": the settings a lstm_vs_l1 run sized differently from its defaults."""
-    from lstm_vs_l1 import SIZING, arguments
+    from lstm_vs_l1 import SIZING
 
-    defaults, settings = arguments().parse_args([]), result.get("settings", {})
+    defaults, settings = _lstm_defaults(), result.get("settings", {})
     labels = [f"--{k} {settings[k]}" for k in SIZING if k in settings and settings[k] != getattr(defaults, k)]
     return "".join(f", {label}" for label in labels)
 
@@ -280,14 +288,20 @@ def lstm_section():
     ]
 
 
-def _variant(result):
-    """What a run changed from its recipe (", delta 0.04, held-out constraint, c in [0, 7]"), else ""."""
+@functools.cache
+def _olmp_recipe(model):
+    """The `RunConfig` of `model`'s OLMP recipe (its flagfile parsed once), or None without one."""
     from olmp_vs_tfmot import RECIPES, recipe_config
 
+    return recipe_config(model, os.path.join(RESULTS, "unused"), {}) if model in RECIPES else None  # writes nothing
+
+
+def _variant(result):
+    """What a run changed from its recipe (", delta 0.04, held-out constraint, c in [0, 7]"), else ""."""
     settings = result.get("olmp_settings", {})
-    if result["model"] not in RECIPES:
+    recipe = _olmp_recipe(result["model"])
+    if recipe is None:
         return ""
-    recipe = recipe_config(result["model"], os.path.join(RESULTS, "unused"), {})  # writes nothing
     labels = []
     delta = settings.get("olmp_delta", recipe.olmp_delta)
     if delta != recipe.olmp_delta:
