@@ -8,8 +8,9 @@ runs to <= 30 minutes each on the whole machine):
 1. Train the dense model for `--train_epochs` (the shared starting point).
 2. lstm: the search (controller epochs of `--children` samples per parent, each child
    recovered by distillation for `--recovery_epochs`) until the best structure meets the
-   paper's FLOPs reduction or `--patience` runs out; then `--final_epochs` on train +
-   validation at the fixed `--final_learning_rate`.
+   paper's FLOPs reduction or `--patience` runs out (with `--reward target`, by patience
+   only: it keeps looking for a more accurate structure at the target); then
+   `--final_epochs` on train + validation at the fixed `--final_learning_rate`.
 3. l1: the same dense model, every searched group cut uniformly by filter L1 norm to the
    FLOPs ratio lstm reached, then the same `--final_epochs` on train + validation.
 
@@ -39,6 +40,7 @@ from keras_prune.graph import count_flops
 from keras_prune.methods import l1, lstm
 from keras_prune.methods.base import RunContext
 from keras_prune.methods.lstm.method import train_and_validation
+from keras_prune.methods.lstm.settings import REWARDS
 from keras_prune.models import get_model
 from keras_prune.pipeline import RunConfig, _environment
 from keras_prune.training import evaluate_accuracy, make_strategy, train_classifier
@@ -76,6 +78,7 @@ def _run_config(args, out, target_flops):
         schedule="constant", seed=args.seed, verbose=2, recovery_epochs=args.recovery_epochs,
         patience=args.patience, lstm_epochs=args.controller_epochs, lstm_children=args.children,
         lstm_parents=args.parents, lstm_learning_rate=args.controller_learning_rate, round_to=args.round_to,
+        lstm_reward=args.reward,
     )
 
 
@@ -106,6 +109,9 @@ def arguments():
     parser.add_argument("--patience", type=int, default=3)
     parser.add_argument("--controller_epochs", type=int, default=10)
     parser.add_argument("--controller_learning_rate", type=float, default=0.001)
+    parser.add_argument("--reward", choices=REWARDS, default="gated",
+                        help="the search's reward (--lstm_reward); with 'target' it looks on past the target "
+                             "for the most accurate structure at it, until --patience")
     parser.add_argument("--final_epochs", type=int, default=10)
     parser.add_argument("--final_learning_rate", type=float, default=0.01, help="fixed (paper: 1e-3 for 100-250 epochs)")
     parser.add_argument("--batch_size", type=int, default=128)
@@ -117,8 +123,9 @@ def arguments():
     return parser
 
 
-SIZING = ("train_epochs", "recovery_epochs", "children", "parents", "patience", "controller_epochs", "final_epochs")
-"""The settings that size a run (a run that changes them is labelled so in the README)."""
+LABELLED = ("reward", "train_epochs", "recovery_epochs", "children", "parents", "patience", "controller_epochs",
+            "final_epochs")
+"""The settings that shape or size a run (a run that changes them is labelled so in the README)."""
 
 
 def main():

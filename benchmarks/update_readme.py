@@ -250,11 +250,11 @@ def _lstm_defaults():
 
 
 def _sizing(result):
-    """", --children 1, --train_epochs 10": the settings a lstm_vs_l1 run sized differently from its defaults."""
-    from lstm_vs_l1 import SIZING
+    """", --children 1, --train_epochs 10": the settings a lstm_vs_l1 run changed from its defaults."""
+    from lstm_vs_l1 import LABELLED
 
     defaults, settings = _lstm_defaults(), result.get("settings", {})
-    labels = [f"--{k} {settings[k]}" for k in SIZING if k in settings and settings[k] != getattr(defaults, k)]
+    labels = [f"--{k} {settings[k]}" for k in LABELLED if k in settings and settings[k] != getattr(defaults, k)]
     return "".join(f", {label}" for label in labels)
 
 
@@ -277,7 +277,7 @@ def lstm_section():
         )
     return [
         "**Where to Prune vs uniform L1 at the same FLOPs** (`benchmarks/lstm_vs_l1.py`, mnist5k test split; "
-        "the search stops at the paper's FLOPs reduction; both final models get the same final training on "
+        "the search stops at the paper's FLOPs reduction (with `--reward target`, by patience); both final models get the same final training on "
         "train + validation):",
         "",
         "| model | dense accuracy % | lstm FLOPs reduction | lstm accuracy % (vs dense) | l1 accuracy % at FLOPs ratio "

@@ -183,6 +183,18 @@ def test_gated_reward_pays_for_flops_until_accuracy_falls_beyond_the_tolerance()
         LSTMSettings(reward_form="nope")
 
 
+def test_target_reward_pays_for_flops_down_to_the_target_then_for_accuracy():
+    at = dict(reference_accuracy=0.9, form="target", target_flops=0.5)
+    assert reward(0.9, 0.7, **at) == pytest.approx(0.3)
+    assert reward(0.9, 0.5, **at) == pytest.approx(0.5)
+    assert reward(0.9, 0.3, **at) == pytest.approx(0.5)  # nothing for FLOPs below the target
+    assert reward(0.918, 0.4, **at) > reward(0.909, 0.3, **at)  # at the target, the more accurate wins
+    assert reward(0.918, 0.4, **at, beta=2.0) == pytest.approx(0.5 + 2.0 * 0.02)
+    assert reward(0.8, 0.5, **at, penalty=10.0) == pytest.approx(0.5 - 0.1 / 0.9 - 10 * 0.09)
+    with pytest.raises(PruneError, match="target_flops"):
+        reward(0.9, 0.5, reference_accuracy=0.9, form="target")
+
+
 def _search(model, data, tmp_path, strategy=None, **overrides):
     settings = dict(recovery_epochs=1, max_epochs=2, parents=2, children=2, hidden_units=8,
                     learning_rate=0.01, target_flops=0.05, seed=0)
@@ -238,6 +250,27 @@ def test_search_stops_once_the_best_structure_meets_the_flops_target(digits, tmp
     search.run()
     assert search.best()["flops_ratio"] <= 0.999 and "target_flops" in search.stopped
     assert search.epoch < 5
+
+
+def test_target_reward_searches_past_the_target_and_returns_the_best_structure_at_it(digits, tmp_path):
+    search = _search(tiny_resnet(width=8), digits, tmp_path, target_flops=0.999, max_epochs=3,
+                     recovery_epochs=0, tolerance=1.0, reward_form="target")
+    best = search.run()
+    assert search.epoch == 3 and search.stopped.startswith("reached --lstm_epochs")
+    at_target = [r for r in search.candidates.values() if r["flops_ratio"] <= 0.999]
+    assert best["flops_ratio"] <= 0.999 and best["reward"] == max(r["reward"] for r in at_target)
+    assert [h["best_id"] for h in search.history][-1] == best["id"]
+
+
+def test_best_prefers_a_structure_at_the_target_to_a_better_rewarded_one_above_it(digits, tmp_path):
+    search = _search(tiny_resnet(width=8), digits, tmp_path, target_flops=0.5)
+    records = [dict(id=0, key="a", flops_ratio=1.0, reward=0.9), dict(id=1, key="b", flops_ratio=0.6, reward=0.8),
+               dict(id=2, key="c", flops_ratio=0.5, reward=0.4), dict(id=3, key="d", flops_ratio=0.4, reward=0.3)]
+    search.candidates = {r["key"]: r for r in records[:2]}
+    assert search.best()["id"] == 0  # nothing at the target yet: the best overall
+    search.candidates = {r["key"]: r for r in records}
+    assert search.best()["id"] == 2
+    assert search.parents()[0] == "a"  # the controller's parents are still ranked by reward alone
 
 
 def test_resume_after_a_kill_keeps_controller_pool_and_every_evaluated_child(digits, tmp_path, counted_distill):

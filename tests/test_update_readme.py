@@ -117,3 +117,4 @@ def test_an_lstm_run_sized_off_the_benchmark_defaults_says_how():
     assert update_readme._sizing({"settings": default}) == ""
     sized = {**default, "children": 1, "train_epochs": 10, "controller_epochs": 15}
     assert update_readme._sizing({"settings": sized}) == ", --train_epochs 10, --children 1, --controller_epochs 15"
+    assert update_readme._sizing({"settings": {**default, "reward": "target"}}) == ", --reward target"

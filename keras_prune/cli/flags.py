@@ -159,8 +159,11 @@ def _define_lstm(fv):
     _define(flags.DEFINE_float, fv, "lstm_learning_rate", 0.001, "lstm: Adam learning rate of the controller.")
     _define(flags.DEFINE_enum, fv, "lstm_reward", "gated", list(REWARDS),
             "lstm: gated = FLOPs removed - penalty * (accuracy lost beyond tolerance); "
-            "linear = accuracy / reference - beta * FLOPs ratio.")
-    _define(flags.DEFINE_float, fv, "lstm_beta", 1.0, "lstm: FLOPs weight of the linear reward.")
+            "linear = accuracy / reference - beta * FLOPs ratio; "
+            "target = FLOPs removed down to --target_flops + beta * (accuracy / reference - 1) - the gated penalty "
+            "(searches on past the target for the most accurate structure at it; stops by --patience).")
+    _define(flags.DEFINE_float, fv, "lstm_beta", 1.0,
+            "lstm: FLOPs weight of the linear reward; accuracy weight of the target reward.")
     _define(flags.DEFINE_float, fv, "lstm_tolerance", 0.01, "lstm: validation accuracy the gated reward lets a child lose.")
     _define(flags.DEFINE_float, fv, "lstm_penalty", 10.0, "lstm: gated reward lost per unit of accuracy beyond the tolerance.")
     _define(flags.DEFINE_enum, fv, "lstm_teacher", "parent", list(TEACHERS),

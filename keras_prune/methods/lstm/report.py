@@ -26,7 +26,7 @@ def sensitivity(search, *, top=None):
         the `top` best structures.
     """
     keys = search.parents()[: top or search.settings.parents]
-    best = search.candidates[keys[0]]["counts"]
+    best = search.best()["counts"]
     counts = np.asarray([search.candidates[k]["counts"] for k in keys], float)
     original = np.asarray(search.space.original, float)
     pruned_top = 1.0 - counts / original

@@ -88,7 +88,9 @@ class LSTMSearch:
 
     # ----------------------------------------------------------------- the loop
     def run(self, *, resume=False):
-        """Searches until patience runs out, the FLOPs target is met, or `max_epochs`; returns the best record."""
+        """Searches until patience runs out, the FLOPs target is met (not with the "target" reward,
+        which goes on looking for a more accurate structure at the target), or `max_epochs`;
+        returns the best record (`best()`)."""
         path = os.path.join(self.workdir, CHECKPOINT)
         if resume and os.path.exists(path):
             self.restore(path)
@@ -122,7 +124,11 @@ class LSTMSearch:
         return [r["key"] for r in ranked[: self.settings.parents]]
 
     def best(self):
-        return self.candidates[self.parents()[0]]
+        """The structure the search returns: the best by reward among those at or under the
+        FLOPs target, or the best overall while none is."""
+        at_target = [r for r in self.candidates.values() if r["flops_ratio"] <= self.settings.target_flops]
+        pool = at_target or list(self.candidates.values())
+        return min(pool, key=lambda r: (-r["reward"], r["flops_ratio"], r["id"]))
 
     def _feed(self, parent):
         """Samples the children of one parent, evaluates them, and takes one controller step."""
@@ -153,8 +159,15 @@ class LSTMSearch:
 
     def _end_epoch(self):
         best = self.best()
-        previous = max((h["best_reward"] for h in self.history), default=None)
-        improved = previous is None or best["reward"] > previous + 1e-12
+        # `best()` orders candidates totally and the pool only grows, so a new best is a better one.
+        # (Checkpoints written before "best_id" was recorded compare rewards, as they did then.)
+        previous = self.history[-1] if self.history else None
+        if previous is None:
+            improved = True
+        elif "best_id" in previous:
+            improved = best["id"] != previous["best_id"]
+        else:
+            improved = best["reward"] > max(h["best_reward"] for h in self.history) + 1e-12
         stale = 0 if improved else self.history[-1]["epochs_without_improvement"] + 1
         rewards = self.pending["rewards"]
         record = {
@@ -164,6 +177,7 @@ class LSTMSearch:
             "mean_reward": float(np.mean(rewards)) if rewards else None,
             "max_reward": float(np.max(rewards)) if rewards else None,
             "policy_entropy": float(np.mean(self.pending["entropy"])) if self.pending["entropy"] else None,
+            "best_id": best["id"],
             "best_reward": best["reward"],
             "best_flops_ratio": best["flops_ratio"],
             "best_accuracy": best["accuracy"],
@@ -180,9 +194,9 @@ class LSTMSearch:
             f"of the FLOPs, validation accuracy {best['accuracy']:.4f} ({len(self.candidates)} structures)"
         )
         if self.summaries is not None:
-            values = {k: v for k, v in record.items() if k not in ("epoch", "seconds")}
+            values = {k: v for k, v in record.items() if k not in ("epoch", "seconds", "best_id")}
             self.summaries.scalars(record["epoch"], **{f"lstm/{k}": v for k, v in values.items()})
-        if best["flops_ratio"] <= self.settings.target_flops:
+        if best["flops_ratio"] <= self.settings.target_flops and self.settings.reward_form != "target":
             self.stopped = (
                 f"the best structure has {best['flops_ratio']:.4f} of the FLOPs "
                 f"(--target_flops={self.settings.target_flops:g})"

@@ -12,7 +12,7 @@ from keras_prune.errors import PruneError
 
 __all__ = ["CRITERIA", "REWARDS", "TEACHERS", "LSTMSettings", "reward"]
 
-REWARDS = ("gated", "linear")
+REWARDS = ("gated", "linear", "target")
 """Reward forms (see `reward`)."""
 
 TEACHERS = ("parent", "original")
@@ -22,7 +22,8 @@ CRITERIA = ("l1", "l2")
 """Channel criteria: the L1 (Li et al.) or L2 norm of the filters that produce a channel."""
 
 
-def reward(accuracy, flops_ratio, *, reference_accuracy, form="gated", beta=1.0, tolerance=0.01, penalty=10.0):
+def reward(accuracy, flops_ratio, *, reference_accuracy, form="gated", beta=1.0, tolerance=0.01, penalty=10.0,
+           target_flops=None):
     """The controller's reward for a recovered child.
 
     - "gated" (default): `(1 - flops_ratio) - penalty * max(0, reference_accuracy - accuracy - tolerance)`:
@@ -30,17 +31,28 @@ def reward(accuracy, flops_ratio, *, reference_accuracy, form="gated", beta=1.0,
       pre-trained network's; each point lost beyond that costs `penalty` points of FLOPs.
       It states the goal of the paper's tables ("fewer FLOPs at comparable accuracy") directly.
     - "linear": `accuracy / reference_accuracy - beta * flops_ratio`.
+    - "target": `(1 - max(flops_ratio, target_flops)) + beta * (accuracy / reference_accuracy - 1)`
+      minus the gated penalty: FLOPs removed count only down to the target, so among children
+      at the target the most accurate earns the most. It asks for "the best accuracy at this
+      FLOPs budget", the question a comparison at equal FLOPs asks, where "gated" asks for
+      "the fewest FLOPs within tolerance" and is satisfied by the first child under the target.
 
     Args:
         accuracy: the child's validation accuracy after recovery.
         flops_ratio: the child's FLOPs as a fraction of the pre-trained network's.
         reference_accuracy: the pre-trained network's validation accuracy.
+        target_flops: the FLOPs ratio "target" aims at (required by that form only).
     """
+    loss = max(0.0, reference_accuracy - accuracy - tolerance)
     if form == "gated":
-        loss = max(0.0, reference_accuracy - accuracy - tolerance)
         return (1.0 - flops_ratio) - penalty * loss
     if form == "linear":
         return accuracy / max(reference_accuracy, 1e-12) - beta * flops_ratio
+    if form == "target":
+        if target_flops is None:
+            raise PruneError("The target reward needs target_flops (--target_flops).")
+        gain = accuracy / max(reference_accuracy, 1e-12) - 1.0
+        return (1.0 - max(flops_ratio, target_flops)) + beta * gain - penalty * loss
     raise PruneError(f"Expected lstm_reward to be one of {REWARDS}. Received: lstm_reward={form!r}")
 
 
@@ -75,7 +87,8 @@ class LSTMSettings:
         children: decision sequences sampled per parent per epoch.
         hidden_units: LSTM width.
         controller_learning_rate: Adam learning rate of the controller.
-        reward_form, beta, tolerance, penalty: see `reward`.
+        reward_form, beta, tolerance, penalty: see `reward` (beta weighs FLOPs in "linear" and
+            accuracy in "target").
         teacher: one of `TEACHERS`.
         temperature: distillation temperature T.
         distill_weight: alpha, the weight of the distillation term (1 - alpha: cross-entropy).
@@ -158,4 +171,5 @@ class LSTMSettings:
             beta=self.beta,
             tolerance=self.tolerance,
             penalty=self.penalty,
+            target_flops=self.target_flops,
         )
