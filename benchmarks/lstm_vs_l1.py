@@ -8,8 +8,8 @@ runs to <= 30 minutes each on the whole machine):
 1. Train the dense model for `--train_epochs` (the shared starting point).
 2. lstm: the search (controller epochs of `--children` samples per parent, each child
    recovered by distillation for `--recovery_epochs`) until the best structure meets the
-   paper's FLOPs reduction or `--patience` runs out (with `--reward target`, by patience
-   only: it keeps looking for a more accurate structure at the target); then
+   paper's FLOPs reduction or `--patience` runs out (with `--reward target`, by patience or
+   `--controller_epochs` only: it keeps looking for a more accurate structure at the target); then
    `--final_epochs` on train + validation at the fixed `--final_learning_rate`.
 3. l1: the same dense model, every searched group cut uniformly by filter L1 norm to the
    FLOPs ratio lstm reached, then the same `--final_epochs` on train + validation.
@@ -111,7 +111,7 @@ def arguments():
     parser.add_argument("--controller_learning_rate", type=float, default=0.001)
     parser.add_argument("--reward", choices=REWARDS, default="gated",
                         help="the search's reward (--lstm_reward); with 'target' it looks on past the target "
-                             "for the most accurate structure at it, until --patience")
+                             "for the most accurate structure at it, until --patience or --controller_epochs")
     parser.add_argument("--final_epochs", type=int, default=10)
     parser.add_argument("--final_learning_rate", type=float, default=0.01, help="fixed (paper: 1e-3 for 100-250 epochs)")
     parser.add_argument("--batch_size", type=int, default=128)

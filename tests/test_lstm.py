@@ -259,18 +259,53 @@ def test_target_reward_searches_past_the_target_and_returns_the_best_structure_a
     assert search.epoch == 3 and search.stopped.startswith("reached --lstm_epochs")
     at_target = [r for r in search.candidates.values() if r["flops_ratio"] <= 0.999]
     assert best["flops_ratio"] <= 0.999 and best["reward"] == max(r["reward"] for r in at_target)
-    assert [h["best_id"] for h in search.history][-1] == best["id"]
 
 
-def test_best_prefers_a_structure_at_the_target_to_a_better_rewarded_one_above_it(digits, tmp_path):
-    search = _search(tiny_resnet(width=8), digits, tmp_path, target_flops=0.5)
-    records = [dict(id=0, key="a", flops_ratio=1.0, reward=0.9), dict(id=1, key="b", flops_ratio=0.6, reward=0.8),
-               dict(id=2, key="c", flops_ratio=0.5, reward=0.4), dict(id=3, key="d", flops_ratio=0.4, reward=0.3)]
-    search.candidates = {r["key"]: r for r in records[:2]}
-    assert search.best()["id"] == 0  # nothing at the target yet: the best overall
-    search.candidates = {r["key"]: r for r in records}
-    assert search.best()["id"] == 2
-    assert search.parents()[0] == "a"  # the controller's parents are still ranked by reward alone
+def _record(id_, flops_ratio, reward_):
+    return {"id": id_, "key": f"s{id_}", "flops_ratio": flops_ratio, "reward": reward_, "accuracy": 0.9}
+
+
+def _epoch(search, *records):
+    """Adds `records` to the pool and closes a controller epoch on them."""
+    search.candidates.update({r["key"]: r for r in records})
+    search.pending = {"parents": [], "rewards": [r["reward"] for r in records], "entropy": [0.5]}
+    search._end_epoch()
+    return search.history[-1]["epochs_without_improvement"]
+
+
+@pytest.mark.parametrize("form", ["gated", "target"])
+def test_which_structure_is_best_and_when_the_search_stops_depend_on_the_reward(digits, tmp_path, form):
+    search = _search(tiny_resnet(width=8), digits, tmp_path, target_flops=0.5, patience=2, reward_form=form)
+    search.candidates = {}
+    assert _epoch(search, _record(0, 1.0, 0.0), _record(1, 0.6, 0.4)) == 0
+    # A child at the target with a lower reward (say, much less accurate):
+    stale = _epoch(search, _record(2, 0.45, 0.3))
+    if form == "gated":
+        # gated ranks by reward alone: the better-rewarded child above the target stays the best,
+        # and the search goes on (it stops once the best by reward meets the target).
+        assert search.best()["id"] == 1 and stale == 1 and search.stopped is None
+        assert _epoch(search, _record(3, 0.5, 0.5)) == 0 and "target_flops" in search.stopped
+        assert search.best()["id"] == 3
+    else:
+        # target: meeting the budget beats any reward above it, and reaching it is no reason to stop.
+        assert search.best()["id"] == 2 and stale == 0 and search.stopped is None
+        assert _epoch(search, _record(3, 0.4, 0.3)) == 1  # an equal reward at fewer FLOPs is no improvement
+        assert search.best()["id"] == 3 and search.stopped is None
+        assert _epoch(search, _record(3, 0.4, 0.3)) == 2 and "patience" in search.stopped  # a cache hit
+    assert search.parents()[0] == ("s3" if form == "gated" else "s1")  # the controller's parents rank by reward
+
+
+def test_a_resumed_search_recomputes_rewards_with_its_settings(digits, tmp_path):
+    model = tiny_resnet(width=8)
+    first = _search(model, digits, tmp_path, max_epochs=1, recovery_epochs=0)
+    first.run()
+    resumed = _search(model, digits, tmp_path, max_epochs=1, recovery_epochs=0, reward_form="linear", beta=0.3)
+    resumed.restore(os.path.join(resumed.workdir, "checkpoint.npz"))
+    assert len(resumed.candidates) == len(first.candidates) > 1
+    for record in resumed.candidates.values():
+        expected = resumed.settings.reward(record["accuracy"], record["flops_ratio"], resumed.reference_accuracy)
+        assert record["reward"] == pytest.approx(expected)
+        assert record["reward"] != pytest.approx(first.candidates[record["key"]]["reward"])
 
 
 def test_resume_after_a_kill_keeps_controller_pool_and_every_evaluated_child(digits, tmp_path, counted_distill):

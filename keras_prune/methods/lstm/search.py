@@ -124,11 +124,16 @@ class LSTMSearch:
         return [r["key"] for r in ranked[: self.settings.parents]]
 
     def best(self):
-        """The structure the search returns: the best by reward among those at or under the
-        FLOPs target, or the best overall while none is."""
-        at_target = [r for r in self.candidates.values() if r["flops_ratio"] <= self.settings.target_flops]
-        pool = at_target or list(self.candidates.values())
-        return min(pool, key=lambda r: (-r["reward"], r["flops_ratio"], r["id"]))
+        """The structure the search returns: the best by `_rank` (ties: fewer FLOPs)."""
+        return max(self.candidates.values(), key=lambda r: (self._rank(r), -r["flops_ratio"], -r["id"]))
+
+    def _rank(self, record):
+        """(at the target, reward) with the "target" reward, where a structure that meets the
+        budget beats any that does not; (False, reward) with the others, which rank by reward
+        alone (their search stops once the best by reward meets the target)."""
+        settings = self.settings
+        at_target = settings.reward_form == "target" and record["flops_ratio"] <= settings.target_flops
+        return (at_target, record["reward"])
 
     def _feed(self, parent):
         """Samples the children of one parent, evaluates them, and takes one controller step."""
@@ -159,15 +164,14 @@ class LSTMSearch:
 
     def _end_epoch(self):
         best = self.best()
-        # `best()` orders candidates totally and the pool only grows, so a new best is a better one.
-        # (Checkpoints written before "best_id" was recorded compare rewards, as they did then.)
-        previous = self.history[-1] if self.history else None
-        if previous is None:
-            improved = True
-        elif "best_id" in previous:
-            improved = best["id"] != previous["best_id"]
-        else:
-            improved = best["reward"] > max(h["best_reward"] for h in self.history) + 1e-12
+        # The best only ever moves up in `_rank` (the pool grows), so comparing with the last
+        # epoch's is enough; an equal reward at fewer FLOPs is not an improvement.
+        improved = True
+        if self.history:
+            last = self.history[-1]
+            at_target, reward_ = self._rank(best)
+            was_at_target, was = self._rank({"flops_ratio": last["best_flops_ratio"], "reward": last["best_reward"]})
+            improved = at_target > was_at_target or (at_target == was_at_target and reward_ > was + 1e-12)
         stale = 0 if improved else self.history[-1]["epochs_without_improvement"] + 1
         rewards = self.pending["rewards"]
         record = {
@@ -177,7 +181,6 @@ class LSTMSearch:
             "mean_reward": float(np.mean(rewards)) if rewards else None,
             "max_reward": float(np.max(rewards)) if rewards else None,
             "policy_entropy": float(np.mean(self.pending["entropy"])) if self.pending["entropy"] else None,
-            "best_id": best["id"],
             "best_reward": best["reward"],
             "best_flops_ratio": best["flops_ratio"],
             "best_accuracy": best["accuracy"],
@@ -194,7 +197,7 @@ class LSTMSearch:
             f"of the FLOPs, validation accuracy {best['accuracy']:.4f} ({len(self.candidates)} structures)"
         )
         if self.summaries is not None:
-            values = {k: v for k, v in record.items() if k not in ("epoch", "seconds", "best_id")}
+            values = {k: v for k, v in record.items() if k not in ("epoch", "seconds")}
             self.summaries.scalars(record["epoch"], **{f"lstm/{k}": v for k, v in values.items()})
         if best["flops_ratio"] <= self.settings.target_flops and self.settings.reward_form != "target":
             self.stopped = (
@@ -318,6 +321,10 @@ class LSTMSearch:
         self.epoch = state["epoch"]
         self.reference_accuracy = state["reference_accuracy"]
         self.candidates = {r["key"]: r for r in state["candidates"]}
+        # Rewards follow from each child's accuracy and FLOPs; recomputing them keeps the pool
+        # consistent if the run resumes with other reward settings.
+        for record in self.candidates.values():
+            record["reward"] = float(self.settings.reward(record["accuracy"], record["flops_ratio"], self.reference_accuracy))
         self.history = state["history"]
         self.pending = state["pending"]
         self.stopped = state["stopped"]

@@ -82,7 +82,8 @@ class LSTMSettings:
         recovery_epochs: epochs of teacher-student recovery of every child.
         patience: controller epochs without a better structure before the search stops.
         max_epochs: controller epochs at most.
-        target_flops: the search also stops once the best structure has at most this FLOPs ratio.
+        target_flops: the search also stops once the best structure has at most this FLOPs ratio
+            (with the "gated" and "linear" rewards); the "target" reward aims at it instead.
         parents: how many of the best structures are fed to the controller each epoch.
         children: decision sequences sampled per parent per epoch.
         hidden_units: LSTM width.
