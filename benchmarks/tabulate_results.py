@@ -294,6 +294,7 @@ def plot_structure(table, source, path):
     """Per layer, the share of channels (and of non-zero weights) each arm of one results file kept."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     from keras_prune.export.plots import save_figure
 
@@ -301,6 +302,7 @@ def plot_structure(table, source, path):
     if not arms:
         return None
     names = [layer["name"] for layer in arms[0]["layers"]]
+    methods = [row["method"] for row in arms]
     fig = Figure(figsize=(max(8, 0.32 * len(names) + 3), 7), dpi=110)
     FigureCanvasAgg(fig)
     channels = fig.add_subplot(2, 1, 1)
@@ -310,12 +312,19 @@ def plot_structure(table, source, path):
         kept = [by_name[n]["channels_after"] / max(by_name[n]["channels_before"], 1) if n in by_name else float("nan")
                 for n in names]
         dense_weights = [1.0 - by_name[n]["sparsity"] if n in by_name else float("nan") for n in names]
-        style = dict(marker="o", markersize=3, linewidth=1.2, color=f"C{i}", label=row["method"])
+        label = row["method"]
+        if methods.count(label) > 1:  # several points of one method (static l1 at three budgets): say which
+            label += f" at {row['flops_ratio']:.3f} of the FLOPs"
+        style = dict(marker="o", markersize=3, linewidth=1.2, color=f"C{i}", label=label)
         channels.plot(range(len(names)), kept, **style)
         weights.plot(range(len(names)), dense_weights, **style)
     channels.set_ylabel("channels / dense model's")
     weights.set_ylabel("non-zero weights / dense model's")
     weights.set_yscale("log")
+    # Plain labels at 1, 2, 3 and 5 of each decade (0.3, not 3 x 10^-1), none on the other minor ticks.
+    weights.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0)))
+    weights.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    weights.yaxis.set_minor_formatter(NullFormatter())
     for ax in (channels, weights):
         ax.grid(alpha=0.3)
         ax.axhline(1.0, color="grey", linewidth=0.8, zorder=1)  # above 1: wider than dense (scratch's expansion)

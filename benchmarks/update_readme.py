@@ -345,6 +345,13 @@ def olmp_section():
     ]
 
 
+def _speed(speedup):
+    """"**1.07x** faster" or, below 1, "**1.17x** slower" (never "0.86x faster")."""
+    if speedup >= 1.0:
+        return f"**{speedup:.2f}x** faster"
+    return f"**{1.0 / speedup:.2f}x** slower"
+
+
 def rnp_section(result=None):
     path = os.path.join(RESULTS, "rnp_vs_static.json")
     if result is None:
@@ -392,7 +399,7 @@ def rnp_section(result=None):
         f"(median over real test images, both exported SavedModels loaded and called the same way, "
         f"{cpus} CPU core(s)): dense **{dense['latency_ms']:.3f} ms**, RNP **{latency['rnp_ms']:.3f} ms** at "
         f"{latency['speedup_macs']:.2f}x fewer MACs (`flops_bias` {latency['flops_bias']:g}): "
-        f"**{latency['latency_speedup']:.2f}x** faster.{history} RNP training took "
+        f"{_speed(latency['latency_speedup'])}.{history} RNP training took "
         f"{result['rnp']['train_seconds'] / 60:.1f} min.",
         "",
     ]

@@ -17,6 +17,7 @@ from keras_prune.cli.flags import define_flags
 from keras_prune.errors import PruneError, TrainingDivergedError
 from keras_prune.methods.rnp import CHECKPOINT, build
 from keras_prune.methods.rnp.backbone import RuntimeBackbone, reorder_channels
+from keras_prune.methods.rnp.report import _label_clusters
 from keras_prune.methods.rnp.serving import RNPServing, export_saved_model
 from keras_prune.methods.rnp.settings import RNPSettings
 from keras_prune.pipeline import RunConfig, run
@@ -266,3 +267,12 @@ def test_a_diverged_loss_is_a_clear_error():
     x, y = tf.constant(np.full((4, 8, 8, 1), np.nan, "float32")), tf.constant(np.arange(4) % 5)
     with pytest.raises(TrainingDivergedError, match="rnp_backbone_learning_rate"):
         trainer.backbone_step(x, y)
+
+
+def test_operating_points_that_would_print_on_top_of_each_other_share_one_label():
+    # (mean M MACs, accuracy %, bias), sorted by MACs, as the benchmark's sweep came out.
+    points = [(10.5, 97.7, 0.5), (10.84, 97.8, 0.3), (10.84, 97.8, 0.2), (10.94, 97.8, 0.1),
+              (12.0, 97.8, 0.05), (14.5, 98.2, 0.0), (27.4, 98.6, -0.1), (47.4, 97.9, -0.2)]
+    clusters = _label_clusters(points)
+    assert [biases for _, biases in clusters] == [[0.5], [0.3, 0.2, 0.1, 0.05], [0.0], [-0.1], [-0.2]]
+    assert clusters[1][0] == (10.84, 97.8)

@@ -118,3 +118,8 @@ def test_an_lstm_run_sized_off_the_benchmark_defaults_says_how():
     sized = {**default, "children": 1, "train_epochs": 10, "controller_epochs": 15}
     assert update_readme._sizing({"settings": sized}) == ", --train_epochs 10, --children 1, --controller_epochs 15"
     assert update_readme._sizing({"settings": {**default, "reward": "target"}}) == ", --reward target"
+
+
+def test_a_latency_ratio_below_one_reads_as_slower_not_as_a_fraction_faster():
+    assert update_readme._speed(1.07) == "**1.07x** faster"
+    assert update_readme._speed(0.8) == "**1.25x** slower"

@@ -57,11 +57,8 @@ def plot_operating_points(points, dense, path, *, static=None):
     order = np.argsort([p["mean_flops"] for p in points])
     ax.plot([points[i]["mean_flops"] / 1e6 for i in order], [100 * points[i]["accuracy"] for i in order],
             "o-", color="#1f5fa8", label="RNP (flops_bias sweep)")
-    labels = {}  # biases that give the same decisions share one point: one label, a range
-    for i in order:
-        xy = (points[i]["mean_flops"] / 1e6, 100 * points[i]["accuracy"])
-        labels.setdefault(xy, []).append(points[i]["flops_bias"])
-    for xy, biases in labels.items():
+    for xy, biases in _label_clusters([(points[i]["mean_flops"] / 1e6, 100 * points[i]["accuracy"],
+                                        points[i]["flops_bias"]) for i in order]):
         text = f"{min(biases):g}..{max(biases):g}" if len(biases) > 1 else f"{biases[0]:g}"
         ax.annotate(text, xy, fontsize=7, textcoords="offset points", xytext=(3, 3))
     if static:
@@ -75,6 +72,22 @@ def plot_operating_points(points, dense, path, *, static=None):
     ax.grid(alpha=0.3)
     fig.tight_layout()
     save_figure(fig, path)
+
+
+def _label_clusters(points, *, closeness=0.04):
+    """[(xy, biases)]: points within `closeness` of the plotted span of each other, in both
+    axes, share one label (biases that give (nearly) the same decisions would print on top
+    of each other). `points` are (x, y, bias), sorted by x."""
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    dx, dy = closeness * (max(xs) - min(xs) or 1.0), closeness * (max(ys) - min(ys) or 1.0)
+    clusters = []
+    for x, y, bias in points:
+        last = clusters[-1] if clusters else None
+        if last and abs(x - last[0][0]) <= dx and abs(y - last[0][1]) <= dy:
+            last[1].append(bias)
+        else:
+            clusters.append(((x, y), [bias]))
+    return clusters
 
 
 def plot_flops_histogram(flops, full_flops, path):
