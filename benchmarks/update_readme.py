@@ -220,14 +220,14 @@ def scratch_section():
         rows.append(
             f"| | | dense {100 * result['dense_test_accuracy']:.2f} | target {result['target_flops']:g} | | "
             f"**slimming / scratch = {result['search_time_ratio_slimming_over_scratch']:.1f}x** | "
-            f"scratch - slimming {result['accuracy_scratch_minus_slimming_pp']:+.2f} pp, "
-            f"scratch - l1 {result['accuracy_scratch_minus_l1_pp']:+.2f} pp "
+            f"scratch - slimming {_pp(result['accuracy_scratch_minus_slimming_pp'])} pp, "
+            f"scratch - l1 {_pp(result['accuracy_scratch_minus_l1_pp'])} pp "
             f"| whole run {result['total_seconds'] / 60:.1f} min |"
         )
         if "accuracy_scratch_b_minus_slimming_pp" in result:
             rows.append(
-                f"| | | | | | | `scratch_b` - slimming {result['accuracy_scratch_b_minus_slimming_pp']:+.2f} pp, "
-                f"`scratch_b` - l1 {result['accuracy_scratch_b_minus_l1_pp']:+.2f} pp | |"
+                f"| | | | | | | `scratch_b` - slimming {_pp(result['accuracy_scratch_b_minus_slimming_pp'])} pp, "
+                f"`scratch_b` - l1 {_pp(result['accuracy_scratch_b_minus_l1_pp'])} pp | |"
             )
     return [
         "**Pruning from Scratch vs Network Slimming vs L1** (`benchmarks/scratch_vs_slimming.py`, mnist5k test "
@@ -269,9 +269,9 @@ def lstm_section():
             f"| {result['model']} x{result['width']:g}{_round_to(result)}{_sizing(result)} "
             f"| {100 * result['dense_test_accuracy']:.2f} "
             f"| **{100 * result['lstm_flops_reduction']:.1f}%** (paper {100 * result['paper_flops_reduction']:.1f}%) "
-            f"| {100 * lstm['test_accuracy']:.2f} ({-result['lstm_accuracy_loss_pp']:+.2f} pp) "
+            f"| {100 * lstm['test_accuracy']:.2f} ({_pp(-result['lstm_accuracy_loss_pp'])} pp) "
             f"| {100 * l1['test_accuracy']:.2f} at {l1['flops_ratio']:.4f} "
-            f"| {result['accuracy_lstm_minus_l1_pp']:+.2f} pp "
+            f"| {_pp(result['accuracy_lstm_minus_l1_pp'])} pp "
             f"| {lstm['structures_evaluated']} children, {lstm['controller_epochs']} controller epochs, "
             f"{lstm['search_seconds'] / 60:.1f} min | {result['total_seconds'] / 60:.1f} min |"
         )
@@ -345,6 +345,11 @@ def olmp_section():
     ]
 
 
+def _pp(value):
+    """A signed difference in points, "+0.00" for one that rounds to zero (not "-0.00")."""
+    return f"{round(value, 2) + 0.0:+.2f}"
+
+
 def _speed(speedup):
     """"**1.07x** faster" or, below 1, "**1.17x** slower" (never "0.86x faster")."""
     if speedup >= 1.0:
@@ -370,7 +375,7 @@ def rnp_section(result=None):
     for entry in seen.values():
         point, biases = entry["point"], entry["biases"]
         match = next((static[round(b, 6)] for b in biases if round(b, 6) in static), None)
-        versus = (f"{100 * match['accuracy']:.2f} ({100 * (point['accuracy'] - match['accuracy']):+.2f} pp)"
+        versus = (f"{100 * match['accuracy']:.2f} ({_pp(100 * (point['accuracy'] - match['accuracy']))} pp)"
                   if match else "")
         bias = f"{min(biases):g} to {max(biases):g}" if len(biases) > 1 else f"{biases[0]:g}"
         rows.append(f"| {bias} | {point['speedup']:.2f}x | {100 * point['accuracy']:.2f} | {versus} |")

@@ -123,3 +123,8 @@ def test_an_lstm_run_sized_off_the_benchmark_defaults_says_how():
 def test_a_latency_ratio_below_one_reads_as_slower_not_as_a_fraction_faster():
     assert update_readme._speed(1.07) == "**1.07x** faster"
     assert update_readme._speed(0.8) == "**1.25x** slower"
+
+
+def test_a_difference_that_rounds_to_zero_has_no_minus_sign():
+    assert update_readme._pp(-0.000001) == "+0.00"
+    assert update_readme._pp(-0.3) == "-0.30" and update_readme._pp(0.7) == "+0.70"
