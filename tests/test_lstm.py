@@ -261,8 +261,8 @@ def test_target_reward_searches_past_the_target_and_returns_the_best_structure_a
     assert best["flops_ratio"] <= 0.999 and best["reward"] == max(r["reward"] for r in at_target)
 
 
-def _record(id_, flops_ratio, reward_):
-    return {"id": id_, "key": f"s{id_}", "flops_ratio": flops_ratio, "reward": reward_, "accuracy": 0.9}
+def _record(id_, flops_ratio, reward_, accuracy=0.9):
+    return {"id": id_, "key": f"s{id_}", "flops_ratio": flops_ratio, "reward": reward_, "accuracy": accuracy}
 
 
 def _epoch(search, *records):
@@ -275,23 +275,27 @@ def _epoch(search, *records):
 
 @pytest.mark.parametrize("form", ["gated", "target"])
 def test_which_structure_is_best_and_when_the_search_stops_depend_on_the_reward(digits, tmp_path, form):
-    search = _search(tiny_resnet(width=8), digits, tmp_path, target_flops=0.5, patience=2, reward_form=form)
-    search.candidates = {}
+    search = _search(tiny_resnet(width=8), digits, tmp_path, target_flops=0.5, patience=3, reward_form=form)
+    search.candidates, search.reference_accuracy = {}, 0.9
     assert _epoch(search, _record(0, 1.0, 0.0), _record(1, 0.6, 0.4)) == 0
-    # A child at the target with a lower reward (say, much less accurate):
-    stale = _epoch(search, _record(2, 0.45, 0.3))
+    # A child past the target that lost far more accuracy than the tolerance (0.01) wins under no reward:
+    assert _epoch(search, _record(9, 0.3, -0.5, accuracy=0.8)) == 1 and search.best()["id"] == 1
+    # A child at the target, within the tolerance, with a lower reward:
+    stale = _epoch(search, _record(2, 0.45, 0.3, accuracy=0.895))
     if form == "gated":
         # gated ranks by reward alone: the better-rewarded child above the target stays the best,
         # and the search goes on (it stops once the best by reward meets the target).
-        assert search.best()["id"] == 1 and stale == 1 and search.stopped is None
+        assert search.best()["id"] == 1 and stale == 2 and search.stopped is None
         assert _epoch(search, _record(3, 0.5, 0.5)) == 0 and "target_flops" in search.stopped
         assert search.best()["id"] == 3
     else:
-        # target: meeting the budget beats any reward above it, and reaching it is no reason to stop.
+        # target: meeting the budget (at the target, within the tolerance) beats any reward above it,
+        # and reaching it is no reason to stop.
         assert search.best()["id"] == 2 and stale == 0 and search.stopped is None
-        assert _epoch(search, _record(3, 0.4, 0.3)) == 1  # an equal reward at fewer FLOPs is no improvement
+        assert _epoch(search, _record(3, 0.4, 0.3, accuracy=0.895)) == 1  # an equal reward at fewer FLOPs: no
         assert search.best()["id"] == 3 and search.stopped is None
-        assert _epoch(search, _record(3, 0.4, 0.3)) == 2 and "patience" in search.stopped  # a cache hit
+        assert _epoch(search, _record(3, 0.4, 0.3, accuracy=0.895)) == 2 and search.stopped is None  # a cache hit
+        assert _epoch(search, _record(3, 0.4, 0.3, accuracy=0.895)) == 3 and "patience" in search.stopped
     assert search.parents()[0] == ("s3" if form == "gated" else "s1")  # the controller's parents rank by reward
 
 

@@ -14,8 +14,8 @@
    the baseline. Stop after `--patience` epochs without a better structure, once the best
    has at most `--target_flops` of the FLOPs (not with the "target" reward), or after
    `--lstm_epochs`.
-5. The best structure (by reward; with the "target" reward, among those at the target if
-   any) is retrained on train + validation for `--finetune_epochs` at a fixed
+5. The best structure (by reward; with the "target" reward, among those at the target and
+   within the accuracy tolerance, if any) is retrained on train + validation for `--finetune_epochs` at a fixed
    `--learning_rate` (the paper: 1e-3).
 
 Children are cached by structure and the search is checkpointed after every child

@@ -128,12 +128,18 @@ class LSTMSearch:
         return max(self.candidates.values(), key=lambda r: (self._rank(r), -r["flops_ratio"], -r["id"]))
 
     def _rank(self, record):
-        """(at the target, reward) with the "target" reward, where a structure that meets the
-        budget beats any that does not; (False, reward) with the others, which rank by reward
-        alone (their search stops once the best by reward meets the target)."""
+        """(meets the budget, reward). With the "target" reward a structure meets it when it is at
+        or under the FLOPs target and within the accuracy tolerance, and then beats any that does
+        not (a child that cut past the target by losing accuracy is not a winner for that alone);
+        the other rewards rank by reward alone (their search stops once the best by reward meets
+        the target)."""
         settings = self.settings
-        at_target = settings.reward_form == "target" and record["flops_ratio"] <= settings.target_flops
-        return (at_target, record["reward"])
+        meets = (
+            settings.reward_form == "target"
+            and record["flops_ratio"] <= settings.target_flops
+            and record["accuracy"] >= self.reference_accuracy - settings.tolerance - 1e-9
+        )
+        return (meets, record["reward"])
 
     def _feed(self, parent):
         """Samples the children of one parent, evaluates them, and takes one controller step."""
@@ -169,9 +175,10 @@ class LSTMSearch:
         improved = True
         if self.history:
             last = self.history[-1]
-            at_target, reward_ = self._rank(best)
-            was_at_target, was = self._rank({"flops_ratio": last["best_flops_ratio"], "reward": last["best_reward"]})
-            improved = at_target > was_at_target or (at_target == was_at_target and reward_ > was + 1e-12)
+            meeting, reward_ = self._rank(best)
+            was_meeting, was = self._rank({"flops_ratio": last["best_flops_ratio"], "reward": last["best_reward"],
+                                           "accuracy": last["best_accuracy"]})
+            improved = meeting > was_meeting or (meeting == was_meeting and reward_ > was + 1e-12)
         stale = 0 if improved else self.history[-1]["epochs_without_improvement"] + 1
         rewards = self.pending["rewards"]
         record = {
