@@ -20,7 +20,8 @@ Run: python benchmarks/rnp_vs_static.py            (full; for the whole machine)
      python benchmarks/rnp_vs_static.py --latency_of=RUN_DIR
          (re-measures only the latency of the trained RNP in RUN_DIR, the `run_dir` of the
          results file, exported again with the current serving code; the accuracy and
-         FLOPs results stay those of that run, and the file records the re-measurement)
+         FLOPs results stay those of that run, and the file records the re-measurement;
+         also `latency_parts`: the RNP forced to compute every group and the fewest)
 """
 
 import argparse
@@ -194,6 +195,26 @@ def _serving_times(trainer, flops_bias, dense_path, out, test_images, repeats, *
     return times
 
 
+def _latency_parts(run_dir, test_images, repeats, *, forced=1e3):
+    """Batch-1 medians (ms) of the exported RNP with the bias forcing every group, or the fewest
+    (1 per layer), against the dense model: what the dynamic path costs before it saves anything,
+    and how much computing less saves."""
+    loaded = tf.saved_model.load(os.path.join(run_dir, "saved_model"))
+    dense_loaded = tf.saved_model.load(os.path.join(run_dir, "dense_saved_model"))
+    calls = {
+        "dense_ms": lambda x: {"logits": dense_loaded.serve(x)},
+        "all_groups_ms": lambda x: loaded.serve_with_bias(x, tf.constant(-forced)),
+        "fewest_groups_ms": lambda x: loaded.serve_with_bias(x, tf.constant(forced)),
+    }
+    times = {name: [] for name in calls}
+    for _ in range(3):  # alternated, as in _serving_times
+        for name, call in calls.items():
+            times[name].append(serving_latency(call, test_images, repeats=repeats, max_seconds=10.0))
+    parts = {name: round(float(np.median(values)), 4) for name, values in times.items()}
+    _log(f"batch-1 latency parts: {parts}")
+    return dict(parts, repeats=repeats, forced_bias=forced)
+
+
 def remeasure_latency(run_dir, output):
     """Re-exports the trained RNP of `run_dir` with the current serving code and re-times it."""
     result = read_json(output)
@@ -211,6 +232,7 @@ def remeasure_latency(run_dir, output):
                                           sample_test_images(data), args.latency_repeats)
     result["dense"]["latency_ms"] = dense_latency
     result["latency"].update(rnp_ms=rnp_latency, dense_ms=dense_latency, latency_speedup=dense_latency / rnp_latency)
+    result["latency_parts"] = _latency_parts(run_dir, sample_test_images(data), args.latency_repeats)
     result.setdefault("latency_remeasured", []).append({
         "before": before,
         "versions": _environment()["versions"],

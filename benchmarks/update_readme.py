@@ -389,6 +389,11 @@ def rnp_section(result=None):
                    f"the current serving code (`--latency_of`): {', '.join(f'{v:.2f}x' for v in speedups)}; the "
                    f"run's own measurement, with the earlier serving code, was "
                    f"{remeasured[0]['before']['latency_speedup']:.2f}x.")
+    parts = result.get("latency_parts")
+    if parts:
+        history += (f" Forced by the bias (`serve_with_bias`, batch 1, `--latency_of`): every group computed "
+                    f"**{parts['all_groups_ms']:.3f} ms**, the fewest (one group per layer) "
+                    f"**{parts['fewest_groups_ms']:.3f} ms**, dense {parts['dense_ms']:.3f} ms in the same session.")
     return [
         f"**Runtime Neural Pruning vs static uniform pruning** (`benchmarks/rnp_vs_static.py`, {settings['model']} "
         f"x{settings['width']:g} on mnist5k, test split; dense {100 * dense['accuracy']:.2f}% at "

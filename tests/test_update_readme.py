@@ -128,3 +128,20 @@ def test_a_latency_ratio_below_one_reads_as_slower_not_as_a_fraction_faster():
 def test_a_difference_that_rounds_to_zero_has_no_minus_sign():
     assert update_readme._pp(-0.000001) == "+0.00"
     assert update_readme._pp(-0.3) == "-0.30" and update_readme._pp(0.7) == "+0.70"
+
+
+def _rnp_result(**extra):
+    point = {"flops_bias": 0.0, "accuracy": 0.98, "speedup": 3.3, "mean_flops": 1.0e6}
+    return {"settings": {"model": "conv4", "width": 2.0}, "machine": {"cpus": 2},
+            "dense": {"accuracy": 0.986, "flops": 48e6, "latency_ms": 1.58},
+            "latency": {"flops_bias": 0.0, "speedup_macs": 3.3, "rnp_ms": 1.84, "latency_speedup": 1.58 / 1.84},
+            "static": [{"rnp_flops_bias": 0.0, "accuracy": 0.975}], "rnp_wins": "1 of 1",
+            "rnp": {"points": [point], "train_seconds": 120.0}, **extra}
+
+
+def test_the_rnp_section_says_slower_and_gives_the_forced_latency_parts_when_measured():
+    text = "\n".join(update_readme.rnp_section(_rnp_result()))
+    assert "**1.16x** slower" in text and "Forced by the bias" not in text
+    parts = {"dense_ms": 1.516, "all_groups_ms": 2.097, "fewest_groups_ms": 1.287, "repeats": 200}
+    text = "\n".join(update_readme.rnp_section(_rnp_result(latency_parts=parts)))
+    assert "every group computed **2.097 ms**, the fewest (one group per layer) **1.287 ms**, dense 1.516 ms" in text
