@@ -385,10 +385,10 @@ def rnp_section(result=None):
     history = ""
     if remeasured:
         speedups = [entry["before"]["latency_speedup"] for entry in remeasured[1:]] + [latency["latency_speedup"]]
-        history = (f" This is the last of {len(speedups)} re-measurements of the trained model, exported again with "
-                   f"the current serving code (`--latency_of`): {', '.join(f'{v:.2f}x' for v in speedups)}; the "
-                   f"run's own measurement, with the earlier serving code, was "
-                   f"{remeasured[0]['before']['latency_speedup']:.2f}x.")
+        times = "once" if len(speedups) == 1 else f"{len(speedups)} times"
+        history = (f" Re-measured {times} since, the trained model exported again with the serving code of the "
+                   f"day (`--latency_of`): {', '.join(f'{v:.2f}x' for v in speedups)} (the last is the one above); "
+                   f"the run's own measurement was {remeasured[0]['before']['latency_speedup']:.2f}x.")
     parts = result.get("latency_parts")
     if parts:
         history += (f" Forced by the bias (`serve_with_bias`, batch 1, `--latency_of`): every group computed "

@@ -145,3 +145,9 @@ def test_the_rnp_section_says_slower_and_gives_the_forced_latency_parts_when_mea
     parts = {"dense_ms": 1.516, "all_groups_ms": 2.097, "fewest_groups_ms": 1.287, "repeats": 200}
     text = "\n".join(update_readme.rnp_section(_rnp_result(latency_parts=parts)))
     assert "every group computed **2.097 ms**, the fewest (one group per layer) **1.287 ms**, dense 1.516 ms" in text
+
+
+def test_a_latency_remeasured_once_says_once():
+    before = {"latency_speedup": 0.86}
+    text = "\n".join(update_readme.rnp_section(_rnp_result(latency_remeasured=[{"before": before}])))
+    assert "Re-measured once since" in text and "0.86x" in text
