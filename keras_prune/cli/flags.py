@@ -164,8 +164,10 @@ def _define_lstm(fv):
             "(searches on past the target for the most accurate structure at it; stops by --patience or --lstm_epochs).")
     _define(flags.DEFINE_float, fv, "lstm_beta", 1.0,
             "lstm: FLOPs weight of the linear reward; accuracy weight of the target reward.")
-    _define(flags.DEFINE_float, fv, "lstm_tolerance", 0.01, "lstm: validation accuracy the gated and target rewards let a child lose.")
-    _define(flags.DEFINE_float, fv, "lstm_penalty", 10.0, "lstm: gated and target reward lost per unit of accuracy beyond the tolerance.")
+    _define(flags.DEFINE_float, fv, "lstm_tolerance", 0.01,
+            "lstm: validation accuracy the gated and target rewards let a child lose.")
+    _define(flags.DEFINE_float, fv, "lstm_penalty", 10.0,
+            "lstm: gated and target reward lost per unit of accuracy beyond the tolerance.")
     _define(flags.DEFINE_enum, fv, "lstm_teacher", "parent", list(TEACHERS),
             "lstm: teacher of a child's recovery: the network it was pruned from, or the pre-trained one.")
     _define(flags.DEFINE_float, fv, "lstm_temperature", 4.0, "lstm: distillation temperature.")

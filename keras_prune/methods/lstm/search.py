@@ -331,7 +331,9 @@ class LSTMSearch:
         # Rewards follow from each child's accuracy and FLOPs; recomputing them keeps the pool
         # consistent if the run resumes with other reward settings.
         for record in self.candidates.values():
-            record["reward"] = float(self.settings.reward(record["accuracy"], record["flops_ratio"], self.reference_accuracy))
+            record["reward"] = float(
+                self.settings.reward(record["accuracy"], record["flops_ratio"], self.reference_accuracy)
+            )
         self.history = state["history"]
         self.pending = state["pending"]
         self.stopped = state["stopped"]

@@ -78,6 +78,8 @@ def _label_clusters(points, *, closeness=0.04):
     """[(xy, biases)]: points within `closeness` of the plotted span of each other, in both
     axes, share one label (biases that give (nearly) the same decisions would print on top
     of each other). `points` are (x, y, bias), sorted by x."""
+    if not points:
+        return []
     xs, ys = [p[0] for p in points], [p[1] for p in points]
     dx, dy = closeness * (max(xs) - min(xs) or 1.0), closeness * (max(ys) - min(ys) or 1.0)
     clusters = []
