@@ -277,8 +277,8 @@ def lstm_section():
         )
     return [
         "**Where to Prune vs uniform L1 at the same FLOPs** (`benchmarks/lstm_vs_l1.py`, mnist5k test split; "
-        "the search stops at the paper's FLOPs reduction (with `--reward target`, by patience or the epoch cap); both final models get the same final training on "
-        "train + validation):",
+        "the search stops at the paper's FLOPs reduction (with `--reward target`, by patience or the epoch cap); "
+        "both final models get the same final training on train + validation):",
         "",
         "| model | dense accuracy % | lstm FLOPs reduction | lstm accuracy % (vs dense) | l1 accuracy % at FLOPs ratio "
         "| lstm - l1 | search | whole benchmark |",
