@@ -163,3 +163,28 @@ def test_reload_with_other_hyperparameters_raises(tmp_path):
     with pytest.raises(ValueError, match="different hyperparameters"):
         QuadraticTuner(oracle=oracle, directory=str(tmp_path), project_name="ncs", overwrite=False)
     assert os.path.exists(tmp_path / "ncs" / "oracle.json")
+
+
+def test_a_kill_while_a_trial_file_is_written_leaves_the_old_file_whole(tmp_path, monkeypatch):
+    # Keras Tuner rewrites trial.json in place (create, update, end) and parses every one on
+    # resume; a kill mid-write left an empty file that the resumed run could not parse.
+    import keras_prune.export.report_io as report_io
+
+    tuner = _tuner(tmp_path)
+    tuner.search(verbose=0)
+    trial = next(iter(tuner.oracle.trials.values()))
+    path = tmp_path / "ncs" / f"trial_{trial.trial_id}" / "trial.json"
+    before = path.read_text()
+
+    def killed(*args):
+        raise KeyboardInterrupt("killed between writing and renaming")
+
+    monkeypatch.setattr(report_io.os, "replace", killed)
+    trial.score = -123.0
+    with pytest.raises(KeyboardInterrupt):
+        tuner.oracle._save_trial(trial)
+    assert path.read_text() == before and json.loads(before)["score"] != -123.0
+    assert not [p for p in path.parent.iterdir() if p.name != "trial.json"]  # no temporary left behind
+    monkeypatch.undo()
+    tuner.oracle._save_trial(trial)
+    assert json.loads(path.read_text())["score"] == -123.0

@@ -10,8 +10,13 @@ import numpy as np
 __all__ = ["atomic_write", "read_json", "read_state", "replace_folder", "save_keras", "write_json", "write_state"]
 
 
-def atomic_write(path, data, *, mode="w"):
-    """Writes `data` to `path` through a temporary file in the same folder and a rename."""
+def atomic_write(path, data, *, mode="w", durable=True):
+    """Writes `data` to `path` through a temporary file in the same folder and a rename.
+
+    A killed process leaves the old file or the new one, never a part. `durable=False`
+    skips the fsync that also covers a power loss: for small files rewritten many times a
+    second, where the rename's guarantee is the one that matters.
+    """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
@@ -20,7 +25,8 @@ def atomic_write(path, data, *, mode="w"):
         with os.fdopen(fd, mode) as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -28,14 +34,15 @@ def atomic_write(path, data, *, mode="w"):
         raise
 
 
-def write_json(path, obj, *, indent=2):
+def write_json(path, obj, *, indent=2, durable=True):
     """Writes `obj` as JSON, atomically (NumPy scalars become numbers).
 
     `indent=None` writes compact JSON through the C encoder, many times faster: for
-    state files rewritten often.
+    state files rewritten often. `durable`: see `atomic_write`.
     """
     separators = (",", ":") if indent is None else None
-    atomic_write(path, json.dumps(obj, indent=indent, separators=separators, default=_plain) + "\n")
+    text = json.dumps(obj, indent=indent, separators=separators, default=_plain) + "\n"
+    atomic_write(path, text, durable=durable)
 
 
 def read_json(path):

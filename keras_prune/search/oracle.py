@@ -6,6 +6,7 @@ Keras Tuner then supplies the bookkeeping: one folder per trial, retries, the
 
 import collections.abc
 import contextlib
+import os
 
 import keras_tuner
 import numpy as np
@@ -197,6 +198,13 @@ class NCSOracle(keras_tuner.Oracle):
         if getattr(self, "_deferring", False):  # (Keras Tuner may save before __init__ ends)
             return
         write_json(self._get_oracle_fname(), self.get_state(), indent=None)
+
+    def _save_trial(self, trial):
+        """Writes a trial's file atomically too. Keras Tuner writes it in place when a trial is
+        created, updated and ended, and reloads every one on resume: a kill during that write
+        left an empty file, and the resumed run failed to parse it."""
+        path = os.path.join(self._get_trial_dir(trial.trial_id), "trial.json")
+        write_json(path, trial.get_state(), indent=None, durable=False)
 
     @contextlib.contextmanager
     def _saves_deferred(self):

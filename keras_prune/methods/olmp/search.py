@@ -81,6 +81,12 @@ class PruningTuner(keras_tuner.Tuner):
         values = trial.hyperparameters
         return float(self.fitness(np.array([values.get(name) for name in self.names], "float64")))
 
+    def save(self):
+        """Keras Tuner's save, atomic (the chief saves here before it serves its workers)."""
+        if not self._is_worker():
+            self.oracle.save()
+        write_json(self._get_tuner_fname(), self.get_state())
+
     def on_trial_end(self, trial):
         """Ends the trial in the oracle, which saves itself; writes the tuner's file once.
 
