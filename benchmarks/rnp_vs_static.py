@@ -184,15 +184,23 @@ def _serving_times(trainer, flops_bias, dense_path, out, test_images, repeats, *
     serving = RNPServing(trainer.backbone, trainer.decision, flops_bias)
     loaded = tf.saved_model.load(export_saved_model(serving, os.path.join(out, "saved_model")))
     dense_loaded = tf.saved_model.load(dense_path)
+    calls = {"dense": lambda x: {"logits": dense_loaded.serve(x)}, "rnp": loaded.serve}
     times = {}
     for batch_size in batch_sizes:
-        dense_ms, rnp_ms = [], []
-        timing = dict(repeats=repeats, batch_size=batch_size, max_seconds=10.0)
-        for _ in range(3):  # alternated, so that load from other processes hits both alike
-            dense_ms.append(serving_latency(lambda x: {"logits": dense_loaded.serve(x)}, test_images, **timing))
-            rnp_ms.append(serving_latency(loaded.serve, test_images, **timing))
-        times[batch_size] = (float(np.median(dense_ms)), float(np.median(rnp_ms)))
+        medians = _alternated_medians(calls, test_images, repeats, batch_size=batch_size)
+        times[batch_size] = (medians["dense"], medians["rnp"])
     return times
+
+
+def _alternated_medians(calls, test_images, repeats, *, batch_size=1, rounds=3):
+    """{name: median ms} of each `calls[name](images)`, timed in turn `rounds` times, so that
+    load from other processes hits them all alike."""
+    times = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            times[name].append(serving_latency(call, test_images, repeats=repeats, batch_size=batch_size,
+                                               max_seconds=10.0))
+    return {name: float(np.median(values)) for name, values in times.items()}
 
 
 def _latency_parts(run_dir, test_images, repeats, *, forced=1e3):
@@ -206,11 +214,7 @@ def _latency_parts(run_dir, test_images, repeats, *, forced=1e3):
         "all_groups_ms": lambda x: loaded.serve_with_bias(x, tf.constant(-forced)),
         "fewest_groups_ms": lambda x: loaded.serve_with_bias(x, tf.constant(forced)),
     }
-    times = {name: [] for name in calls}
-    for _ in range(3):  # alternated, as in _serving_times
-        for name, call in calls.items():
-            times[name].append(serving_latency(call, test_images, repeats=repeats, max_seconds=10.0))
-    parts = {name: round(float(np.median(values)), 4) for name, values in times.items()}
+    parts = {name: round(ms, 4) for name, ms in _alternated_medians(calls, test_images, repeats).items()}
     _log(f"batch-1 latency parts: {parts}")
     return dict(parts, repeats=repeats, forced_bias=forced)
 

@@ -85,6 +85,9 @@ class PruningTuner(keras_tuner.Tuner):
         """Keras Tuner's save, atomic (the chief saves here before it serves its workers)."""
         if not self._is_worker():
             self.oracle.save()
+        self._write_tuner_file()
+
+    def _write_tuner_file(self):
         write_json(self._get_tuner_fname(), self.get_state())
 
     def on_trial_end(self, trial):
@@ -97,7 +100,7 @@ class PruningTuner(keras_tuner.Tuner):
         self.oracle.end_trial(trial)
         self.trials_ended += 1
         if not self._is_worker() and not os.path.exists(self._get_tuner_fname()):
-            write_json(self._get_tuner_fname(), self.get_state())
+            self._write_tuner_file()
 
 
 def _seed(seed, iteration):
