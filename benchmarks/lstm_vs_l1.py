@@ -13,6 +13,10 @@ runs to <= 30 minutes each on the whole machine):
    `--final_epochs` on train + validation at the fixed `--final_learning_rate`.
 3. l1: the same dense model, every searched group cut uniformly by filter L1 norm to the
    FLOPs ratio lstm reached, then the same `--final_epochs` on train + validation.
+4. Each final training is repeated `--final_repeats` times from the same starting weights
+   (lstm: the best child; l1: the cut dense model) with other seeds for the training order,
+   the same seeds for both arms; the accuracies are the means. One final training on this CPU
+   varies by about a point run to run, as much as the differences the benchmark measures.
 
 Pass/fail per model: reduction >= the paper's, test accuracy within 1 pp of the dense
 model, and lstm's test accuracy against l1's. Writes benchmarks/results/lstm_vs_l1_<model>.json
@@ -25,6 +29,7 @@ Run: python benchmarks/lstm_vs_l1.py --model vgg16      (VGG-16 x0.25)
 
 import argparse
 import os
+import statistics
 import tempfile
 import time
 
@@ -38,7 +43,7 @@ from keras_prune.export.report_io import write_json
 from keras_prune.export.summaries import RunSummaries
 from keras_prune.graph import count_flops
 from keras_prune.methods import l1, lstm
-from keras_prune.methods.base import RunContext
+from keras_prune.methods.base import RunContext, retrain
 from keras_prune.methods.lstm.method import train_and_validation
 from keras_prune.methods.lstm.settings import REWARDS
 from keras_prune.models import get_model
@@ -72,9 +77,10 @@ def _copy(model, strategy):
 
 
 def _run_config(args, out, target_flops):
+    """The methods' settings; their own final training is off (`_final_trainings` repeats it)."""
     return RunConfig(
         method="bench", model=args.model, output_dir=out, target_flops=target_flops,
-        finetune_epochs=args.final_epochs, batch_size=args.batch_size, learning_rate=args.final_learning_rate,
+        finetune_epochs=0, batch_size=args.batch_size, learning_rate=args.final_learning_rate,
         schedule="constant", seed=args.seed, verbose=2, recovery_epochs=args.recovery_epochs,
         patience=args.patience, lstm_epochs=args.controller_epochs, lstm_children=args.children,
         lstm_parents=args.parents, lstm_learning_rate=args.controller_learning_rate, round_to=args.round_to,
@@ -82,17 +88,45 @@ def _run_config(args, out, target_flops):
     )
 
 
-def _score(result, data, strategy, dense):
+def repeat_seed(seed, repeat):
+    """The seed of final training `repeat` (0, 1, ...) in a run with `seed`: the run's own seed first."""
+    return seed + 1000 * repeat
+
+
+def _final_trainings(start, data, ctx, args, arm):
+    """Trains copies of `start` on train + validation, `--final_repeats` times with their own seeds.
+
+    Returns the first trained model (for the latency and params, the same for every repeat),
+    the test accuracies and the seconds of each training.
+    """
+    first, accuracies, seconds = None, [], []
+    for repeat in range(args.final_repeats):
+        seed = repeat_seed(args.seed, repeat)
+        keras.utils.set_random_seed(seed)
+        model = _copy(start, ctx.strategy)
+        merged = train_and_validation(data, args.batch_size, seed=seed)
+        seconds.append(retrain(model, merged, ctx, epochs=args.final_epochs, phase=f"{arm}_final"))
+        accuracies.append(evaluate_accuracy(model, data.test, ctx.strategy))
+        _log(f"{arm}: final training {repeat + 1}/{args.final_repeats} (seed {seed}): test accuracy "
+             f"{accuracies[-1]:.4f} after {args.final_epochs} epoch(s), {seconds[-1]:.0f} s")
+        first = model if first is None else first
+    return first, accuracies, seconds
+
+
+def _score(result, data, ctx, args, dense, arm):
+    """The arm's final trainings and its measurements (accuracy: the mean over the repeats)."""
+    model, accuracies, seconds = _final_trainings(result.model, data, ctx, args, arm)
     dense_flops = count_flops(dense).total
-    flops = count_flops(result.model).total
+    flops = count_flops(model).total
     return {
-        "test_accuracy": evaluate_accuracy(result.model, data.test, strategy),
+        "test_accuracy": statistics.fmean(accuracies),
+        "test_accuracies": accuracies,
         "flops": flops,
         "flops_ratio": flops / dense_flops,
-        "params": result.model.count_params(),
+        "params": model.count_params(),
         "search_seconds": result.search_seconds,
-        "final_training_seconds": result.retrain_seconds,
-        **evidence(dense, result.model),
+        "final_training_seconds": statistics.fmean(seconds),
+        **evidence(dense, model),
     }
 
 
@@ -114,6 +148,8 @@ def arguments():
                              "for the most accurate structure at it, until --patience or --controller_epochs")
     parser.add_argument("--final_epochs", type=int, default=10)
     parser.add_argument("--final_learning_rate", type=float, default=0.01, help="fixed (paper: 1e-3 for 100-250 epochs)")
+    parser.add_argument("--final_repeats", type=int, default=3,
+                        help="final trainings per arm (other seeds, same for both arms); accuracies are their means")
     parser.add_argument("--batch_size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--round_to", type=int, default=1,
@@ -124,18 +160,24 @@ def arguments():
 
 
 LABELLED = ("reward", "train_epochs", "recovery_epochs", "children", "parents", "patience", "controller_epochs",
-            "final_epochs")
+            "final_epochs", "final_repeats")
 """The settings that shape or size a run (a run that changes them is labelled so in the README)."""
+
+BEFORE_REPEATS = {"final_repeats": 1}
+"""The value of a LABELLED setting in results files written before the setting existed."""
 
 
 def main():
     args = arguments().parse_args()
+    if args.final_repeats < 1:
+        raise SystemExit(f"--final_repeats must be at least 1. Received: {args.final_repeats}")
     paper = PAPER[args.model]
     args.width = args.width or paper["width"]
     target = round(1.0 - paper["reduction"], 6)
     if args.quick:
         args.train_epochs, args.final_epochs, args.recovery_epochs = 1, 1, 1
         args.controller_epochs, args.children, args.parents = 2, 2, 2
+        args.final_repeats = min(args.final_repeats, 2)
         use_quick_timing()
 
     started = time.perf_counter()
@@ -143,7 +185,6 @@ def main():
     data = load_dataset("mnist5k", batch_size=args.batch_size, seed=args.seed)
     if args.quick:
         data = data.limited(5, args.batch_size)
-    merged = train_and_validation(data, args.batch_size, seed=args.seed)
     dense, train_seconds = _dense(args, data, strategy)
     dense_flops = count_flops(dense).total
     dense_accuracy = evaluate_accuracy(dense, data.test, strategy)
@@ -153,7 +194,7 @@ def main():
         summaries = RunSummaries(os.path.join(out, "tensorboard"))
         ctx = RunContext(strategy, _run_config(args, out, target), out, summaries, log=_log)
         result = lstm.run(_copy(dense, strategy), data, ctx)
-        results["lstm"] = _score(result, data, strategy, dense)
+        results["lstm"] = _score(result, data, ctx, args, dense, "lstm")
         details = result.details
         results["lstm"].update(
             controller_epochs=details["controller_epochs"], structures_evaluated=details["structures_evaluated"],
@@ -162,7 +203,7 @@ def main():
         reached = results["lstm"]["flops_ratio"]
         _log(f"l1 at lstm's FLOPs ratio {reached:.4f}")
         ctx = RunContext(strategy, _run_config(args, out, reached), out, summaries, log=_log)
-        results["l1"] = _score(l1.run(_copy(dense, strategy), merged, ctx), data, strategy, dense)
+        results["l1"] = _score(l1.run(_copy(dense, strategy), data, ctx), data, ctx, args, dense, "l1")
         summaries.close()
 
     loss_pp = 100 * (dense_accuracy - results["lstm"]["test_accuracy"])
@@ -180,6 +221,9 @@ def main():
         "lstm_flops_reduction": 1.0 - results["lstm"]["flops_ratio"],
         "lstm_accuracy_loss_pp": loss_pp,
         "accuracy_lstm_minus_l1_pp": 100 * (results["lstm"]["test_accuracy"] - results["l1"]["test_accuracy"]),
+        "accuracy_lstm_minus_l1_pp_per_repeat": [
+            100 * (a - b) for a, b in zip(results["lstm"]["test_accuracies"], results["l1"]["test_accuracies"])
+        ],
         "meets_paper_reduction": 1.0 - results["lstm"]["flops_ratio"] >= paper["reduction"],
         "within_1pp": loss_pp <= 1.0,
         "total_seconds": time.perf_counter() - started,
@@ -192,7 +236,8 @@ def main():
     _log(
         f"lstm: {100 * summary['lstm_flops_reduction']:.1f}% fewer FLOPs (paper {100 * paper['reduction']:.1f}%), "
         f"test accuracy {100 * results['lstm']['test_accuracy']:.2f}% ({-loss_pp:+.2f} pp vs dense), "
-        f"{summary['accuracy_lstm_minus_l1_pp']:+.2f} pp vs l1 at the same FLOPs; wrote {path} "
+        f"{summary['accuracy_lstm_minus_l1_pp']:+.2f} pp vs l1 at the same FLOPs (means of {args.final_repeats} "
+        f"final training(s)); wrote {path} "
         f"in {summary['total_seconds']:.0f} s"
     )
 

@@ -8,6 +8,7 @@ import functools
 import glob
 import json
 import os
+import statistics
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -251,11 +252,18 @@ def _lstm_defaults():
 
 def _sizing(result):
     """", --children 1, --train_epochs 10": the settings a lstm_vs_l1 run changed from its defaults."""
-    from lstm_vs_l1 import LABELLED
+    from lstm_vs_l1 import BEFORE_REPEATS, LABELLED
 
-    defaults, settings = _lstm_defaults(), result.get("settings", {})
+    defaults, settings = _lstm_defaults(), {**BEFORE_REPEATS, **result.get("settings", {})}
     labels = [f"--{k} {settings[k]}" for k in LABELLED if k in settings and settings[k] != getattr(defaults, k)]
     return "".join(f", {label}" for label in labels)
+
+
+def _repeated(points):
+    """" (sd 0.31 over 3)": the spread of a mean of repeated final trainings, "" for a single one."""
+    if len(points) < 2:
+        return ""
+    return f" (sd {statistics.stdev(points):.2f} over {len(points)})"
 
 
 def lstm_section():
@@ -271,14 +279,17 @@ def lstm_section():
             f"| **{100 * result['lstm_flops_reduction']:.1f}%** (paper {100 * result['paper_flops_reduction']:.1f}%) "
             f"| {100 * lstm['test_accuracy']:.2f} ({_pp(-result['lstm_accuracy_loss_pp'])} pp) "
             f"| {100 * l1['test_accuracy']:.2f} at {l1['flops_ratio']:.4f} "
-            f"| {_pp(result['accuracy_lstm_minus_l1_pp'])} pp "
+            f"| {_pp(result['accuracy_lstm_minus_l1_pp'])} pp"
+            f"{_repeated(result.get('accuracy_lstm_minus_l1_pp_per_repeat', []))} "
             f"| {lstm['structures_evaluated']} children, {lstm['controller_epochs']} controller epochs, "
             f"{lstm['search_seconds'] / 60:.1f} min | {result['total_seconds'] / 60:.1f} min |"
         )
     return [
         "**Where to Prune vs uniform L1 at the same FLOPs** (`benchmarks/lstm_vs_l1.py`, mnist5k test split; "
         "the search stops at the paper's FLOPs reduction (with `--reward target`, by patience or the epoch cap); "
-        "both final models get the same final training on train + validation):",
+        "both final models get the same final training on train + validation, repeated `--final_repeats` times "
+        "with other seeds, the same for both arms (3 by default; runs labelled `--final_repeats 1` predate the "
+        "setting): accuracies are means, and sd is the spread of the paired lstm - l1 differences):",
         "",
         "| model | dense accuracy % | lstm FLOPs reduction | lstm accuracy % (vs dense) | l1 accuracy % at FLOPs ratio "
         "| lstm - l1 | search | whole benchmark |",

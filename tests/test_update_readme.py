@@ -68,6 +68,20 @@ def test_no_repeats_no_seed_table(tmp_path, monkeypatch):
     assert "repeated with other seeds" not in " ".join(update_readme.summary_section())
 
 
+def test_lstm_rows_label_single_final_trainings_and_give_the_spread_of_repeated_ones(tmp_path, monkeypatch):
+    old = _lstm(0, 0.980, 0.975)  # written before --final_repeats existed: one final training per arm
+    repeated = _lstm(0, 0.980, 0.975)
+    repeated["model"], repeated["settings"] = "resnet20", {"seed": 0, "final_repeats": 3}
+    repeated["accuracy_lstm_minus_l1_pp_per_repeat"] = [0.2, 0.5, 0.8]
+    (tmp_path / "lstm_vs_l1_vgg16.json").write_text(json.dumps(old))
+    (tmp_path / "lstm_vs_l1_resnet20.json").write_text(json.dumps(repeated))
+    monkeypatch.setattr(update_readme, "RESULTS", str(tmp_path))
+    rows = {line.split(" ")[1]: line for line in update_readme.lstm_section() if line.startswith("| ")}
+    assert "--final_repeats 1" in rows["vgg16"] and "(sd" not in rows["vgg16"]
+    assert "--final_repeats" not in rows["resnet20"], "3 is the default: not labelled"
+    assert "+0.50 pp (sd 0.30 over 3)" in rows["resnet20"]
+
+
 def _olmp(delta, **settings):
     return {"benchmark": "olmp_vs_tfmot", "model": "lenet300_100", "dense_test_accuracy": 0.95, "total_seconds": 400.0,
             "olmp": {"compression": 150.0, "test_accuracy": 0.951, "iterations": 30001, "search_seconds": 100.0,
@@ -113,7 +127,7 @@ def test_a_run_with_round_to_is_labelled_as_such():
 
 
 def test_an_lstm_run_sized_off_the_benchmark_defaults_says_how():
-    default = {"train_epochs": 15, "children": 2, "controller_epochs": 10, "round_to": 8}
+    default = {"train_epochs": 15, "children": 2, "controller_epochs": 10, "round_to": 8, "final_repeats": 3}
     assert update_readme._sizing({"settings": default}) == ""
     sized = {**default, "children": 1, "train_epochs": 10, "controller_epochs": 15}
     assert update_readme._sizing({"settings": sized}) == ", --train_epochs 10, --children 1, --controller_epochs 15"
