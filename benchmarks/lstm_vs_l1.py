@@ -10,7 +10,7 @@ runs to <= 30 minutes each on the whole machine):
    recovered by distillation for `--recovery_epochs`) until the best structure meets the
    paper's FLOPs reduction or `--patience` runs out (with `--reward target`, by patience or
    `--controller_epochs` only: it keeps looking for a more accurate structure at the target); then
-   `--final_epochs` on train + validation at the fixed `--final_learning_rate`.
+   `--final_epochs` on train + validation at the fixed `--final_learning_rate` (or with `--final_schedule`).
 3. l1: the same dense model, every searched group cut uniformly by filter L1 norm to the
    FLOPs ratio lstm reached, then the same `--final_epochs` on train + validation.
 4. Each final training is repeated `--final_repeats` times from the same starting weights
@@ -48,7 +48,7 @@ from keras_prune.methods.lstm.method import train_and_validation
 from keras_prune.methods.lstm.settings import REWARDS
 from keras_prune.models import get_model
 from keras_prune.pipeline import RunConfig, _environment
-from keras_prune.training import evaluate_accuracy, make_strategy, train_classifier
+from keras_prune.training import SCHEDULES, evaluate_accuracy, make_strategy, train_classifier
 
 
 PAPER = {"vgg16": {"width": 0.25, "reduction": 0.701}, "resnet20": {"width": 0.5, "reduction": 0.475}}
@@ -81,7 +81,7 @@ def _run_config(args, out, target_flops):
     return RunConfig(
         method="bench", model=args.model, output_dir=out, target_flops=target_flops,
         finetune_epochs=0, batch_size=args.batch_size, learning_rate=args.final_learning_rate,
-        schedule="constant", seed=args.seed, verbose=2, recovery_epochs=args.recovery_epochs,
+        schedule=args.final_schedule, seed=args.seed, verbose=2, recovery_epochs=args.recovery_epochs,
         patience=args.patience, lstm_epochs=args.controller_epochs, lstm_children=args.children,
         lstm_parents=args.parents, lstm_learning_rate=args.controller_learning_rate, round_to=args.round_to,
         lstm_reward=args.reward,
@@ -148,6 +148,9 @@ def arguments():
                              "for the most accurate structure at it, until --patience or --controller_epochs")
     parser.add_argument("--final_epochs", type=int, default=10)
     parser.add_argument("--final_learning_rate", type=float, default=0.01, help="fixed (paper: 1e-3 for 100-250 epochs)")
+    parser.add_argument("--final_schedule", choices=SCHEDULES, default="constant",
+                        help="the final training's learning-rate schedule (paper: constant); a decaying one ends "
+                             "each training at a small step, so the repeats scatter less")
     parser.add_argument("--final_repeats", type=int, default=3,
                         help="final trainings per arm (other seeds, same for both arms); accuracies are their means")
     parser.add_argument("--batch_size", type=int, default=128)
@@ -160,7 +163,7 @@ def arguments():
 
 
 LABELLED = ("reward", "train_epochs", "recovery_epochs", "children", "parents", "patience", "controller_epochs",
-            "final_epochs", "final_repeats")
+            "final_epochs", "final_schedule", "final_repeats")
 """The settings that shape or size a run (a run that changes them is labelled so in the README)."""
 
 BEFORE_REPEATS = {"final_repeats": 1}
