@@ -307,6 +307,7 @@ def plot_structure(table, source, path):
     FigureCanvasAgg(fig)
     channels = fig.add_subplot(2, 1, 1)
     weights = fig.add_subplot(2, 1, 2, sharex=channels)
+    lowest = 1.0
     for i, row in enumerate(arms):
         by_name = {layer["name"]: layer for layer in row["layers"]}
         kept = [by_name[n]["channels_after"] / max(by_name[n]["channels_before"], 1) if n in by_name else float("nan")
@@ -318,11 +319,14 @@ def plot_structure(table, source, path):
         style = dict(marker="o", markersize=3, linewidth=1.2, color=f"C{i}", label=label)
         channels.plot(range(len(names)), kept, **style)
         weights.plot(range(len(names)), dense_weights, **style)
+        lowest = min(lowest, float(np.nanmin(dense_weights, initial=1.0)))
     channels.set_ylabel("channels / dense model's")
     weights.set_ylabel("non-zero weights / dense model's")
     weights.set_yscale("log")
-    # Plain labels at 1, 2, 3 and 5 of each decade (0.3, not 3 x 10^-1), none on the other minor ticks.
-    weights.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0)))
+    # Plain labels (0.3, not 3 x 10^-1) at 1, 2, 3 and 5 of each decade, none on the other minor ticks;
+    # on a narrow range (0.4 to 1 or less) at every tenth, else only 0.5 and 1 would be labelled.
+    subs = tuple(range(1, 10)) if lowest >= 0.4 else (1.0, 2.0, 3.0, 5.0)
+    weights.yaxis.set_major_locator(LogLocator(base=10, subs=subs))
     weights.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
     weights.yaxis.set_minor_formatter(NullFormatter())
     for ax in (channels, weights):
