@@ -14,9 +14,11 @@ runs to <= 30 minutes each on the whole machine):
 3. l1: the same dense model, every searched group cut uniformly by filter L1 norm to the
    FLOPs ratio lstm reached, then the same `--final_epochs` on train + validation.
 4. Each final training is repeated `--final_repeats` times from the same starting weights
-   (lstm: the best child; l1: the cut dense model) with other seeds for the training order,
-   the same seeds for both arms; the accuracies are the means. One final training on this CPU
-   varies by about a point run to run, as much as the differences the benchmark measures.
+   (lstm: the best child; l1: the cut dense model), repeat k of either arm with seed
+   `repeat_seed(seed, k)` (the random state and how train and validation examples interleave;
+   the train split's own reshuffling goes on from wherever the run left it, so the arms' orders
+   are not identical); the accuracies are the means. One final training on this CPU varies
+   by about a point run to run, as much as the differences the benchmark measures.
 
 Pass/fail per model: reduction >= the paper's, test accuracy within 1 pp of the dense
 model, and lstm's test accuracy against l1's. Writes benchmarks/results/lstm_vs_l1_<model>.json
@@ -147,7 +149,7 @@ def arguments():
                         help="the search's reward (--lstm_reward); with 'target' it looks on past the target "
                              "for the most accurate structure at it, until --patience or --controller_epochs")
     parser.add_argument("--final_epochs", type=int, default=10)
-    parser.add_argument("--final_learning_rate", type=float, default=0.01, help="fixed (paper: 1e-3 for 100-250 epochs)")
+    parser.add_argument("--final_learning_rate", type=float, default=0.01, help="the final training's (paper: 1e-3, fixed, for 100-250 epochs)")
     parser.add_argument("--final_schedule", choices=SCHEDULES, default="constant",
                         help="the final training's learning-rate schedule (paper: constant); a decaying one ends "
                              "each training at a small step, so the repeats scatter less")

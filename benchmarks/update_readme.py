@@ -260,7 +260,7 @@ def _sizing(result):
 
 
 def _repeated(points):
-    """" (sd 0.31 over 3)": the spread of a mean of repeated final trainings, "" for a single one."""
+    """" (sd 0.31 over 3)": the spread of the per-repeat differences of repeated final trainings, "" for one."""
     if len(points) < 2:
         return ""
     return f" (sd {statistics.stdev(points):.2f} over {len(points)})"
@@ -288,8 +288,8 @@ def lstm_section():
         "**Where to Prune vs uniform L1 at the same FLOPs** (`benchmarks/lstm_vs_l1.py`, mnist5k test split; "
         "the search stops at the paper's FLOPs reduction (with `--reward target`, by patience or the epoch cap); "
         "both final models get the same final training on train + validation, repeated `--final_repeats` times "
-        "with other seeds, the same for both arms (3 by default; runs labelled `--final_repeats 1` predate the "
-        "setting): accuracies are means, and sd is the spread of the paired lstm - l1 differences):",
+        "with other seeds (3 by default; files from before the setting had one and are labelled `--final_repeats 1`): "
+        "accuracies are means, and sd is the spread of the lstm - l1 differences of the repeats):",
         "",
         "| model | dense accuracy % | lstm FLOPs reduction | lstm accuracy % (vs dense) | l1 accuracy % at FLOPs ratio "
         "| lstm - l1 | search | whole benchmark |",

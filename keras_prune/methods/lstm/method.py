@@ -87,9 +87,12 @@ def run(model, data, ctx):
         structure = keras.models.clone_model(search.load(best))
         structure.set_weights(search.load(best).get_weights())
     search_seconds = time.perf_counter() - start
+    retraining = (
+        f"; retraining it on train + validation for {config.finetune_epochs} epoch(s)" if config.finetune_epochs else ""
+    )
     ctx.log(
         f"lstm: best structure {best['id']} ({best['flops_ratio']:.4f} of the FLOPs, validation accuracy "
-        f"{best['accuracy']:.4f}); retraining it on train + validation for {config.finetune_epochs} epoch(s)"
+        f"{best['accuracy']:.4f}){retraining}"
     )
     retrain_seconds = retrain(
         structure, train_and_validation(data, config.batch_size, seed=config.seed), ctx, epochs=config.finetune_epochs, phase="retrain"
