@@ -49,7 +49,9 @@ JOBS = [
     ("scratch_resnet20", ["scratch_vs_slimming.py", "--model", "resnet20"], 19),
     ("olmp_lenet300_100", ["olmp_vs_tfmot.py", "--model", "lenet300_100"], 6),
     ("olmp_lenet5", ["olmp_vs_tfmot.py", "--model", "lenet5"], 18),
-    ("lstm_vgg16", ["lstm_vs_l1.py", "--model", "vgg16"], 11),
+    # The settings that meet the paper's VGG claims here (README, Where to Prune): 8.8-10.5 min per seed.
+    ("lstm_vgg16", ["lstm_vs_l1.py", "--model", "vgg16", "--reward", "target", "--final_schedule", "cosine",
+                    "--tag", "target_cosine"], 11),
     ("rnp_conv4", ["rnp_vs_static.py"], 22),
 ]
 EXTRA_JOBS = [
