@@ -17,7 +17,7 @@ from keras_prune.errors import PruneError
 from keras_prune.graph import analyze, count_flops
 from keras_prune.methods.lstm.controller import KEEP, PRUNE, PruningController, reinforce_step
 from keras_prune.methods.lstm.method import train_and_validation
-from keras_prune.methods.lstm.report import describe
+from keras_prune.methods.lstm.report import describe, sensitivity
 from keras_prune.methods.lstm.search import CHECKPOINT, LSTMSearch
 from keras_prune.methods.lstm.settings import LSTMSettings, reward
 from keras_prune.methods.lstm.structure import DESCRIPTOR_FEATURES, StructureSpace, structure_key
@@ -175,6 +175,36 @@ def test_prune_rate_outside_the_unit_interval_is_refused(rate):
         fv(["prune", "--method=lstm", "--model=lenet5", "--output_dir=/tmp/x", f"--prune_rate={rate}"])
 
 
+def _one_group_model():
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(4, 3, name="conv")(inputs)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = keras.layers.ReLU(name="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    return keras.Model(inputs, keras.layers.Dense(10, name="logits")(x), name="one_group")
+
+
+@pytest.mark.parametrize("problem", ["one_group", "prune_rate"])
+def test_a_model_or_setting_lstm_cannot_search_fails_before_pre_training(tmp_path, monkeypatch, problem):
+    import keras_prune.methods.lstm.method as lstm_method
+    import keras_prune.pipeline as pipeline
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("training or the search started before the lstm settings were checked")
+
+    monkeypatch.setattr(pipeline, "train_classifier", must_not_run)
+    monkeypatch.setattr(lstm_method, "run", must_not_run)
+    if problem == "one_group":  # a model file (not pre-trained by the pipeline)
+        model, dataset, prune_rate, match = str(tmp_path / "model.keras"), "digits", 0.2, "at least two prunable"
+        _one_group_model().save(model)
+    else:  # a zoo model, pre-trained by the pipeline unless the check comes first
+        model, dataset, prune_rate, match = "lenet5", "mnist5k", 1.5, "prune_rate"
+    config = RunConfig(method="lstm", model=model, output_dir=str(tmp_path / "run"), dataset=dataset,
+                       pretrain_epochs=3, verbose=0, prune_rate=prune_rate)
+    with pytest.raises(PruneError, match=match):
+        run(config)
+
+
 def test_gated_reward_pays_for_flops_until_accuracy_falls_beyond_the_tolerance():
     assert reward(0.95, 0.4, reference_accuracy=0.955) == pytest.approx(0.6)
     assert reward(0.93, 0.4, reference_accuracy=0.955, penalty=10.0) == pytest.approx(0.6 - 10 * 0.015)
@@ -242,6 +272,116 @@ def test_search_trains_each_structure_once_and_reports_every_one(digits, tmp_pat
     for row, count, original in zip(details["sensitivity"], best["counts"], search.space.original):
         assert row["best"] == count and row["pruned_in_best"] == pytest.approx(1 - count / original, abs=1e-4)
     assert sum(r["prune_decisions"] for r in details["sensitivity"]) == int(search.decisions.sum())
+
+
+@pytest.fixture
+def recorded_steps(monkeypatch):
+    """Every controller step of `recorded_steps["search"]`: its parent and the children's actions and advantages."""
+    import keras_prune.methods.lstm.search as search_module
+
+    steps = {"search": None, "calls": []}
+    original = search_module.reinforce_step
+
+    def wrapper(controller, optimizer, descriptors, actions, advantages):
+        pending = steps["search"].pending
+        steps["calls"].append({"parent": pending["parents"][pending["next"]], "actions": np.asarray(actions).copy(),
+                               "advantages": np.asarray(advantages, float).copy()})
+        return original(controller, optimizer, descriptors, actions, advantages)
+
+    monkeypatch.setattr(search_module, "reinforce_step", wrapper)
+    return steps
+
+
+def test_each_parents_reward_is_the_baseline_of_its_childrens(digits, tmp_path, recorded_steps):
+    keras.utils.set_random_seed(0)
+    search = _search(tiny_resnet(width=8), digits, tmp_path, children=3, recovery_epochs=0, max_epochs=2)
+    recorded_steps["search"] = search
+    search.run()
+    assert len(recorded_steps["calls"]) >= 2
+    for call in recorded_steps["calls"]:
+        parent = search.candidates[call["parent"]]
+        rewards = [search.candidates[structure_key(search.space.child(parent["counts"], a))]["reward"]
+                   for a in call["actions"]]
+        np.testing.assert_allclose(call["advantages"], np.asarray(rewards) - parent["reward"], atol=1e-9)
+
+
+def test_the_first_epoch_feeds_the_pretrained_network_then_the_best_structures_in_turn(
+        digits, tmp_path, recorded_steps):
+    keras.utils.set_random_seed(0)
+    search = _search(tiny_resnet(width=8), digits, tmp_path, children=3, recovery_epochs=0, max_epochs=2,
+                     parents=2, target_flops=0.01)
+    recorded_steps["search"] = search
+    chosen = []  # (parents, every structure's reward) at the start of each controller epoch
+    ranked_parents = search.parents
+
+    def parents():
+        keys = ranked_parents()
+        chosen.append((keys, {k: r["reward"] for k, r in search.candidates.items()}))
+        return keys
+
+    search.parents = parents
+    search.run()
+    root = structure_key(search.space.original)
+    assert [keys for keys, _ in chosen][0] == [root]
+    keys, pool = chosen[1]
+    assert len(keys) == 2 < len(pool)
+    assert min(pool[k] for k in keys) >= max(r for k, r in pool.items() if k not in keys)
+    assert [c["parent"] for c in recorded_steps["calls"]] == [root, *keys], "each parent in turn, one step each"
+
+
+@pytest.mark.parametrize("teacher", ["parent", "original"])
+def test_children_are_distilled_from_the_teacher_the_settings_name(digits, tmp_path, monkeypatch, teacher):
+    import keras_prune.methods.lstm.search as search_module
+
+    teachers = []
+    monkeypatch.setattr(search_module, "distill", lambda child, teacher_model, *a, **k: teachers.append(teacher_model))
+    keras.utils.set_random_seed(0)
+    search = _search(tiny_resnet(width=8), digits, tmp_path, children=2, max_epochs=2, parents=2,
+                     target_flops=0.01, teacher=teacher)
+    search.run()
+    children_of_children = [r for r in search.candidates.values()
+                            if r["parent"] and search.candidates[r["parent"]]["model_file"]]
+    assert children_of_children, "the second epoch must prune a child, so the two teachers differ"
+    if teacher == "original":
+        assert all(t is search.model for t in teachers)
+    else:
+        assert any(t is not search.model for t in teachers)
+        assert teachers[0] is search.model  # the first child's parent is the pre-trained network
+
+
+@pytest.mark.parametrize("criterion", ["l1", "l2"])
+def test_a_prune_decision_removes_the_channels_with_the_smallest_filter_norm(digits, tmp_path, criterion):
+    model = tiny_resnet(width=8)
+    kernel = np.zeros(model.get_layer("block_1").kernel.shape, "float32")  # 3x3x8 -> 12 channels
+    kernel[..., :3] = 0.1  # three spread filters: L1 norm 7.2, L2 norm 0.85
+    for channel in range(3, 12):
+        kernel[0, 0, 0, channel] = channel - 2  # nine one-weight filters: both norms 1 .. 9
+    model.get_layer("block_1").kernel.assign(kernel)
+    search = _search(model, digits, tmp_path, recovery_epochs=0, criterion=criterion)
+    search.reference_accuracy = 0.5
+    root = search._add(search.space.original, parent=None, accuracy=0.5, model_file=None, seconds=0.0)
+    child = search.evaluate(root, (9, 16))
+    saved = keras.models.load_model(os.path.join(search.workdir, child["model_file"]), compile=False)
+    kept = {"l1": [0, 1, 2, 6, 7, 8, 9, 10, 11], "l2": list(range(3, 12))}[criterion]
+    np.testing.assert_array_equal(saved.get_layer("block_1").kernel.numpy(), kernel[..., kept])
+
+
+def test_sensitivity_reads_the_best_pruned_structures_not_the_pretrained_network(digits, tmp_path):
+    search = _search(tiny_resnet(width=8), digits, tmp_path, parents=2)
+    search.candidates, search.reference_accuracy = {}, 0.9
+    search.decisions, search.samples = np.asarray([3, 1]), 4
+    root = search._add(search.space.original, parent=None, accuracy=0.9, model_file=None, seconds=0.0)
+    assert root["reward"] == 0.0
+    for counts, accuracy in [((9, 16), 0.7), ((12, 12), 0.7), ((9, 12), 0.5)]:  # all rewarded below the root
+        search._add(counts, parent=root["key"], accuracy=accuracy, model_file="x.keras", seconds=0.0)
+    rows = {row["group"]: row for row in sensitivity(search)}
+    top = [r["counts"] for r in search.ranked() if r["model_file"]][:2]
+    assert len(top) == 2 and search.ranked()[0] is root, "the unpruned network ranks first, and is left out"
+    for i, group in enumerate(("block_1", "plain")):
+        original = search.space.original[i]
+        assert rows[group]["mean_pruned_in_top"] == pytest.approx(np.mean([1 - c[i] / original for c in top]), abs=1e-4)
+        assert rows[group]["share_pruned_in_top"] == pytest.approx(np.mean([c[i] < original for c in top]))
+    assert rows["block_1"]["prune_frequency"] == 0.75
 
 
 def test_search_stops_once_the_best_structure_meets_the_flops_target(digits, tmp_path):

@@ -15,8 +15,8 @@
    has at most `--target_flops` of the FLOPs (not with the "target" reward), or after
    `--lstm_epochs`.
 5. The best structure (by reward; with the "target" reward, among those at the target and
-   within the accuracy tolerance, if any) is retrained on train + validation for `--finetune_epochs` at a fixed
-   `--learning_rate` (the paper: 1e-3).
+   within the accuracy tolerance, if any) is retrained on train + validation for `--finetune_epochs` at
+   `--learning_rate` with `--schedule` (constant by default: the paper's fixed 1e-3).
 
 Children are cached by structure and the search is checkpointed after every child
 (`<output_dir>/lstm/checkpoint.npz`), so `--resume` continues it. PAPERS.md 4 says what is
@@ -27,7 +27,13 @@ import importlib
 
 from keras_prune.methods.lstm.settings import LSTMSettings
 
-__all__ = ["LSTMSettings", "run"]
+__all__ = ["LSTMSettings", "preflight", "run"]
+
+
+def preflight(model, config):
+    """Raises a PruneError for invalid settings or a model with fewer than two prunable groups
+    (the pipeline calls it before pre-training)."""
+    importlib.import_module("keras_prune.methods.lstm.method").preflight(model, config)
 
 
 def run(model, data, ctx):

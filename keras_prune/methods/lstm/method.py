@@ -15,7 +15,7 @@ from keras_prune.methods.lstm.search import LSTMSearch
 from keras_prune.methods.lstm.settings import LSTMSettings
 from keras_prune.methods.lstm.structure import StructureSpace
 
-__all__ = ["WORKDIR", "run", "train_and_validation"]
+__all__ = ["WORKDIR", "preflight", "run", "train_and_validation"]
 
 WORKDIR = "lstm"
 """The method's folder inside the run folder: checkpoint.npz and children/."""
@@ -45,6 +45,18 @@ def train_and_validation(data, batch_size, *, seed=0):
     return dataclasses.replace(data, train=train, info=info)
 
 
+def _space(model, config, settings):
+    return StructureSpace(
+        analyze(model), prune_rate=settings.prune_rate, prune_residual=config.prune_residual, round_to=config.round_to
+    )
+
+
+def preflight(model, config):
+    """Raises a PruneError for invalid lstm settings or a model with fewer than two searchable
+    groups, before the pipeline pre-trains it."""
+    _space(model, config, LSTMSettings.from_config(config))
+
+
 def run(model, data, ctx):
     """Searches where to prune `model` with the LSTM controller, then retrains the best structure.
 
@@ -54,12 +66,7 @@ def run(model, data, ctx):
     config = ctx.config
     settings = LSTMSettings.from_config(config)
     start = time.perf_counter()
-    space = StructureSpace(
-        analyze(model),
-        prune_rate=settings.prune_rate,
-        prune_residual=config.prune_residual,
-        round_to=config.round_to,
-    )
+    space = _space(model, config, settings)
     ctx.log(
         f"lstm: {len(space.groups)} groups, prune rate {settings.prune_rate:g}; up to {settings.max_epochs} "
         f"controller epoch(s) of {settings.parents} parent(s) x {settings.children} child(ren), "

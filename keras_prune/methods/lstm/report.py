@@ -12,23 +12,25 @@ __all__ = ["describe", "sensitivity", "write_plots"]
 
 
 def sensitivity(search, *, top=None):
-    """Per group: how much the best structures pruned it, and how often the controller chose to.
+    """Per group: how much and how often the best structures pruned it, and how often the controller chose to.
 
     A layer the search leaves wide in its best structures is one whose pruning costs
     accuracy: the paper's reading of the learned decisions as layer sensitivity.
 
     Args:
         search: a finished `LSTMSearch`.
-        top: how many of the best structures to average over (default: `settings.parents`).
+        top: how many of the best pruned structures (the order of `search.ranked()`, the
+            unpruned network left out) to read (default: `settings.parents`).
 
     Returns:
-        A list of dicts, one per group in model order; "mean_pruned_in_top" averages over
-        the `top` best structures.
+        A list of dicts, one per group in model order: "mean_pruned_in_top" is the fraction
+        of its channels the `top` best structures removed on average, "share_pruned_in_top"
+        the fraction of them that removed any.
     """
-    keys = search.parents()[: top or search.settings.parents]
-    best = search.best()["counts"]
-    counts = np.asarray([search.candidates[k]["counts"] for k in keys], float)
     original = np.asarray(search.space.original, float)
+    pruned = [r for r in search.ranked() if r["model_file"] is not None]
+    best = search.best()["counts"]
+    counts = np.asarray([r["counts"] for r in pruned[: top or search.settings.parents]], float).reshape(-1, len(original))
     pruned_top = 1.0 - counts / original
     rows = []
     for i, group in enumerate(search.space.groups):
@@ -38,7 +40,8 @@ def sensitivity(search, *, top=None):
                 "original": int(original[i]),
                 "best": int(best[i]),
                 "pruned_in_best": round(float(1.0 - best[i] / original[i]), 4),
-                "mean_pruned_in_top": round(float(pruned_top[:, i].mean()), 4),
+                "mean_pruned_in_top": round(float(pruned_top[:, i].mean()), 4) if len(counts) else 0.0,
+                "share_pruned_in_top": round(float((pruned_top[:, i] > 0).mean()), 4) if len(counts) else 0.0,
                 "prune_decisions": int(search.decisions[i]),
                 "prune_frequency": round(float(search.decisions[i] / max(search.samples, 1)), 4),
             }
@@ -59,7 +62,7 @@ def describe(search):
         "reference_validation_accuracy": search.reference_accuracy,
         "best_structure": {k: best[k] for k in ("id", "flops_ratio", "accuracy", "reward", "epoch")},
         "groups": search.space.ids,
-        "sensitivity_top_structures": min(search.settings.parents, len(candidates)),
+        "sensitivity_top_structures": min(search.settings.parents, len(candidates) - 1),
         "sensitivity": sensitivity(search),
         "epochs": search.history,
         "structures": [
@@ -103,14 +106,16 @@ def _plot_sensitivity(rows, top, path, *, title):
     y = np.arange(n)
     ax.barh(y - 0.2, [r["pruned_in_best"] for r in rows], height=0.4, color="#1f5fa8", label="pruned in the best structure")
     ax.barh(y + 0.2, [r["mean_pruned_in_top"] for r in rows], height=0.4, color="#c9d3df",
-            label=f"mean over the {top} best structures")
+            label=f"mean over the {top} best pruned structures")
+    ax.plot([r.get("share_pruned_in_top", np.nan) for r in rows], y, "D", color="#2a9d5c", markersize=4,
+            label=f"share of the {top} best structures that pruned it")
     ax.plot([r["prune_frequency"] for r in rows], y, "o", color="#d1495b", markersize=4,
             label="share of sampled decisions that pruned")
     ax.set_yticks(y, names, fontsize=7 if n > 30 else 9)
     ax.set_ylim(n - 0.5, -0.5)
     ax.set_xlim(0, 1)
-    ax.set_xlabel("fraction of channels removed / frequency of the prune decision")
+    ax.set_xlabel("fraction of channels removed (bars) / share that pruned (markers)")
     ax.set_title(f"Layer sensitivity learned by the LSTM: {title}", fontsize=11)
     ax.grid(axis="x", color="#e6e6e6")
-    fig.legend(loc="outside lower center", ncols=3, fontsize=8)
+    fig.legend(loc="outside lower center", ncols=2, fontsize=8)
     save_figure(fig, path)

@@ -123,9 +123,13 @@ class LSTMSearch:
         ranked = sorted(self.candidates.values(), key=lambda r: (-r["reward"], r["flops_ratio"], r["id"]))
         return [r["key"] for r in ranked[: self.settings.parents]]
 
+    def ranked(self):
+        """Every structure evaluated, the best first by `_rank` (ties: fewer FLOPs, then the earlier one)."""
+        return sorted(self.candidates.values(), key=lambda r: (self._rank(r), -r["flops_ratio"], -r["id"]), reverse=True)
+
     def best(self):
-        """The structure the search returns: the best by `_rank` (ties: fewer FLOPs)."""
-        return max(self.candidates.values(), key=lambda r: (self._rank(r), -r["flops_ratio"], -r["id"]))
+        """The structure the search returns: the first of `ranked`."""
+        return self.ranked()[0]
 
     def _rank(self, record):
         """(meets the budget, reward). With the "target" reward a structure meets it when it is at
