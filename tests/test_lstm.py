@@ -366,6 +366,21 @@ def test_a_prune_decision_removes_the_channels_with_the_smallest_filter_norm(dig
     np.testing.assert_array_equal(saved.get_layer("block_1").kernel.numpy(), kernel[..., kept])
 
 
+def test_a_registered_criterion_decides_which_channels_a_prune_decision_removes(digits, tmp_path, monkeypatch):
+    from keras_prune.criteria import register_criterion, registry
+
+    monkeypatch.setattr(registry, "_CRITERIA", dict(registry._CRITERIA))
+    register_criterion("keep_last", lambda graph, group: np.arange(group.size, dtype=float))
+    model = tiny_resnet(width=8)
+    search = _search(model, digits, tmp_path, recovery_epochs=0, criterion="keep_last")
+    search.reference_accuracy = 0.5
+    root = search._add(search.space.original, parent=None, accuracy=0.5, model_file=None, seconds=0.0)
+    saved = keras.models.load_model(os.path.join(search.workdir, search.evaluate(root, (9, 16))["model_file"]),
+                                    compile=False)
+    np.testing.assert_array_equal(saved.get_layer("block_1").kernel.numpy(),
+                                  model.get_layer("block_1").kernel.numpy()[..., 3:])
+
+
 def test_sensitivity_reads_the_best_pruned_structures_not_the_pretrained_network(digits, tmp_path):
     search = _search(tiny_resnet(width=8), digits, tmp_path, parents=2)
     search.candidates, search.reference_accuracy = {}, 0.9

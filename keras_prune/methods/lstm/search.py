@@ -19,7 +19,7 @@ import time
 import keras
 import numpy as np
 
-from keras_prune.criteria import filter_norms
+from keras_prune.criteria import channel_scores
 from keras_prune.errors import PruneError
 from keras_prune.export.report_io import read_state, save_keras, write_state
 from keras_prune.graph import analyze, prune_channels
@@ -29,16 +29,10 @@ from keras_prune.methods.lstm.structure import structure_key
 from keras_prune.training import evaluate_accuracy
 from keras_prune.training.distill import distill
 
-__all__ = ["CHECKPOINT", "LSTMSearch", "channel_scores"]
+__all__ = ["CHECKPOINT", "LSTMSearch"]
 
 CHECKPOINT = "checkpoint.npz"
 
-_CRITERION_ORDER = {"l1": 1, "l2": 2}
-
-
-def channel_scores(graph, group, criterion="l1"):
-    """Importance of each channel of `group` (higher is kept): the norm of its filters."""
-    return filter_norms(graph, group, order=_CRITERION_ORDER[criterion])
 
 
 class LSTMSearch:

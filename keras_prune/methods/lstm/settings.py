@@ -8,6 +8,7 @@ import dataclasses
 import math
 import numbers
 
+from keras_prune.criteria.registry import BUILT_IN, criterion_names
 from keras_prune.errors import PruneError
 
 __all__ = ["CRITERIA", "REWARDS", "TEACHERS", "LSTMSettings", "reward"]
@@ -18,8 +19,9 @@ REWARDS = ("gated", "linear", "target")
 TEACHERS = ("parent", "original")
 """Who teaches a child during recovery: the network it was pruned from, or the pre-trained one."""
 
-CRITERIA = ("l1", "l2")
-"""Channel criteria: the L1 (Li et al.) or L2 norm of the filters that produce a channel."""
+CRITERIA = BUILT_IN
+"""The command line's channel criteria: the L1 (Li et al.) or L2 norm of the filters that produce
+a channel. The Python API takes any name `keras_prune.criteria.register_criterion` added."""
 
 
 def reward(accuracy, flops_ratio, *, reference_accuracy, form="gated", beta=1.0, tolerance=0.01, penalty=10.0,
@@ -93,7 +95,7 @@ class LSTMSettings:
         teacher: one of `TEACHERS`.
         temperature: distillation temperature T.
         distill_weight: alpha, the weight of the distillation term (1 - alpha: cross-entropy).
-        criterion: one of `CRITERIA`.
+        criterion: a name of `keras_prune.criteria.criterion_names()` (default "l1").
         learning_rate: SGD learning rate of recovery.
         seed: seeds the controller and its sampling.
     """
@@ -134,7 +136,8 @@ class LSTMSettings:
         _check(self.teacher in TEACHERS, "lstm_teacher", f"to be one of {TEACHERS}", self.teacher)
         _real(self.temperature, "lstm_temperature", lambda v: v > 0, "to be > 0")
         _real(self.distill_weight, "lstm_distill_weight", lambda v: 0 <= v <= 1, "to be in [0, 1]")
-        _check(self.criterion in CRITERIA, "lstm_criterion", f"to be one of {CRITERIA}", self.criterion)
+        _check(self.criterion in criterion_names(), "lstm_criterion",
+               f"to be one of {criterion_names()} (keras_prune.criteria.register_criterion adds one)", self.criterion)
         _real(self.learning_rate, "learning_rate", lambda v: v > 0, "to be > 0")
 
     @classmethod
