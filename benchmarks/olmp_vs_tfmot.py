@@ -18,6 +18,11 @@ Compression is total / non-zero weights and biases of the Dense and Conv layers,
 both. tfmot's figure is the highest compression of the sweep whose test accuracy is at
 least the comparison accuracy: OLMP's own, or the dense model's if OLMP is above it.
 
+Latency: OLMP's pruned model is exported and timed against the dense zoo LeNet
+(`evidence`); tfmot's chosen model is exported by its process, stripped of the pruning
+wrappers, and timed against the dense tf_keras twin exported the same way. Both are
+unstructured sparsity in dense kernels: a CPU runs them at the dense model's speed.
+
 Writes benchmarks/results/olmp_vs_tfmot_<model>.json.
 Run: python benchmarks/olmp_vs_tfmot.py --model lenet300_100
      python benchmarks/olmp_vs_tfmot.py --model lenet5
@@ -39,6 +44,8 @@ RECIPES = {
     "lenet5": os.path.join(HERE, os.pardir, "flags", "olmp_lenet5_mnist.flags"),
 }
 DEFAULT_SPARSITIES = "0.9,0.95,0.97,0.98,0.99,0.995,0.9975"
+TFMOT_EXPORTS = "tfmot_saved_models"
+"""The worker's SavedModels in the work folder: `dense` (the twin) and one per sparsity."""
 
 
 def _log(message):
@@ -183,9 +190,21 @@ def _twin(tf_keras, model_name, input_shape, num_classes):
     return tf_keras.Model(inputs, outputs, name=model_name)
 
 
+def _export_tf_keras(tf, model, path):
+    """A SavedModel of a tf_keras model with a `serve` function, the endpoint the latency timer calls."""
+    module = tf.Module()
+    module.model = model
+    module.serve = tf.function(
+        lambda x: model(x, training=False), input_signature=[tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)]
+    )
+    tf.saved_model.save(module, path)
+    return path
+
+
 def tfmot_worker(args):
     """The child process: the tf_keras twin, then one tfmot run per sparsity."""
     os.environ["TF_USE_LEGACY_KERAS"] = "1"
+    import tensorflow as tf
     import tensorflow_model_optimization as tfmot
     import tf_keras
 
@@ -207,7 +226,10 @@ def tfmot_worker(args):
         logits = model.predict(x_test, batch_size=500, verbose=0)
         return float(np.mean(np.argmax(logits, axis=-1) == y_test))
 
-    twin_accuracy = accuracy(fresh())
+    twin = fresh()
+    twin_accuracy = accuracy(twin)
+    exports = os.path.join(workdir, TFMOT_EXPORTS)
+    dense_export = _export_tf_keras(tf, twin, os.path.join(exports, "dense"))
     _log(f"tfmot: tf_keras twin dense accuracy {twin_accuracy:.4f}")
     batch_size = 64
     steps = int(np.ceil(len(x_train) / batch_size)) * args.tfmot_epochs
@@ -240,11 +262,14 @@ def tfmot_worker(args):
             "compression": total / nonzero,
             "nonzero_params": nonzero,
             "seconds": time.perf_counter() - start,
+            "saved_model": _export_tf_keras(tf, final, os.path.join(exports, f"sparsity_{sparsity:g}")),
         }
         _log(f"tfmot: {point}")
         sweep.append(point)
     result = {
         "twin_dense_accuracy": twin_accuracy,
+        "input_shape": list(x_train.shape[1:]),
+        "dense_saved_model": dense_export,
         "epochs": args.tfmot_epochs,
         "batch_size": batch_size,
         "tfmot_version": getattr(tfmot, "__version__", "unknown"),
@@ -253,6 +278,19 @@ def tfmot_worker(args):
     with open(os.path.join(workdir, "tfmot.json.tmp"), "w") as f:
         json.dump(result, f, indent=1)
     os.replace(os.path.join(workdir, "tfmot.json.tmp"), os.path.join(workdir, "tfmot.json"))
+
+
+def tfmot_latency(tfmot, point):
+    """Serving latency of tfmot's sweep `point` against the dense twin, both exported by the worker."""
+    from evidence import TIMING
+    from keras_prune.export.latency import measure_saved_model_pair_latency, serving_latency_report
+    from keras_prune.export.serving import SERVING_BATCH_SIZES
+
+    dense_times, pruned_times = measure_saved_model_pair_latency(
+        (tfmot["dense_saved_model"], point["saved_model"]), tuple(tfmot["input_shape"]),
+        batch_sizes=SERVING_BATCH_SIZES, **TIMING,
+    )
+    return serving_latency_report(dense_times, pruned_times, 1.0)  # unstructured: the dense FLOPs
 
 
 def compare(dense_accuracy, olmp, tfmot):
@@ -304,6 +342,12 @@ def main():
     with tempfile.TemporaryDirectory() as workdir:
         dense_accuracy, pretrain_seconds, olmp, settings = run_olmp(args, workdir)
         tfmot = run_tfmot_process(args, workdir)
+        comparison = compare(dense_accuracy, olmp, tfmot)
+        if comparison["tfmot_best"]:
+            comparison["tfmot_best"]["serving_latency"] = tfmot_latency(tfmot, comparison["tfmot_best"])
+        tfmot.pop("dense_saved_model")  # the worker's exports go with the work folder
+        for point in tfmot["sweep"]:
+            point.pop("saved_model")
     summary = {
         "benchmark": "olmp_vs_tfmot",
         "model": args.model,
@@ -313,7 +357,7 @@ def main():
         "olmp": olmp,
         "olmp_settings": settings,
         "tfmot": tfmot,
-        **compare(dense_accuracy, olmp, tfmot),
+        **comparison,
         "total_seconds": time.perf_counter() - started,
         **_environment(),
     }

@@ -77,7 +77,7 @@ def _olmp(source, result):
     if best:
         rows.append(_row(source, "tfmot", result["model"], dense, best["test_accuracy"], 1.0,
                          params=olmp["params"], dense_params=olmp["params"], compression=best["compression"],
-                         search_seconds=best.get("seconds"), unstructured=True))
+                         serving=best.get("serving_latency"), search_seconds=best.get("seconds"), unstructured=True))
     return rows
 
 
