@@ -570,6 +570,10 @@ def test_lstm_run_end_to_end_writes_sensitivity_and_every_structure(tmp_path):
     assert (out / "plots" / "lstm_sensitivity.png").exists() and (out / "plots" / "lstm_reward.png").exists()
     assert json.loads((out / "report.json").read_text())["method"] == "lstm"
     assert "sensitivity" in (out / "report.md").read_text()
+    tags = {value.tag for events in (out / "tensorboard").glob("events*")
+            for event in tf.compat.v1.train.summary_iterator(str(events)) for value in event.summary.value}
+    assert {"lstm/mean_reward", "lstm/policy_entropy", "lstm/best_flops_ratio", "lstm/best_accuracy",
+            "lstm/child_reward"} <= tags
 
 
 def test_children_replayed_after_a_resume_are_not_cache_hits(digits, tmp_path, counted_distill):
