@@ -28,8 +28,9 @@ def sensitivity(search, *, top=None):
         the fraction of them that removed any.
     """
     original = np.asarray(search.space.original, float)
-    pruned = [r for r in search.ranked() if r["model_file"] is not None]
-    best = search.best()["counts"]
+    ranked = search.ranked()
+    best = ranked[0]["counts"]  # search.best()
+    pruned = [r for r in ranked if r["model_file"] is not None]
     counts = np.asarray([r["counts"] for r in pruned[: top or search.settings.parents]], float).reshape(-1, len(original))
     pruned_top = 1.0 - counts / original
     rows = []
