@@ -39,13 +39,14 @@ import keras
 
 from common import results_dir, results_name
 from evidence import evidence, use_quick_timing
+from final_training import copy_model, final_trainings
 
 from keras_prune.data import load_dataset
 from keras_prune.export.report_io import write_json
 from keras_prune.export.summaries import RunSummaries
 from keras_prune.graph import count_flops
 from keras_prune.methods import l1, lstm
-from keras_prune.methods.base import RunContext, retrain
+from keras_prune.methods.base import RunContext
 from keras_prune.methods.lstm.method import train_and_validation
 from keras_prune.methods.lstm.settings import REWARDS
 from keras_prune.models import get_model
@@ -71,15 +72,8 @@ def _dense(args, data, strategy):
     return model, time.perf_counter() - start
 
 
-def _copy(model, strategy):
-    with strategy.scope():
-        twin = keras.models.clone_model(model)
-        twin.set_weights(model.get_weights())
-    return twin
-
-
 def _run_config(args, out, target_flops):
-    """The methods' settings; their own final training is off (`_final_trainings` repeats it)."""
+    """The methods' settings; their own final training is off (`final_trainings` repeats it)."""
     return RunConfig(
         method="bench", model=args.model, output_dir=out, target_flops=target_flops,
         finetune_epochs=0, batch_size=args.batch_size, learning_rate=args.final_learning_rate,
@@ -90,34 +84,12 @@ def _run_config(args, out, target_flops):
     )
 
 
-def repeat_seed(seed, repeat):
-    """The seed of final training `repeat` (0, 1, ...) in a run with `seed`: the run's own seed first."""
-    return seed + 1000 * repeat
-
-
-def _final_trainings(start, data, ctx, args, arm):
-    """Trains copies of `start` on train + validation, `--final_repeats` times with their own seeds.
-
-    Returns the first trained model (for the latency and params, the same for every repeat),
-    the test accuracies and the seconds of each training.
-    """
-    first, accuracies, seconds = None, [], []
-    for repeat in range(args.final_repeats):
-        seed = repeat_seed(args.seed, repeat)
-        keras.utils.set_random_seed(seed)
-        model = _copy(start, ctx.strategy)
-        merged = train_and_validation(data, args.batch_size, seed=seed)
-        seconds.append(retrain(model, merged, ctx, epochs=args.final_epochs, phase=f"{arm}_final"))
-        accuracies.append(evaluate_accuracy(model, data.test, ctx.strategy))
-        _log(f"{arm}: final training {repeat + 1}/{args.final_repeats} (seed {seed}): test accuracy "
-             f"{accuracies[-1]:.4f} after {args.final_epochs} epoch(s), {seconds[-1]:.0f} s")
-        first = model if first is None else first
-    return first, accuracies, seconds
-
-
 def _score(result, data, ctx, args, dense, arm):
     """The arm's final trainings and its measurements (accuracy: the mean over the repeats)."""
-    model, accuracies, seconds = _final_trainings(result.model, data, ctx, args, arm)
+    model, accuracies, seconds = final_trainings(
+        result.model, data, ctx, epochs=args.final_epochs, repeats=args.final_repeats, seed=args.seed, arm=arm,
+        log=_log, prepare=lambda data, seed: train_and_validation(data, args.batch_size, seed=seed),
+    )
     dense_flops = count_flops(dense).total
     flops = count_flops(model).total
     return {
@@ -198,7 +170,7 @@ def main():
     with tempfile.TemporaryDirectory() as out:
         summaries = RunSummaries(os.path.join(out, "tensorboard"))
         ctx = RunContext(strategy, _run_config(args, out, target), out, summaries, log=_log)
-        result = lstm.run(_copy(dense, strategy), data, ctx)
+        result = lstm.run(copy_model(dense, strategy), data, ctx)
         results["lstm"] = _score(result, data, ctx, args, dense, "lstm")
         details = result.details
         results["lstm"].update(
@@ -208,7 +180,7 @@ def main():
         reached = results["lstm"]["flops_ratio"]
         _log(f"l1 at lstm's FLOPs ratio {reached:.4f}")
         ctx = RunContext(strategy, _run_config(args, out, reached), out, summaries, log=_log)
-        results["l1"] = _score(l1.run(_copy(dense, strategy), data, ctx), data, ctx, args, dense, "l1")
+        results["l1"] = _score(l1.run(copy_model(dense, strategy), data, ctx), data, ctx, args, dense, "l1")
         summaries.close()
 
     loss_pp = 100 * (dense_accuracy - results["lstm"]["test_accuracy"])

@@ -4,9 +4,9 @@ The comparison of Wang et al. (AAAI 2020), on one model, one data split, one mac
 
 - scratch:  learn gates on a 1.25x-wide random net for `--gate_epochs` (the search), cut
             to the FLOPs target, train the structure from scratch for `--final_epochs`.
-- scratch_b: the same, trained for `--final_epochs / --target_flops` epochs: the budget
-            rule ("Scratch-B", Liu et al. 2019) the official PfS code applies and its
-            README calls crucial. Pruned to half the FLOPs, it trains as many epochs as
+- scratch_b: the same structure (the same search), trained for `--final_epochs / --target_flops`
+            epochs: the budget rule ("Scratch-B", Liu et al. 2019) the official PfS code applies
+            and its README calls crucial. Pruned to half the FLOPs, it trains as many epochs as
             slimming and l1 spend on pre-training plus fine-tuning, at half the cost each.
 - slimming: train the model from scratch with L1 on its BatchNorm scales for
             `--train_epochs` (the search: the full training run), cut by global |gamma|,
@@ -15,8 +15,12 @@ The comparison of Wang et al. (AAAI 2020), on one model, one data split, one mac
             filter L1 norm, fine-tune for `--final_epochs`.
 
 All arms end at the same FLOPs target (against the unexpanded model) with the same
-final learning-rate schedule and, scratch_b aside, the same final epochs. Search seconds exclude the final
-training; for l1 the normal training is its pre-training, reported separately.
+final learning-rate schedule and, scratch_b aside, the same final epochs. Each final training
+runs `--final_repeats` times with other seeds, the same for every arm (`final_training.py`; the
+scratch arms draw new weights each time, slimming and l1 start from their pruned weights);
+accuracies are the means. Search seconds exclude the final training; for l1 the normal training
+is its pre-training, reported separately, and it runs first, so that neither timed search pays
+for starting a cold process.
 
 Writes benchmarks/results/scratch_vs_slimming_<model>.json.
 Run: python benchmarks/scratch_vs_slimming.py --model resnet20 --width 0.5
@@ -25,6 +29,7 @@ Run: python benchmarks/scratch_vs_slimming.py --model resnet20 --width 0.5
 
 import argparse
 import os
+import statistics
 import tempfile
 import time
 
@@ -32,6 +37,7 @@ import keras
 
 from common import results_dir, results_name
 from evidence import evidence, use_quick_timing
+from final_training import final_trainings
 
 from keras_prune.data import load_dataset
 from keras_prune.export.report_io import write_json
@@ -61,7 +67,7 @@ def _context(args, out, strategy, **overrides):
         output_dir=out,
         target_flops=args.target_flops,
         epochs=args.gate_epochs,
-        finetune_epochs=args.final_epochs,
+        finetune_epochs=0,  # final_trainings repeats every arm's final training
         batch_size=args.batch_size,
         learning_rate=args.final_learning_rate,
         pretrain_learning_rate=args.train_learning_rate,
@@ -77,25 +83,38 @@ def _context(args, out, strategy, **overrides):
     return RunContext(strategy, config, out, summaries, log=_log)
 
 
-def _outcome(result, data, strategy, reference, **extra):
-    """Accuracy, FLOPs against the unexpanded `reference` model, and the `evidence` of the pruned model."""
+def _outcome(result, data, ctx, args, reference, arm, *, epochs, fresh=False, **extra):
+    """The arm's final trainings (`final_trainings`) and its measurements: accuracy (the mean over the
+    repeats), FLOPs against the unexpanded `reference` model, and the `evidence` of the pruned model."""
+    model, accuracies, seconds = final_trainings(
+        result.model, data, ctx, epochs=epochs, repeats=args.final_repeats, seed=args.seed, arm=arm, log=_log,
+        fresh=fresh,
+    )
     reference_flops = count_flops(reference).total
-    with strategy.scope():
-        accuracy = evaluate_accuracy(result.model, data.test, strategy)
-    flops = count_flops(result.model).total
+    flops = count_flops(model).total
     outcome = {
-        "test_accuracy": accuracy,
+        "test_accuracy": statistics.fmean(accuracies),
+        "test_accuracies": accuracies,
         "flops": flops,
         "flops_ratio": flops / reference_flops,
-        "params": result.model.count_params(),
+        "params": model.count_params(),
         "search_seconds": result.search_seconds,
-        "final_training_seconds": result.retrain_seconds,
+        "final_epochs": epochs,
+        "final_training_seconds": statistics.fmean(seconds),
     }
-    with strategy.scope():
-        outcome.update(evidence(reference, result.model))
+    with ctx.strategy.scope():
+        outcome.update(evidence(reference, model))
     outcome.update(extra)
     _log(f"{ {k: v for k, v in outcome.items() if k not in ('layers', 'gate_history', 'groups')} }")
     return outcome
+
+
+def _differences(results, method, baseline):
+    """`method` - `baseline` in pp: of the mean accuracies, and repeat by repeat."""
+    ours, theirs = results[method]["test_accuracies"], results[baseline]["test_accuracies"]
+    return 100 * (results[method]["test_accuracy"] - results[baseline]["test_accuracy"]), [
+        100 * (a - b) for a, b in zip(ours, theirs)
+    ]
 
 
 def main():
@@ -108,6 +127,8 @@ def main():
         "--gate_epochs", type=int, default=1, help="scratch's search (paper: 10 gate epochs per 160 training epochs)"
     )
     parser.add_argument("--final_epochs", type=int, default=15, help="final training of every pruned model")
+    parser.add_argument("--final_repeats", type=int, default=1,
+                        help="final trainings per arm (other seeds, the same for every arm); accuracies are their means")
     parser.add_argument("--train_learning_rate", type=float, default=0.02)
     parser.add_argument("--final_learning_rate", type=float, default=0.05)
     parser.add_argument("--schedule", default="step")
@@ -125,8 +146,11 @@ def main():
     parser.add_argument("--tag", default="", help="suffix of the results file, to keep a variant beside the default")
     parser.add_argument("--quick", action="store_true", help="one-epoch phases on 5 batches at width 0.25, to check the script")
     args = parser.parse_args()
+    if args.final_repeats < 1:
+        raise SystemExit(f"--final_repeats must be at least 1. Received: {args.final_repeats}")
     if args.quick:
         args.train_epochs, args.gate_epochs, args.final_epochs, args.width = 1, 1, 1, 0.25
+        args.final_repeats = min(args.final_repeats, 2)
         use_quick_timing()
 
     started = time.perf_counter()
@@ -137,44 +161,12 @@ def main():
     info = data.info
     reference = _fresh(args, info, strategy)
     reference_flops = count_flops(reference).total
+    scratch_b_epochs = int(args.final_epochs / args.target_flops)  # scratch.retrain_epochs with --budget_train
     results = {}
     with tempfile.TemporaryDirectory() as out:
-        _log("scratch: gate learning on the expanded random net, then training from scratch")
-        ctx = _context(args, out, strategy, gate_learning_rate=args.gate_learning_rate)
-        result = scratch.run(_fresh(args, info, strategy), data, ctx)
-        details = result.details
-        results["scratch"] = _outcome(
-            result,
-            data,
-            strategy,
-            reference,
-            search_epochs=args.gate_epochs,
-            selected_epoch=details["selected_epoch"],
-            gate_history=details["gate_history"],
-            groups=details["groups"],
-        )
-
-        _log("scratch-b: the same search, then final_epochs / target_flops epochs from scratch")
-        ctx = _context(args, out, strategy, gate_learning_rate=args.gate_learning_rate, budget_train=True)
-        result = scratch.run(_fresh(args, info, strategy), data, ctx)
-        results["scratch_b"] = _outcome(
-            result,
-            data,
-            strategy,
-            reference,
-            search_epochs=args.gate_epochs,
-            final_epochs=result.details["retrain_epochs"],
-            groups=result.details["groups"],
-        )
-
-        _log("slimming: sparsity training from random init, then fine-tuning")
-        ctx = _context(args, out, strategy, epochs=args.train_epochs, slimming_sparsity=args.slimming_sparsity)
-        result = slimming.run(_fresh(args, info, strategy), data, ctx)
-        results["slimming"] = _outcome(
-            result, data, strategy, reference, search_epochs=args.train_epochs, groups=result.details["groups"]
-        )
-
-        _log("l1: normal training, then uniform L1 pruning and fine-tuning")
+        # First, so that neither timed search pays for a cold process (the first search in a fresh
+        # process took up to 1.5x as long as the same search later in it; l1's training is not a search).
+        _log("l1: normal training (its pre-training, not timed as a search)")
         dense = _fresh(args, info, strategy)
         start = time.perf_counter()
         train_classifier(
@@ -182,11 +174,48 @@ def main():
         )
         pretrain_seconds = time.perf_counter() - start
         dense_accuracy = evaluate_accuracy(dense, data.test, strategy)
-        result = l1.run(dense, data, _context(args, out, strategy))
-        results["l1"] = _outcome(
-            result, data, strategy, reference, pretrain_seconds=pretrain_seconds, search_epochs=args.train_epochs
+
+        _log("scratch: gate learning on the expanded random net, then training from scratch")
+        ctx = _context(args, out, strategy, gate_learning_rate=args.gate_learning_rate)
+        result = scratch.run(_fresh(args, info, strategy), data, ctx)
+        details = result.details
+        search = dict(
+            search_epochs=args.gate_epochs,
+            gate_learning_seconds=details["gate_learning_seconds"],
+            budget_search_seconds=details["budget_search_seconds"],
+            selected_epoch=details["selected_epoch"],
+            groups=details["groups"],
+        )
+        results["scratch"] = _outcome(
+            result, data, ctx, args, reference, "scratch", epochs=args.final_epochs, fresh=True,
+            gate_history=details["gate_history"], **search,
+        )
+        _log(f"scratch-b: the same structure, trained from scratch for final_epochs / target_flops = {scratch_b_epochs}")
+        results["scratch_b"] = _outcome(
+            result, data, ctx, args, reference, "scratch_b", epochs=scratch_b_epochs, fresh=True, **search
         )
 
+        _log("slimming: sparsity training from random init, then fine-tuning")
+        ctx = _context(args, out, strategy, epochs=args.train_epochs, slimming_sparsity=args.slimming_sparsity)
+        result = slimming.run(_fresh(args, info, strategy), data, ctx)
+        results["slimming"] = _outcome(
+            result, data, ctx, args, reference, "slimming", epochs=args.final_epochs,
+            search_epochs=args.train_epochs, groups=result.details["groups"],
+        )
+
+        _log("l1: uniform L1 pruning of the trained model, then fine-tuning")
+        ctx = _context(args, out, strategy)
+        result = l1.run(dense, data, ctx)
+        results["l1"] = _outcome(
+            result, data, ctx, args, reference, "l1", epochs=args.final_epochs,
+            pretrain_seconds=pretrain_seconds, search_epochs=args.train_epochs,
+        )
+
+    differences = {}
+    for method, baseline in (("scratch", "slimming"), ("scratch", "l1"), ("scratch_b", "slimming"), ("scratch_b", "l1")):
+        mean, per_repeat = _differences(results, method, baseline)
+        differences[f"accuracy_{method}_minus_{baseline}_pp"] = mean
+        differences[f"accuracy_{method}_minus_{baseline}_pp_per_repeat"] = per_repeat
     summary = {
         "benchmark": "scratch_vs_slimming",
         "model": args.model,
@@ -199,11 +228,7 @@ def main():
         "results": results,
         "search_time_ratio_slimming_over_scratch": results["slimming"]["search_seconds"]
         / results["scratch"]["search_seconds"],
-        "accuracy_scratch_minus_slimming_pp": 100 * (results["scratch"]["test_accuracy"] - results["slimming"]["test_accuracy"]),
-        "accuracy_scratch_minus_l1_pp": 100 * (results["scratch"]["test_accuracy"] - results["l1"]["test_accuracy"]),
-        "accuracy_scratch_b_minus_slimming_pp": 100
-        * (results["scratch_b"]["test_accuracy"] - results["slimming"]["test_accuracy"]),
-        "accuracy_scratch_b_minus_l1_pp": 100 * (results["scratch_b"]["test_accuracy"] - results["l1"]["test_accuracy"]),
+        **differences,
         "total_seconds": time.perf_counter() - started,
         **_environment(),
     }
