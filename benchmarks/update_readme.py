@@ -213,28 +213,35 @@ def scratch_section():
                 search = f"{row['search_epochs']} sparsity-training epochs"
             else:
                 search = f"({row['search_epochs']} pre-training epochs: {row['pretrain_seconds']:.0f} s)"
+            repeats = len(row.get("test_accuracies", []))
+            accuracy = f"{100 * row['test_accuracy']:.2f}" + (f" (mean of {repeats})" if repeats > 1 else "")
             rows.append(
-                f"| {result['model']} x{result['width']:g}{_round_to(result)} | `{name}` | {100 * row['test_accuracy']:.2f} "
+                f"| {result['model']} x{result['width']:g}{_round_to(result)} | `{name}` | {accuracy} "
                 f"| {row['flops_ratio']:.4f} | {row['params']:,} | {row['search_seconds']:.1f} s | {search} "
                 f"| {final} |"
             )
         rows.append(
             f"| | | dense {100 * result['dense_test_accuracy']:.2f} | target {result['target_flops']:g} | | "
             f"**slimming / scratch = {result['search_time_ratio_slimming_over_scratch']:.1f}x** | "
-            f"scratch - slimming {_pp(result['accuracy_scratch_minus_slimming_pp'])} pp, "
-            f"scratch - l1 {_pp(result['accuracy_scratch_minus_l1_pp'])} pp "
+            f"scratch - slimming {_pp(result['accuracy_scratch_minus_slimming_pp'])} pp"
+            f"{_repeated(result.get('accuracy_scratch_minus_slimming_pp_per_repeat', []))}, "
+            f"scratch - l1 {_pp(result['accuracy_scratch_minus_l1_pp'])} pp"
+            f"{_repeated(result.get('accuracy_scratch_minus_l1_pp_per_repeat', []))} "
             f"| whole run {result['total_seconds'] / 60:.1f} min |"
         )
         if "accuracy_scratch_b_minus_slimming_pp" in result:
             rows.append(
-                f"| | | | | | | `scratch_b` - slimming {_pp(result['accuracy_scratch_b_minus_slimming_pp'])} pp, "
-                f"`scratch_b` - l1 {_pp(result['accuracy_scratch_b_minus_l1_pp'])} pp | |"
+                f"| | | | | | | `scratch_b` - slimming {_pp(result['accuracy_scratch_b_minus_slimming_pp'])} pp"
+                f"{_repeated(result.get('accuracy_scratch_b_minus_slimming_pp_per_repeat', []))}, "
+                f"`scratch_b` - l1 {_pp(result['accuracy_scratch_b_minus_l1_pp'])} pp"
+                f"{_repeated(result.get('accuracy_scratch_b_minus_l1_pp_per_repeat', []))} | |"
             )
     return [
         "**Pruning from Scratch vs Network Slimming vs L1** (`benchmarks/scratch_vs_slimming.py`, mnist5k test "
         "split, same FLOPs target against the unexpanded model, same final epochs; `scratch_b` is "
         "scratch with the budget rule of the official code, final epochs / target FLOPs; the zoo width "
-        "multiplier sizes each run for this CPU):",
+        "multiplier sizes each run for this CPU; a run with `--final_repeats` N trains every arm N times with "
+        "other seeds: accuracies are means, and sd is the spread of the repeats' differences):",
         "",
         "| model | method | test accuracy % | FLOPs ratio | params | search time | search | final training |",
         "|---|---|---|---|---|---|---|---|",

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from conftest import load_benchmark
 
 update_readme = load_benchmark("update_readme")
@@ -80,6 +82,39 @@ def test_lstm_rows_label_single_final_trainings_and_give_the_spread_of_repeated_
     assert "--final_repeats 1" in rows["vgg16"] and "(sd" not in rows["vgg16"]
     assert "--final_repeats" not in rows["resnet20"], "3 is the default: not labelled"
     assert "+0.50 pp (sd 0.30 over 3)" in rows["resnet20"]
+
+
+def _scratch(repeats):
+    """A scratch_vs_slimming result with `repeats` final trainings per arm (1: the older files' form)."""
+    accuracies = {"scratch": [0.97, 0.98], "slimming": [0.975, 0.985]}
+    arms = {}
+    for name, values in accuracies.items():
+        values = values[:repeats]
+        arms[name] = {"test_accuracy": sum(values) / len(values), "flops_ratio": 0.5, "params": 100,
+                      "search_seconds": 5.0, "search_epochs": 2, "final_training_seconds": 30.0,
+                      **({"test_accuracies": values} if repeats > 1 else {})}
+    result = {"benchmark": "scratch_vs_slimming", "model": "resnet20", "width": 0.5, "dense_test_accuracy": 0.98,
+              "target_flops": 0.5, "settings": {"seed": 0, "final_epochs": 30}, "results": arms,
+              "search_time_ratio_slimming_over_scratch": 10.0, "total_seconds": 600.0,
+              "accuracy_scratch_minus_slimming_pp": -0.5, "accuracy_scratch_minus_l1_pp": 0.0}
+    if repeats > 1:
+        result["accuracy_scratch_minus_slimming_pp_per_repeat"] = [-0.5, -0.3]
+    return result
+
+
+@pytest.mark.parametrize("repeats", [1, 2])
+def test_scratch_rows_say_when_accuracies_are_means_of_repeated_final_trainings(tmp_path, monkeypatch, repeats):
+    (tmp_path / "scratch_vs_slimming_resnet20.json").write_text(json.dumps(_scratch(repeats)))
+    monkeypatch.setattr(update_readme, "RESULTS", str(tmp_path))
+    lines = update_readme.scratch_section()
+    scratch_row = next(line for line in lines if "| `scratch` |" in line)
+    summary_row = next(line for line in lines if "slimming / scratch" in line)
+    if repeats == 1:
+        assert "| 97.00 |" in scratch_row and "mean of" not in scratch_row
+        assert "scratch - slimming -0.50 pp," in summary_row
+    else:
+        assert "| 97.50 (mean of 2) |" in scratch_row
+        assert "scratch - slimming -0.50 pp (sd 0.14 over 2)," in summary_row
 
 
 def _olmp(delta, **settings):
