@@ -188,10 +188,15 @@ def sweep_section():
     ]
 
 
-def _round_to(result):
-    """", round_to 8" for a run that rounded its channel counts (`--round_to`), else ""."""
-    round_to = result.get("settings", {}).get("round_to", 1)
-    return "" if round_to == 1 else f", round_to {round_to}"
+def _structure_variant(result):
+    """What sets a run's structure apart from the default, for its model cell: ", round_to 8" for a run
+    that rounded its channel counts (`--round_to`), ", residual pruned" for one that also pruned the
+    groups tied by residual additions (`--prune_residual`); "" for neither."""
+    settings = result.get("settings", {})
+    round_to = settings.get("round_to", 1)
+    return ("" if round_to == 1 else f", round_to {round_to}") + (
+        ", residual pruned" if settings.get("prune_residual") else ""
+    )
 
 
 def scratch_section():
@@ -216,7 +221,7 @@ def scratch_section():
             repeats = len(row.get("test_accuracies", []))
             accuracy = f"{100 * row['test_accuracy']:.2f}" + (f" (mean of {repeats})" if repeats > 1 else "")
             rows.append(
-                f"| {result['model']} x{result['width']:g}{_round_to(result)} | `{name}` | {accuracy} "
+                f"| {result['model']} x{result['width']:g}{_structure_variant(result)} | `{name}` | {accuracy} "
                 f"| {row['flops_ratio']:.4f} | {row['params']:,} | {row['search_seconds']:.1f} s | {search} "
                 f"| {final} |"
             )
@@ -281,7 +286,7 @@ def lstm_section():
     for result in results:
         lstm, l1 = result["results"]["lstm"], result["results"]["l1"]
         rows.append(
-            f"| {result['model']} x{result['width']:g}{_round_to(result)}{_sizing(result)} "
+            f"| {result['model']} x{result['width']:g}{_structure_variant(result)}{_sizing(result)} "
             f"| {100 * result['dense_test_accuracy']:.2f} "
             f"| **{100 * result['lstm_flops_reduction']:.1f}%** (paper {100 * result['paper_flops_reduction']:.1f}%) "
             f"| {100 * lstm['test_accuracy']:.2f} ({_pp(-result['lstm_accuracy_loss_pp'])} pp) "

@@ -155,10 +155,15 @@ def test_the_latency_section_shows_every_round_to_timing_and_nothing_without_fil
     assert "| 9 | 0.562 | 1.01 | 1.08 |" in update_readme.latency_section(counts, None)
 
 
-def test_a_run_with_round_to_is_labelled_as_such():
-    assert update_readme._round_to({"settings": {"round_to": 8}}) == ", round_to 8"
-    assert update_readme._round_to({"settings": {"round_to": 1}}) == ""
-    assert update_readme._round_to({"settings": {}}) == "", "runs from before --round_to"
+def test_a_run_with_round_to_or_a_pruned_residual_stream_is_labelled_as_such():
+    assert update_readme._structure_variant({"settings": {"round_to": 8}}) == ", round_to 8"
+    assert update_readme._structure_variant({"settings": {"round_to": 1}}) == ""
+    assert update_readme._structure_variant({"settings": {}}) == "", "runs from before --round_to"
+    assert update_readme._structure_variant({"settings": {"round_to": 1, "prune_residual": True}}) == ", residual pruned"
+    assert update_readme._structure_variant({"settings": {"round_to": 8, "prune_residual": True}}) == (
+        ", round_to 8, residual pruned"
+    )
+    assert update_readme._structure_variant({"settings": {"prune_residual": False}}) == ""
 
 
 def test_an_lstm_run_sized_off_the_benchmark_defaults_says_how():
