@@ -20,11 +20,13 @@ def repeat_seed(seed, repeat):
     return seed + 1000 * repeat
 
 
-def copy_model(model, strategy, *, fresh=False):
-    """A twin of `model` under `strategy`: its weights, or with `fresh` new draws from its initialisers."""
+def copy_model(model, strategy, *, fresh=False, seed=None):
+    """A twin of `model` under `strategy`: its weights, or with `fresh` new draws from its initialisers
+    (reseeded from `seed` when given: the zoo's initializers carry seeds of their own, and would
+    otherwise draw the weights the model was built with every time)."""
     with strategy.scope():
         if fresh:
-            return reinitialize(model, name=model.name)
+            return reinitialize(model, name=model.name, seed=seed)
         twin = keras.models.clone_model(model)
         twin.set_weights(model.get_weights())
     return twin
@@ -35,7 +37,8 @@ def final_trainings(start, data, ctx, *, epochs, repeats, seed, arm, log, fresh=
 
     Args:
         start: the model every repeat starts from (its weights; with `fresh`, its architecture only,
-            each repeat drawing new weights after seeding: training from scratch).
+            each repeat drawing new weights from initializers reseeded with its seed: training from
+            scratch).
         data: the run's data; `prepare(data, seed)`, if given, turns it into each repeat's training data.
         ctx: the `RunContext` whose settings (`learning_rate`, `schedule`, ...) the trainings use.
         arm: the name in the log lines and the training phase.
@@ -48,7 +51,7 @@ def final_trainings(start, data, ctx, *, epochs, repeats, seed, arm, log, fresh=
     for repeat in range(repeats):
         repeat_seed_value = repeat_seed(seed, repeat)
         keras.utils.set_random_seed(repeat_seed_value)
-        model = copy_model(start, ctx.strategy, fresh=fresh)
+        model = copy_model(start, ctx.strategy, fresh=fresh, seed=repeat_seed_value)
         train = prepare(data, repeat_seed_value) if prepare else data
         seconds.append(retrain(model, train, ctx, epochs=epochs, phase=f"{arm}_final"))
         accuracies.append(evaluate_accuracy(model, data.test, ctx.strategy))

@@ -17,8 +17,10 @@ The comparison of Wang et al. (AAAI 2020), on one model, one data split, one mac
 All arms end at the same FLOPs target (against the unexpanded model) with the same
 final learning-rate schedule and, scratch_b aside, the same final epochs. Each final training
 runs `--final_repeats` times with other seeds, the same for every arm (`final_training.py`; the
-scratch arms draw new weights each time, slimming and l1 start from their pruned weights);
-accuracies are the means. Search seconds exclude the final training; for l1 the normal training
+scratch arms draw new weights from the repeat's seed each time, slimming and l1 start from their
+pruned weights); accuracies are the means. The training split's shuffling goes on from wherever
+the run left it, so repeat k of two arms does not see the same order: the per-repeat differences
+are not paired trainings. Search seconds exclude the final training; for l1 the normal training
 is its pre-training, reported separately, and it runs first, so that neither timed search pays
 for starting a cold process.
 

@@ -8,6 +8,7 @@ from conftest import load_benchmark, tiny_resnet
 
 from keras_prune.data import load_dataset
 from keras_prune.methods.base import RunContext
+from keras_prune.models import get_model
 from keras_prune.pipeline import RunConfig
 
 final_training = load_benchmark("final_training")
@@ -44,17 +45,26 @@ def _trainings(tmp_path, start, **kwargs):
     return result, lines
 
 
-def test_every_repeat_trains_a_copy_of_the_start_and_leaves_the_start_alone(tmp_path):
+def test_every_repeat_trains_a_copy_of_the_start_and_leaves_the_start_alone(tmp_path, monkeypatch):
     start = tiny_resnet()
     before = [w.copy() for w in start.get_weights()]
-    seen = []
+    seen, starts = [], []
+    real_retrain = final_training.retrain
+
+    def recording_retrain(model, data, ctx, *, epochs, phase):
+        starts.append(model.get_weights())
+        return real_retrain(model, data, ctx, epochs=epochs, phase=phase)
 
     def prepare(data, seed):
         seen.append(seed)
         return data
 
+    monkeypatch.setattr(final_training, "retrain", recording_retrain)
     (model, accuracies, seconds), lines = _trainings(tmp_path, start, prepare=prepare)
     assert all(np.array_equal(a, b) for a, b in zip(before, start.get_weights())), "the start is never trained"
+    assert len(starts) == 2 and all(
+        all(np.array_equal(a, b) for a, b in zip(before, weights)) for weights in starts
+    ), "without fresh, every repeat starts from the start's weights"
     assert model is not start and not _weights_equal(model, start), "the first repeat's model is trained"
     assert seen == [5, 1005], "each repeat prepares its data with its own seed"
     assert len(accuracies) == len(seconds) == 2 and all(0.0 <= a <= 1.0 for a in accuracies)
@@ -62,12 +72,14 @@ def test_every_repeat_trains_a_copy_of_the_start_and_leaves_the_start_alone(tmp_
 
 
 def test_fresh_repeats_start_from_new_draws_that_depend_on_the_seed(tmp_path, monkeypatch):
-    start = tiny_resnet()
+    # A zoo model built with a seed: its initializers carry seeds of their own, so a plain rebuild
+    # would draw the weights it was built with in every repeat.
+    start = get_model("resnet20", (8, 8, 1), 10, width=0.25, seed=0)
     initial = []
     real_retrain = final_training.retrain
 
     def recording_retrain(model, data, ctx, *, epochs, phase):
-        initial.append(model.get_layer("stem").kernel.numpy().copy())
+        initial.append(model.get_layer("conv1_conv").kernel.numpy().copy())
         return real_retrain(model, data, ctx, epochs=epochs, phase=phase)
 
     monkeypatch.setattr(final_training, "retrain", recording_retrain)
@@ -76,6 +88,6 @@ def test_fresh_repeats_start_from_new_draws_that_depend_on_the_seed(tmp_path, mo
     initial.clear()
     keras.utils.set_random_seed(123)  # the trainings seed themselves: what came before does not matter
     _trainings(tmp_path, start, fresh=True)
-    stem = start.get_layer("stem").kernel.numpy()
+    stem = start.get_layer("conv1_conv").kernel.numpy()
     assert not np.array_equal(first_run[0], stem) and not np.array_equal(first_run[0], first_run[1])
     assert all(np.array_equal(a, b) for a, b in zip(first_run, initial)), "same seeds, same draws"

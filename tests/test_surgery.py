@@ -9,7 +9,7 @@ import tensorflow as tf
 from conftest import random_keep
 from keras import layers
 
-from keras_prune.graph import analyze, count_flops, count_params, masked_reference, prune_channels
+from keras_prune.graph import analyze, count_flops, count_params, masked_reference, prune_channels, reinitialize
 from keras_prune.models import MODEL_NAMES, get_model
 
 APPLICATIONS = {
@@ -163,3 +163,23 @@ def test_a_graph_deeper_than_the_recursion_limit_is_rebuilt(rng):
     reference = masked_reference(model, keep)
     x_in = _inputs(model, rng)
     np.testing.assert_allclose(prune_channels(model, keep)(x_in), reference(x_in), atol=1e-5)
+
+
+
+@pytest.mark.parametrize("name", ["resnet20", "vgg16", "lenet5"])
+def test_reinitialize_with_a_seed_draws_apart_what_the_zoo_seeded_the_same(name):
+    model = get_model(name, (16, 16, 3), 10, width=0.25, seed=0)
+    again = reinitialize(model)
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), again.get_weights())), (
+        "without a seed, a seeded model redraws the weights it was built with"
+    )
+    first, second, first_again = (reinitialize(model, seed=s) for s in (1, 2, 1))
+    assert [w.shape for w in first.get_weights()] == [w.shape for w in model.get_weights()]
+    for layer in model.layers:
+        if isinstance(layer, (layers.Conv2D, layers.Dense)):
+            built, k1, k2, k1_again = (m.get_layer(layer.name).kernel.numpy() for m in (model, first, second, first_again))
+            assert not np.array_equal(built, k1) and not np.array_equal(k1, k2), f"{layer.name}: a new draw per seed"
+            assert np.array_equal(k1, k1_again), f"{layer.name}: the same seed draws the same weights"
+            assert abs(k1.std() / built.std() - 1) < 0.5, f"{layer.name}: the same initializer, only reseeded"
+        elif isinstance(layer, layers.BatchNormalization):
+            assert np.array_equal(layer.gamma.numpy(), first.get_layer(layer.name).gamma.numpy()), "constants stay"

@@ -5,11 +5,14 @@ kept) whose layers are rebuilt from their configs with the new channel counts an
 given the surviving slices of the original weights.
 """
 
+import functools
+
 import keras
 import numpy as np
 
 from keras_prune.graph.dependency import analyze
 from keras_prune.graph.trace import replay
+from keras_prune.models._common import layer_seed
 
 __all__ = [
     "expand_channels",
@@ -254,9 +257,27 @@ def _expanded_width(size, factor, round_to):
     return min(multiples, key=lambda m: (abs(m - factor * size), -m))
 
 
-def reinitialize(model, *, name=None):
-    """The same architecture with fresh weights from each layer's initializer (train from scratch)."""
-    return rebuild(analyze(model), weights_for=_fresh_weights, name=name)
+def reinitialize(model, *, name=None, seed=None):
+    """The same architecture with fresh weights from each layer's initializer (train from scratch).
+
+    Args:
+        seed: None keeps every initializer as it is, seed included: a model whose initializers carry
+            integer seeds (the zoo's, built with `seed=`) draws the very weights it was built with
+            again. An integer reseeds every initializer that takes a seed, from it, the layer's name
+            and the weight's role (`layer_seed`), so each seed gives its own reproducible draw: repeated
+            trainings from scratch that really start apart.
+    """
+    config_for = None if seed is None else functools.partial(_reseeded_config, seed)
+    return rebuild(analyze(model), config_for=config_for, weights_for=_fresh_weights, name=name)
+
+
+def _reseeded_config(seed, path, layer, config):
+    """A `config_for` that gives every initializer with a `seed` one derived from `seed`."""
+    config = dict(config)
+    for key, value in config.items():
+        if key.endswith("_initializer") and isinstance(value, dict) and "seed" in value.get("config", {}):
+            config[key] = {**value, "config": {**value["config"], "seed": layer_seed(seed, f"{layer.name}/{key}")}}
+    return config
 
 
 def _fresh_weights(path, old, new):
