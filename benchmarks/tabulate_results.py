@@ -207,13 +207,13 @@ def seeds_table(records):
         return []
     lines = ["| method | versus | model | seeds | accuracy difference pp: mean ± sd | per seed | "
              "FLOPs kept or compression, per seed | source |", "|---|---|---|---|---|---|---|---|"]
-    for r in repeated:
+    for r in repeated:  # the source names the files exactly: `stem*` would match other tags too (long, long16)
         cost = ", ".join(f"{c:.1f}x" if r["unstructured"] else f"{c:.3f}" for c in r["cost"])
         versus = "dense" if r["versus"] == "dense" else f"`{r['versus']}`"
         lines.append(
             f"| `{r['method']}` | {versus} "
             f"| {r['model']} | {', '.join(map(str, r['seeds']))} | **{_signed(r['mean_pp'], 2)} ± {r['std_pp']:.2f}** "
-            f"| {', '.join(_signed(d, 1) for d in r['differences_pp'])} | {cost} | `{r['stem']}*.json` |")
+            f"| {', '.join(_signed(d, 1) for d in r['differences_pp'])} | {cost} | `{r['stem']}[_seedN].json` |")
     return lines
 
 

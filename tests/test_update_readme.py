@@ -86,19 +86,23 @@ def test_lstm_rows_label_single_final_trainings_and_give_the_spread_of_repeated_
 
 def _scratch(repeats):
     """A scratch_vs_slimming result with `repeats` final trainings per arm (1: the older files' form)."""
-    accuracies = {"scratch": [0.97, 0.98], "slimming": [0.975, 0.985]}
+    accuracies = {"scratch": [0.97, 0.98], "scratch_b": [0.972, 0.988], "slimming": [0.975, 0.983], "l1": [0.971, 0.991]}
     arms = {}
     for name, values in accuracies.items():
         values = values[:repeats]
         arms[name] = {"test_accuracy": sum(values) / len(values), "flops_ratio": 0.5, "params": 100,
-                      "search_seconds": 5.0, "search_epochs": 2, "final_training_seconds": 30.0,
+                      "search_seconds": 5.0, "search_epochs": 2, "final_training_seconds": 30.0, "pretrain_seconds": 60.0,
                       **({"test_accuracies": values} if repeats > 1 else {})}
     result = {"benchmark": "scratch_vs_slimming", "model": "resnet20", "width": 0.5, "dense_test_accuracy": 0.98,
               "target_flops": 0.5, "settings": {"seed": 0, "final_epochs": 30}, "results": arms,
-              "search_time_ratio_slimming_over_scratch": 10.0, "total_seconds": 600.0,
-              "accuracy_scratch_minus_slimming_pp": -0.5, "accuracy_scratch_minus_l1_pp": 0.0}
-    if repeats > 1:
-        result["accuracy_scratch_minus_slimming_pp_per_repeat"] = [-0.5, -0.3]
+              "search_time_ratio_slimming_over_scratch": 10.0, "total_seconds": 600.0}
+    for method, baseline in (("scratch", "slimming"), ("scratch", "l1"), ("scratch_b", "slimming"), ("scratch_b", "l1")):
+        key = f"accuracy_{method}_minus_{baseline}_pp"
+        result[key] = 100 * (arms[method]["test_accuracy"] - arms[baseline]["test_accuracy"])
+        if repeats > 1:
+            result[f"{key}_per_repeat"] = [
+                100 * (a - b) for a, b in zip(accuracies[method], accuracies[baseline])
+            ]
     return result
 
 
@@ -109,12 +113,18 @@ def test_scratch_rows_say_when_accuracies_are_means_of_repeated_final_trainings(
     lines = update_readme.scratch_section()
     scratch_row = next(line for line in lines if "| `scratch` |" in line)
     summary_row = next(line for line in lines if "slimming / scratch" in line)
+    budget_row = next(line for line in lines if "`scratch_b` - slimming" in line)
     if repeats == 1:
         assert "| 97.00 |" in scratch_row and "mean of" not in scratch_row
-        assert "scratch - slimming -0.50 pp," in summary_row
+        assert "scratch - slimming -0.50 pp, scratch - l1 -0.10 pp |" in summary_row
+        assert "`scratch_b` - slimming -0.30 pp, `scratch_b` - l1 +0.10 pp |" in budget_row
     else:
+        # each difference beside its own spread: the four spreads differ, so a swapped key shows
         assert "| 97.50 (mean of 2) |" in scratch_row
-        assert "scratch - slimming -0.50 pp (sd 0.14 over 2)," in summary_row
+        assert "scratch - slimming -0.40 pp (sd 0.14 over 2), scratch - l1 -0.60 pp (sd 0.71 over 2) |" in summary_row
+        assert "`scratch_b` - slimming +0.10 pp (sd 0.57 over 2), `scratch_b` - l1 -0.10 pp (sd 0.28 over 2) |" in (
+            budget_row
+        )
 
 
 def _olmp(delta, **settings):
