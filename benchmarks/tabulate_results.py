@@ -290,6 +290,29 @@ def plot_accuracy_vs_cost(table, path):
     save_figure(fig, path)
 
 
+def structure_lines(arms, names):
+    """The lines of a structure plot: `(label, channels kept, non-zero weights)` per arm over the layers
+    `names`. Arms with the very same structure share one line, labelled "scratch = scratch_b": drawn
+    apart, the second would hide the first and its legend entry would point at nothing."""
+    methods = [row["method"] for row in arms]
+    lines = []
+    for row in arms:
+        by_name = {layer["name"]: layer for layer in row["layers"]}
+        kept = [by_name[n]["channels_after"] / max(by_name[n]["channels_before"], 1) if n in by_name else float("nan")
+                for n in names]
+        dense_weights = [1.0 - by_name[n]["sparsity"] if n in by_name else float("nan") for n in names]
+        label = row["method"]
+        if methods.count(label) > 1:  # several points of one method (static l1 at three budgets): say which
+            label += f" at {row['flops_ratio']:.3f} of the FLOPs"
+        same = next((i for i, (_, k, w) in enumerate(lines)
+                     if np.array_equal(k, kept, equal_nan=True) and np.array_equal(w, dense_weights, equal_nan=True)), None)
+        if same is None:
+            lines.append((label, kept, dense_weights))
+        else:
+            lines[same] = (f"{lines[same][0]} = {label}", kept, dense_weights)
+    return lines
+
+
 def plot_structure(table, source, path):
     """Per layer, the share of channels (and of non-zero weights) each arm of one results file kept."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -302,20 +325,12 @@ def plot_structure(table, source, path):
     if not arms:
         return None
     names = [layer["name"] for layer in arms[0]["layers"]]
-    methods = [row["method"] for row in arms]
     fig = Figure(figsize=(max(8, 0.32 * len(names) + 3), 7), dpi=110)
     FigureCanvasAgg(fig)
     channels = fig.add_subplot(2, 1, 1)
     weights = fig.add_subplot(2, 1, 2, sharex=channels)
     lowest = 1.0
-    for i, row in enumerate(arms):
-        by_name = {layer["name"]: layer for layer in row["layers"]}
-        kept = [by_name[n]["channels_after"] / max(by_name[n]["channels_before"], 1) if n in by_name else float("nan")
-                for n in names]
-        dense_weights = [1.0 - by_name[n]["sparsity"] if n in by_name else float("nan") for n in names]
-        label = row["method"]
-        if methods.count(label) > 1:  # several points of one method (static l1 at three budgets): say which
-            label += f" at {row['flops_ratio']:.3f} of the FLOPs"
+    for i, (label, kept, dense_weights) in enumerate(structure_lines(arms, names)):
         style = dict(marker="o", markersize=3, linewidth=1.2, color=f"C{i}", label=label)
         channels.plot(range(len(names)), kept, **style)
         weights.plot(range(len(names)), dense_weights, **style)

@@ -130,3 +130,15 @@ def test_a_difference_that_rounds_to_zero_has_no_minus_sign():
     assert tabulate_results._signed(-0.04, 1) == "+0.0"
     assert tabulate_results._signed(-1e-15, 2) == "+0.00"
     assert tabulate_results._signed(-0.26, 1) == "-0.3"
+
+
+def test_arms_with_the_same_structure_share_one_line_and_name_both():
+    other = [dict(LAYERS[0], channels_after=6), LAYERS[1]]
+    arms = [{"method": "scratch", "flops_ratio": 0.5, "layers": LAYERS},
+            {"method": "scratch_b", "flops_ratio": 0.5, "layers": LAYERS},
+            {"method": "slimming", "flops_ratio": 0.5, "layers": other},
+            {"method": "l1", "flops_ratio": 0.5, "layers": LAYERS[:1]}]  # no "fc": a gap, not the same line
+    lines = tabulate_results.structure_lines(arms, ["conv1", "fc"])
+    assert [label for label, _, _ in lines] == ["scratch = scratch_b", "slimming", "l1"]
+    assert lines[0][1] == [0.5, 1.0] and lines[1][1] == [0.75, 1.0]
+    assert lines[2][1][0] == 0.5 and lines[2][1][1] != lines[2][1][1], "a layer the arm lacks is NaN"
