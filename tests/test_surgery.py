@@ -165,7 +165,6 @@ def test_a_graph_deeper_than_the_recursion_limit_is_rebuilt(rng):
     np.testing.assert_allclose(prune_channels(model, keep)(x_in), reference(x_in), atol=1e-5)
 
 
-
 @pytest.mark.parametrize("name", ["resnet20", "vgg16", "lenet5"])
 def test_reinitialize_with_a_seed_draws_apart_what_the_zoo_seeded_the_same(name):
     model = get_model(name, (16, 16, 3), 10, width=0.25, seed=0)
