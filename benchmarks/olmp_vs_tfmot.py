@@ -83,33 +83,18 @@ def _compression(model):
     return total, nonzero
 
 
-def run_olmp(args, workdir):
-    """Pre-trains the LeNet, saves what the tfmot twin needs, runs OLMP; returns its results."""
+def pretrain(model_name, overrides, workdir):
+    """Pre-trains `model_name` as its OLMP recipe (with `overrides`) says and saves what the tfmot twin needs.
+
+    Returns the run's config, strategy, data, the dense model, its test accuracy and the seconds it took.
+    """
     import keras
 
-    from evidence import evidence
-
     from keras_prune.data import as_numpy, load_dataset
-    from keras_prune.export import strip
-    from keras_prune.export.summaries import RunSummaries
-    from keras_prune.methods.base import RunContext
-    from keras_prune.methods.olmp import method as olmp
     from keras_prune.models import get_model
     from keras_prune.training import evaluate_accuracy, make_strategy, train_classifier
 
-    overrides = {
-        "olmp_iterations": args.olmp_iterations,
-        "olmp_prune_stop": args.olmp_prune_stop,
-        "olmp_delta": args.olmp_delta,
-        "olmp_crate_bounds": args.olmp_crate_bounds,
-        "olmp_constraint": args.olmp_constraint,
-        "olmp_constraint_examples": args.olmp_constraint_examples,
-        "seed": args.seed,
-        **({"pretrain_epochs": 2, "olmp_budget": 200} if args.quick else {}),
-    }
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    out = os.path.join(workdir, "olmp_run")
-    config = recipe_config(args.model, out, overrides)
+    config = recipe_config(model_name, os.path.join(workdir, "olmp_run"), overrides)
     strategy = make_strategy("auto")
     data = load_dataset(config.dataset, batch_size=config.batch_size, seed=config.seed)
     keras.utils.set_random_seed(config.seed)
@@ -128,7 +113,33 @@ def run_olmp(args, workdir):
     x_test, y_test = as_numpy(data.test)
     np.savez(os.path.join(workdir, "data.npz"), x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
     np.savez(os.path.join(workdir, "weights.npz"), **_weights(model))
+    return config, strategy, data, model, dense_accuracy, pretrain_seconds
 
+
+def run_olmp(args, workdir):
+    """Pre-trains the LeNet, saves what the tfmot twin needs, runs OLMP; returns its results."""
+    from evidence import evidence
+
+    from keras_prune.export import strip
+    from keras_prune.export.summaries import RunSummaries
+    from keras_prune.methods.base import RunContext
+    from keras_prune.methods.olmp import method as olmp
+    from keras_prune.models import get_model
+    from keras_prune.training import evaluate_accuracy
+
+    overrides = {
+        "olmp_iterations": args.olmp_iterations,
+        "olmp_prune_stop": args.olmp_prune_stop,
+        "olmp_delta": args.olmp_delta,
+        "olmp_crate_bounds": args.olmp_crate_bounds,
+        "olmp_constraint": args.olmp_constraint,
+        "olmp_constraint_examples": args.olmp_constraint_examples,
+        "seed": args.seed,
+        **({"pretrain_epochs": 2, "olmp_budget": 200} if args.quick else {}),
+    }
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    config, strategy, data, model, dense_accuracy, pretrain_seconds = pretrain(args.model, overrides, workdir)
+    out = config.output_dir
     os.makedirs(out, exist_ok=True)
     ctx = RunContext(strategy, config, out, RunSummaries(os.path.join(out, "tensorboard")), log=_log)
     result = olmp.run(model, data, ctx)

@@ -27,6 +27,8 @@ import numpy as np
 from common import RESULTS, split_seed
 
 NOT_MEASURED = "n/m"
+BACKFILLED = " †"
+"""Marks a latency that a later rerun of the arm measured (benchmarks/backfill_tfmot_latency.py)."""
 CLAIMS = {
     # benchmark: (method, compared with); "dense" is the run's own dense model
     "scratch_vs_slimming": [("scratch", "slimming"), ("scratch", "l1"), ("scratch_b", "slimming"),
@@ -43,14 +45,15 @@ COLUMNS = ("method", "model", "accuracy % dense -> pruned", "FLOPs kept", "param
 
 
 def _row(source, method, model, dense_accuracy, accuracy, flops_ratio, *, params=None, dense_params=None,
-         nonzero=None, compression=None, serving=None, search_seconds=None, layers=None, unstructured=False):
+         nonzero=None, compression=None, serving=None, search_seconds=None, layers=None, unstructured=False,
+         latency_backfilled=False):
     if compression is None and dense_params and nonzero:
         compression = dense_params / nonzero
     return {
         "source": source, "method": method, "model": model, "dense_accuracy": dense_accuracy,
         "accuracy": accuracy, "flops_ratio": flops_ratio, "params": params, "dense_params": dense_params,
         "compression": compression, "serving_latency": serving, "search_seconds": search_seconds,
-        "layers": layers, "unstructured": unstructured,
+        "layers": layers, "unstructured": unstructured, "latency_backfilled": latency_backfilled,
     }
 
 
@@ -77,7 +80,8 @@ def _olmp(source, result):
     if best:
         rows.append(_row(source, "tfmot", result["model"], dense, best["test_accuracy"], 1.0,
                          params=olmp["params"], dense_params=olmp["params"], compression=best["compression"],
-                         serving=best.get("serving_latency"), search_seconds=best.get("seconds"), unstructured=True))
+                         serving=best.get("serving_latency"), search_seconds=best.get("seconds"), unstructured=True,
+                         latency_backfilled="serving_latency_source" in best))
     return rows
 
 
@@ -221,11 +225,21 @@ def _latency_cell(row, batch):
     times = (row["serving_latency"] or {}).get(f"batch_{batch}")
     if not times:
         return NOT_MEASURED
-    return f"{times['dense_ms']:.2f} -> {times['pruned_ms']:.2f} ({times['pruned_ms'] / times['dense_ms']:.2f}x)"
+    mark = BACKFILLED if row.get("latency_backfilled") else ""
+    return f"{times['dense_ms']:.2f} -> {times['pruned_ms']:.2f} ({times['pruned_ms'] / times['dense_ms']:.2f}x){mark}"
 
 
 def _count(value):
     return NOT_MEASURED if value is None else f"{value / 1e6:.2f} M" if value >= 1e6 else f"{value / 1e3:.1f} k"
+
+
+def backfill_note(table):
+    """The footnote on latencies marked BACKFILLED, with a leading space; empty if `table` has none."""
+    if not any(r.get("latency_backfilled") for r in table):
+        return ""
+    return (f"{BACKFILLED}: measured by a later rerun of tfmot's arm with the file's recorded settings "
+            "(`benchmarks/backfill_tfmot_latency.py`), the file's run predating tfmot's latency; a stripped "
+            "tfmot model keeps dense kernels, so its latency does not depend on which weights are zero.")
 
 
 def markdown_table(table):
@@ -380,7 +394,7 @@ def tabulate(folder=RESULTS):
                       "Latency: the exported SavedModels (BatchNorm folded), loaded back and called through "
                       "`serve`, median of repeated calls after warm-up; `n/m`: not measured by that run. "
                       "Search: the method's search; for `tfmot`, the training its pruning schedule runs in; "
-                      "for `rnp`, its training.", "",
+                      "for `rnp`, its training." + backfill_note(table), "",
                       *(["## Across seeds", "", *repeated, ""] if repeated else []),
                       *[f"![{p}]({p})" for p in plots], ""])
     atomic_write(os.path.join(folder, "summary.md"), text)

@@ -99,7 +99,7 @@ def summary_section(seeds=None):
 
     `seeds` is `seeds_section()`'s output, if the caller has it already (else it is built here).
     """
-    from tabulate_results import markdown_table, rows
+    from tabulate_results import backfill_note, markdown_table, rows
 
     table = rows(RESULTS)
     if not table:
@@ -108,7 +108,8 @@ def summary_section(seeds=None):
     return [
         "**Every pruned model, one table** (`benchmarks/tabulate_results.py` over benchmarks/results; mnist5k test "
         "split, this 2-core CPU; latency of the exported SavedModels, BatchNorm folded, loaded back and called "
-        "through `serve`; `n/m`: not measured by that run, which predates the measurement):",
+        "through `serve`; `n/m`: not measured by that run, which predates the measurement"
+        + (";" + backfill_note(table).rstrip(".") if backfill_note(table) else "") + "):",
         "",
         *markdown_table(table),
         "",

@@ -142,3 +142,38 @@ def test_arms_with_the_same_structure_share_one_line_and_name_both():
     assert [label for label, _, _ in lines] == ["scratch = scratch_b", "slimming", "l1"]
     assert lines[0][1] == [0.5, 1.0] and lines[1][1] == [0.75, 1.0]
     assert lines[2][1][0] == 0.5 and lines[2][1][1] != lines[2][1][1], "a layer the arm lacks is NaN"
+
+
+def _olmp_result(tfmot_latency=None, source=None):
+    best = {"sparsity": 0.95, "test_accuracy": 0.954, "compression": 19.4, "nonzero_params": 13700, "seconds": 7.0}
+    if tfmot_latency:
+        best["serving_latency"] = tfmot_latency
+    if source:
+        best["serving_latency_source"] = source
+    return {"benchmark": "olmp_vs_tfmot", "model": "lenet300_100", "dense_test_accuracy": 0.95,
+            "olmp": {"test_accuracy": 0.944, "compression": 198.7, "params": 266610, "search_seconds": 126.0,
+                     "evidence": {"serving_latency": SERVING}},
+            "olmp_settings": {"seed": 0}, "tfmot_best": best}
+
+
+def test_a_backfilled_tfmot_latency_is_marked_and_explained(tmp_path):
+    _write(tmp_path, "olmp_vs_tfmot_lenet300_100.json", _olmp_result(SERVING, source={"date": "2026-11-23"}))
+    _write(tmp_path, "olmp_vs_tfmot_lenet5.json", dict(_olmp_result(SERVING), model="lenet5"))
+    table = tabulate_results.rows(str(tmp_path))
+    assert [(r["model"], r["method"], r["latency_backfilled"]) for r in table] == [
+        ("lenet300_100", "olmp", False), ("lenet300_100", "tfmot", True),
+        ("lenet5", "olmp", False), ("lenet5", "tfmot", False)]
+    lines = tabulate_results.markdown_table(table)
+    marked = [line for line in lines if tabulate_results.BACKFILLED in line]
+    assert len(marked) == 1 and "`tfmot` | lenet300_100" in marked[0]
+    assert marked[0].count("x)" + tabulate_results.BACKFILLED) == 2, "both batch sizes carry the mark"
+    tabulate_results.tabulate(str(tmp_path))
+    assert "backfill_tfmot_latency.py" in (tmp_path / "summary.md").read_text()
+
+
+def test_no_backfill_note_without_a_backfilled_latency(tmp_path):
+    _write(tmp_path, "olmp_vs_tfmot_lenet300_100.json", _olmp_result())
+    table = tabulate_results.rows(str(tmp_path))
+    assert table[1]["serving_latency"] is None and tabulate_results.backfill_note(table) == ""
+    tabulate_results.tabulate(str(tmp_path))
+    assert "backfill_tfmot_latency.py" not in (tmp_path / "summary.md").read_text()
