@@ -105,11 +105,12 @@ def summary_section(seeds=None):
     if not table:
         return []
     plot = os.path.join(RESULTS, "accuracy_vs_cost.png")
+    backfilled = backfill_note(table).rstrip(".")
     return [
         "**Every pruned model, one table** (`benchmarks/tabulate_results.py` over benchmarks/results; mnist5k test "
         "split, this 2-core CPU; latency of the exported SavedModels, BatchNorm folded, loaded back and called "
         "through `serve`; `n/m`: not measured by that run, which predates the measurement"
-        + (";" + backfill_note(table).rstrip(".") if backfill_note(table) else "") + "):",
+        + (";" + backfilled if backfilled else "") + "):",
         "",
         *markdown_table(table),
         "",
