@@ -2,7 +2,7 @@
 
 The comparison of Wang et al. (AAAI 2020), on one model, one data split, one machine:
 
-- scratch:  learn gates on a 1.25x-wide random net for `--gate_epochs` (the search), cut
+- scratch:  learn gates on an `--expansion`-wide (1.25x) random net for `--gate_epochs` (the search), cut
             to the FLOPs target, train the structure from scratch for `--final_epochs`.
 - scratch_b: the same structure (the same search), trained for `--final_epochs / --target_flops`
             epochs: the budget rule ("Scratch-B", Liu et al. 2019) the official PfS code applies
@@ -137,6 +137,10 @@ def main():
     parser.add_argument(
         "--gate_learning_rate", type=float, default=0.05, help="paper: 0.01 for ~3,500 steps; a short search moves faster"
     )
+    parser.add_argument(
+        "--expansion", type=float, default=1.25,
+        help="width of the random net scratch learns gates on; the official code fixes 1.25 for VGG, not for CIFAR ResNets",
+    )
     parser.add_argument("--slimming_sparsity", type=float, default=1e-4)
     parser.add_argument("--batch_size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
@@ -178,7 +182,7 @@ def main():
         dense_accuracy = evaluate_accuracy(dense, data.test, strategy)
 
         _log("scratch: gate learning on the expanded random net, then training from scratch")
-        ctx = _context(args, out, strategy, gate_learning_rate=args.gate_learning_rate)
+        ctx = _context(args, out, strategy, gate_learning_rate=args.gate_learning_rate, expansion=args.expansion)
         result = scratch.run(_fresh(args, info, strategy), data, ctx)
         details = result.details
         search = dict(
