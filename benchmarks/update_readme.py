@@ -193,11 +193,15 @@ def sweep_section():
 def _structure_variant(result):
     """What sets a run's structure apart from the default, for its model cell: ", round_to 8" for a run
     that rounded its channel counts (`--round_to`), ", residual pruned" for one that also pruned the
-    groups tied by residual additions (`--prune_residual`); "" for neither."""
+    groups tied by residual additions (`--prune_residual`), ", expansion 1" for scratch's random net at
+    another width than 1.25 (`--expansion`); "" for none."""
     settings = result.get("settings", {})
     round_to = settings.get("round_to", 1)
-    return ("" if round_to == 1 else f", round_to {round_to}") + (
-        ", residual pruned" if settings.get("prune_residual") else ""
+    expansion = settings.get("expansion", 1.25)
+    return (
+        ("" if round_to == 1 else f", round_to {round_to}")
+        + (", residual pruned" if settings.get("prune_residual") else "")
+        + ("" if expansion == 1.25 else f", expansion {expansion:g}")
     )
 
 

@@ -165,7 +165,7 @@ def test_the_latency_section_shows_every_round_to_timing_and_nothing_without_fil
     assert "| 9 | 0.562 | 1.01 | 1.08 |" in update_readme.latency_section(counts, None)
 
 
-def test_a_run_with_round_to_or_a_pruned_residual_stream_is_labelled_as_such():
+def test_a_run_with_round_to_a_pruned_residual_stream_or_another_expansion_is_labelled_as_such():
     assert update_readme._structure_variant({"settings": {"round_to": 8}}) == ", round_to 8"
     assert update_readme._structure_variant({"settings": {"round_to": 1}}) == ""
     assert update_readme._structure_variant({"settings": {}}) == "", "runs from before --round_to"
@@ -174,6 +174,8 @@ def test_a_run_with_round_to_or_a_pruned_residual_stream_is_labelled_as_such():
         ", round_to 8, residual pruned"
     )
     assert update_readme._structure_variant({"settings": {"prune_residual": False}}) == ""
+    assert update_readme._structure_variant({"settings": {"expansion": 1.0}}) == ", expansion 1"
+    assert update_readme._structure_variant({"settings": {"expansion": 1.25}}) == "", "the default width"
 
 
 def test_an_lstm_run_sized_off_the_benchmark_defaults_says_how():
