@@ -119,7 +119,10 @@ def _differences(results, method, baseline):
     ]
 
 
-def main():
+def build_parser():
+    """The command line. Every flag added after the first results were written defaults to what the
+    script did before it, so that `vars(build_parser().parse_args([]))` completes an older results
+    file's settings."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="resnet20")
     parser.add_argument("--width", type=float, default=0.5, help="zoo width multiplier (sizes the run)")
@@ -151,7 +154,11 @@ def main():
                         help="every arm keeps multiples of this many channels per group (8: fast CPU kernels)")
     parser.add_argument("--tag", default="", help="suffix of the results file, to keep a variant beside the default")
     parser.add_argument("--quick", action="store_true", help="one-epoch phases on 5 batches at width 0.25, to check the script")
-    args = parser.parse_args()
+    return parser
+
+
+def main():
+    args = build_parser().parse_args()
     if args.final_repeats < 1:
         raise SystemExit(f"--final_repeats must be at least 1. Received: {args.final_repeats}")
     if args.quick:

@@ -23,7 +23,7 @@ import time
 
 from common import results_dir
 from final_training import final_trainings
-from scratch_vs_slimming import _context, _fresh, _log
+from scratch_vs_slimming import _context, _fresh, _log, build_parser
 
 from keras_prune.data import load_dataset
 from keras_prune.export.report_io import write_json
@@ -49,6 +49,12 @@ def structure_keep(graph, layers):
     return keep
 
 
+def recorded_settings(recorded):
+    """The settings a scratch_vs_slimming results file ran with, as its parsed arguments. Files written
+    before a flag existed lack it; its default is what the script did then."""
+    return argparse.Namespace(**{**vars(build_parser().parse_args([])), **recorded["settings"]})
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", help="a scratch_vs_slimming results file")
@@ -57,7 +63,7 @@ def main():
         recorded = json.load(f)
     if recorded.get("benchmark") != "scratch_vs_slimming":
         raise SystemExit(f"{args_in.results} is not a scratch_vs_slimming results file.")
-    args = argparse.Namespace(**recorded["settings"])
+    args = recorded_settings(recorded)
 
     started = time.perf_counter()
     strategy = make_strategy("auto")

@@ -37,3 +37,12 @@ def test_producers_recorded_with_different_counts_are_refused():
     layers = [{"name": name, "channels_after": i + 1} for i, name in enumerate(tied.producers)]
     with pytest.raises(ValueError, match="different recorded counts"):
         structure_or_weights.structure_keep(graph, layers)
+
+
+def test_settings_of_a_file_that_predates_later_flags_take_their_defaults():
+    with open(os.path.join(BENCHMARKS, "results", "scratch_vs_slimming_resnet20.json")) as f:
+        recorded = json.load(f)
+    assert "final_repeats" not in recorded["settings"] and "round_to" not in recorded["settings"]
+    args = structure_or_weights.recorded_settings(recorded)
+    assert (args.final_repeats, args.round_to, args.expansion, args.prune_residual) == (1, 1, 1.25, False)
+    assert args.seed == recorded["settings"]["seed"] and args.final_epochs == recorded["settings"]["final_epochs"]
