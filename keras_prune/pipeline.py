@@ -47,6 +47,7 @@ class RunConfig:
     batch_size: int = 128
     learning_rate: float = 0.01
     pretrain_learning_rate: float = 0.01
+    pretrain_schedule: str = "constant"
     seed: int = 0
     strategy: str = "auto"
     tpu_address: str = None
@@ -300,6 +301,7 @@ def run(config, *, flags_text=None):
             strategy,
             epochs=config.pretrain_epochs,
             learning_rate=config.pretrain_learning_rate,
+            schedule=config.pretrain_schedule,
             phase="pretrain",
             callbacks=callbacks("pretrain"),
             verbose=verbose,

@@ -114,6 +114,24 @@ def test_an_unreachable_target_fails_before_pre_training(tmp_path, monkeypatch):
         run(_smoke_config(tmp_path / "run", target_flops=0.05, round_to=8))  # floor 0.095 with 8 per group
 
 
+def test_pre_training_takes_the_pretrain_schedule(tmp_path, monkeypatch):
+    import keras_prune.pipeline as pipeline
+
+    class Stop(Exception):
+        pass
+
+    seen = {}
+
+    def record(*args, **kwargs):
+        seen.update(kwargs)
+        raise Stop
+
+    monkeypatch.setattr(pipeline, "train_classifier", record)
+    with pytest.raises(Stop):
+        run(_smoke_config(tmp_path / "run", pretrain_schedule="step", schedule="cosine"))
+    assert seen["phase"] == "pretrain" and seen["schedule"] == "step"
+
+
 def test_nan_loss_stops_with_a_clear_message(tmp_path):
     with pytest.raises(ValueError, match="diverged in phase 'pretrain'"):
         run(_smoke_config(tmp_path / "run", pretrain_learning_rate=1e12))

@@ -54,6 +54,16 @@ def test_sparsity_training_shrinks_the_scales(digits):
     assert mean_gamma(5e-2) < 0.8 * mean_gamma(0.0)
 
 
+@pytest.mark.parametrize("schedule, final_rate", [("constant", 0.05), ("step", 0.0005)])
+def test_sparsity_training_follows_the_given_schedule(digits, schedule, final_rate):
+    model = tiny_resnet()
+    sparsity_train(
+        model, digits, tf.distribute.get_strategy(), epochs=1, strength=1e-4, learning_rate=0.05, schedule=schedule,
+        verbose=0,
+    )
+    assert float(model.optimizer.learning_rate) == pytest.approx(final_rate)
+
+
 def test_a_model_without_batchnorm_is_a_clear_error(digits):
     inputs = keras.Input((8, 8, 1))
     x = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
@@ -62,7 +72,17 @@ def test_a_model_without_batchnorm_is_a_clear_error(digits):
         sparsity_train(keras.Model(inputs, outputs), digits, tf.distribute.get_strategy(), epochs=1, strength=1e-4, learning_rate=0.01)
 
 
-def test_slimming_run_prunes_to_the_target(tmp_path):
+def test_slimming_run_prunes_to_the_target(tmp_path, monkeypatch):
+    import keras_prune.methods.slimming as slimming
+
+    schedules = []
+    real_sparsity_train = slimming.sparsity_train
+
+    def recording(*args, **kwargs):
+        schedules.append(kwargs["schedule"])
+        return real_sparsity_train(*args, **kwargs)
+
+    monkeypatch.setattr(slimming, "sparsity_train", recording)
     path = tmp_path / "tiny.keras"
     tiny_resnet(width=16).save(path)
     report = run(
@@ -75,11 +95,13 @@ def test_slimming_run_prunes_to_the_target(tmp_path):
             pretrain_epochs=0,
             epochs=1,
             finetune_epochs=1,
+            pretrain_schedule="step",
             latency_repeats=2,
             export=("keras",),
             verbose=0,
         )
     )
+    assert schedules == ["step"], "the sparsity training is a training from scratch: the pre-training schedule"
     assert abs(report["flops_ratio"] - 0.6) <= 0.05 * 0.6
     assert report["method_details"]["groups_without_batchnorm"] == 0
     assert report["search_seconds"] > 0 and report["retrain_seconds"] > 0

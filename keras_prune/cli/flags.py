@@ -22,6 +22,10 @@ def define_flags(flag_values=None):
     _define(flags.DEFINE_float, fv, "target_flops", 0.5, "Fraction of the original FLOPs to keep, in (0, 1].")
     _define(flags.DEFINE_integer, fv, "pretrain_epochs", 10, "Epochs to train an untrained (zoo) model before pruning.")
     _define(flags.DEFINE_float, fv, "pretrain_learning_rate", 0.01, "SGD learning rate of pre-training.")
+    _define(flags.DEFINE_enum, fv,
+            "pretrain_schedule", "constant", list(SCHEDULES),
+            "Learning-rate schedule of the trainings from scratch: pre-training and slimming's sparsity "
+            "training (the papers' baselines decay theirs: step).")
     _define(flags.DEFINE_integer, fv, "finetune_epochs", 5, "Epochs of fine-tuning after pruning.")
     _define(flags.DEFINE_integer, fv, 
         "epochs", 10, "Epochs of the method's search phase: scratch's gate learning, slimming's sparsity training."

@@ -1,7 +1,7 @@
 """`slimming`: Network Slimming (Liu et al., ICCV 2017), the baseline Pruning from Scratch beats.
 
 Train the model with an L1 penalty on the BatchNorm scales (`--slimming_sparsity` s,
-`--epochs` epochs), rank every prunable channel by |gamma| in one global ranking, keep
+`--epochs` epochs at `--pretrain_learning_rate` with `--pretrain_schedule`), rank every prunable channel by |gamma| in one global ranking, keep
 the top channels until the pruned model meets `--target_flops`, then fine-tune. Channel
 groups tied by residual additions sum the |gamma| of their BatchNorms and are left whole
 unless `--prune_residual`, as for `l1` and `scratch`.
@@ -62,8 +62,13 @@ def gamma_l1(model, strength):
                 layer.gamma.regularizer = regularizer
 
 
-def sparsity_train(model, data, strategy, *, epochs, strength, learning_rate, callbacks=(), verbose=2):
-    """Trains `model` with the L1 penalty on its BatchNorm scales (the search of slimming)."""
+def sparsity_train(
+    model, data, strategy, *, epochs, strength, learning_rate, schedule="constant", callbacks=(), verbose=2
+):
+    """Trains `model` with the L1 penalty on its BatchNorm scales (the search of slimming).
+
+    This is a full training from scratch, so it takes the pre-training schedule (Liu et al. 2017
+    decay theirs: `schedule="step"`)."""
     with gamma_l1(model, strength) as layers:
         if not layers:
             raise PruneError(
@@ -76,6 +81,7 @@ def sparsity_train(model, data, strategy, *, epochs, strength, learning_rate, ca
             strategy,
             epochs=epochs,
             learning_rate=learning_rate,
+            schedule=schedule,
             phase="sparsity",
             callbacks=callbacks,
             verbose=verbose,
@@ -115,6 +121,7 @@ def run(model, data, ctx):
         epochs=config.epochs,
         strength=config.slimming_sparsity,
         learning_rate=config.pretrain_learning_rate,
+        schedule=config.pretrain_schedule,
         callbacks=ctx.callbacks("sparsity"),
         verbose=verbose,
     )
