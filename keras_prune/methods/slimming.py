@@ -1,10 +1,11 @@
 """`slimming`: Network Slimming (Liu et al., ICCV 2017), the baseline Pruning from Scratch beats.
 
 Train the model with an L1 penalty on the BatchNorm scales (`--slimming_sparsity` s,
-`--epochs` epochs at `--pretrain_learning_rate` with `--pretrain_schedule`), rank every prunable channel by |gamma| in one global ranking, keep
-the top channels until the pruned model meets `--target_flops`, then fine-tune. Channel
-groups tied by residual additions sum the |gamma| of their BatchNorms and are left whole
-unless `--prune_residual`, as for `l1` and `scratch`.
+`--epochs` epochs at `--pretrain_learning_rate` with `--pretrain_schedule`), rank every
+prunable channel by |gamma| in one global ranking, keep the top channels until the pruned
+model meets `--target_flops`, then fine-tune. Channel groups tied by residual additions sum
+the |gamma| of their BatchNorms and are left whole unless `--prune_residual`, as for `l1`
+and `scratch`.
 """
 
 import time
