@@ -20,9 +20,9 @@ tfmot's cubic schedule over the first half of that span, then held; after `prune
 masks are frozen, as in OLMP. This is Zhu and Gupta's gradual pruning (tfmot's), per layer: a
 pruned weight is zeroed and gets no gradient, so it never returns. (With DNS's straight-through
 gradients a recount swaps in weights that grew while pruned; on a 400-iteration check the loss
-then grew from 0.1 to 60 within 200 iterations. DNS's fixed thresholds with hysteresis are what
-keep its splicing stable.) If the released allocation
-loses as much as OLMP on this data, the loss is the data's at that compression, not the search's.
+then grew from 0.1 to 60 within 200 iterations. DNS changes a mask only where a weight crosses
+its layer's fixed threshold, with hysteresis.) If the released allocation loses as much as OLMP
+on this data, the loss is the data's at that compression, not the search's.
 
 Writes benchmarks/results/olmp_controls_<model>.json (`_seed<N>` for other seeds).
 Run: python benchmarks/olmp_controls.py --model lenet5
