@@ -91,13 +91,13 @@ def run_arm(name, model, data, strategy, settings, targets, *, mask_every, eval_
 
     with strategy.scope():
         masked, names = to_masked(model)
+    if targets is not None and set(targets) != set(names):
+        raise ValueError(f"Expected counts for the layers {names}. Received: {sorted(targets)}")
     dns = DNSLayers(masked, names)
     for layer in dns.layers:
         layer.straight_through = False  # read when the step is first traced, below: pruned weights get no gradient
     trainer = MaskedSGD(masked, dns, strategy, learning_rate=settings.learning_rate,
                         lr_policy=settings.lr_policy, weight_decay=settings.weight_decay)
-    if targets is not None and set(targets) != set(names):
-        raise ValueError(f"Expected counts for the layers {names}. Received: {sorted(targets)}")
     goal = [targets[n] for n in names] if targets is not None else None
     ramp = max(1, settings.prune_stop // 2)
     no_thresholds, no_triggers = np.zeros(len(names), "float32"), np.zeros(len(names), bool)
