@@ -55,27 +55,19 @@ def test_olmp_counts_are_the_recorded_runs_kept_entries():
     assert sum(counts.values()) == recorded["olmp"]["nonzero_params"]
 
 
-def _net():
-    inputs = keras.Input((8, 8, 1))
-    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv")(inputs)
-    x = keras.layers.Flatten(name="flatten")(x)
-    x = keras.layers.Dense(16, activation="relu", name="fc1")(x)
-    return keras.Model(inputs, keras.layers.Dense(10, name="fc2")(x), name="tiny")
-
-
 def test_an_arm_ends_at_its_counts_and_leaves_the_model_it_started_from_alone():
     keras.utils.set_random_seed(0)
     data = load_dataset("digits", batch_size=64, seed=0)
     strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
     with strategy.scope():
-        model = _net()
+        model = get_model("lenet300_100", data.info.input_shape, data.info.num_classes, seed=0)
     before = [w.copy() for w in model.get_weights()]
     settings = OLMPSettings(iterations=30, prune_stop=20, weight_decay=5e-4)
-    targets = {"conv": 7, "fc1": 40, "fc2": 30}
+    targets = {"ip1": 70, "ip2": 40, "ip3": 30}
     result = olmp_controls.run_arm("test", model, data, strategy, settings, targets, mask_every=5, eval_every=10)
     assert result["kept_per_layer"] == targets
-    assert result["nonzero_params"] == 77 and result["compression"] == pytest.approx(result["params"] / 77)
+    assert result["nonzero_params"] == 140 and result["compression"] == pytest.approx(result["params"] / 140)
     assert [t["iteration"] for t in result["trajectory"]] == [10, 20, 30]
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
     with pytest.raises(ValueError, match="Expected counts for the layers"):
-        olmp_controls.run_arm("test", model, data, strategy, settings, {"conv": 1}, mask_every=5, eval_every=10)
+        olmp_controls.run_arm("test", model, data, strategy, settings, {"ip1": 1}, mask_every=5, eval_every=10)
