@@ -131,20 +131,49 @@ def _build_model(config, info, strategy):
     from keras_prune.models import get_model
 
     with strategy.scope():
-        if config.model.endswith(".keras") or os.path.sep in config.model:
+        if _names_a_file(config.model):
             if not os.path.exists(config.model):
                 raise PruneError(f"--model={config.model}: no such file.")
             try:
                 model = keras.models.load_model(config.model, compile=False)
             except Exception as e:  # Keras raises many types for a bad file.
-                raise PruneError(f"--model={config.model} is not a Keras model file: {e}") from None
-            if tuple(model.input_shape[1:]) != tuple(info.input_shape):
                 raise PruneError(
-                    f"--model={config.model} takes inputs of shape {model.input_shape[1:]}, "
-                    f"but --dataset={config.dataset} has {info.input_shape}."
-                )
+                    f"--model={config.model} could not be loaded as a Keras model (a model with custom "
+                    f"layers needs them registered with @keras.saving.register_keras_serializable): {e}"
+                ) from None
+            _check_own_model(model, config, info)
             return model, False
         return get_model(config.model, info.input_shape, info.num_classes, seed=config.seed), True
+
+
+_MODEL_FILES = (".keras", ".h5", ".hdf5")
+
+
+def _names_a_file(model):
+    """Whether `--model` names a file (a path, or a saved-model suffix) rather than a zoo model."""
+    return model.endswith(_MODEL_FILES) or os.path.sep in model or os.path.exists(model)
+
+
+def _check_own_model(model, config, info):
+    """A user's model must take the dataset's inputs and give one logit per class."""
+    if tuple(model.input_shape[1:]) != tuple(info.input_shape):
+        raise PruneError(
+            f"--model={config.model} takes inputs of shape {model.input_shape[1:]}, "
+            f"but --dataset={config.dataset} has {info.input_shape}."
+        )
+    outputs = model.output_shape[-1] if isinstance(model.output_shape, tuple) else None
+    if outputs != info.num_classes:
+        raise PruneError(
+            f"--model={config.model} outputs {model.output_shape[1:]} per example, but --dataset="
+            f"{config.dataset} has {info.num_classes} classes: give it a final layer of {info.num_classes} units."
+        )
+    last = model.layers[-1]
+    if isinstance(last, keras.layers.Softmax) or getattr(last, "activation", None) is keras.activations.softmax:
+        raise PruneError(
+            f"--model={config.model} ends in a softmax, but keras-prune trains and distils with logits "
+            f"(its losses take from_logits=True). Save the model without the final softmax "
+            f"(e.g. layer {last.name!r} with activation=None)."
+        )
 
 
 def _stats(model, data, strategy, repeats):
@@ -264,9 +293,6 @@ def run(config, *, flags_text=None):
     chief = is_chief(strategy)
     run_folder = config.output_dir if chief else f"{os.path.abspath(config.output_dir)}.{task_name(strategy)}"
     output_dir = prepare_output_dir(run_folder, resume=config.resume, overwrite=config.overwrite)
-    check_resume_config(output_dir, config.as_dict(), resume=config.resume, defaults=_defaults())
-    if not config.resume:  # a resumed run keeps the flags it started with
-        atomic_write(os.path.join(output_dir, RUN_MARKER), flags_text or _config_text(config))
     data = load_dataset(config.dataset, data_dir=config.data_dir, batch_size=config.batch_size, seed=config.seed)
     if config.max_batches:
         data = data.limited(config.max_batches, config.batch_size)
@@ -276,6 +302,11 @@ def run(config, *, flags_text=None):
     if hasattr(method, "preflight"):  # e.g. an impossible budget fails now, not after pre-training
         with strategy.scope():
             method.preflight(model, config)
+    # The folder becomes this run's only once its data, model and budget are known to be usable:
+    # a mistyped command leaves it free for the corrected one.
+    check_resume_config(output_dir, config.as_dict(), resume=config.resume, defaults=_defaults())
+    if not config.resume:  # a resumed run keeps the flags it started with
+        atomic_write(os.path.join(output_dir, RUN_MARKER), flags_text or _config_text(config))
     verbose = config.verbose if config.verbose is not None else (1 if sys.stdout.isatty() else 2)
     summaries = RunSummaries(os.path.join(output_dir, "tensorboard"))
 
@@ -305,6 +336,7 @@ def run(config, *, flags_text=None):
             phase="pretrain",
             callbacks=callbacks("pretrain"),
             verbose=verbose,
+            learning_rate_flag="--pretrain_learning_rate",
         )
         save_keras(model, baseline_path)
     baseline = _stats(model, data, strategy, config.latency_repeats)

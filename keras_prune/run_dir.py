@@ -10,7 +10,7 @@ from keras_prune.export.report_io import read_json, write_json
 __all__ = ["MIN_FREE_BYTES", "RUN_CONFIG", "RUN_MARKER", "check_resume_config", "prepare_output_dir"]
 
 RUN_MARKER = "flags.txt"
-"""A folder holding this file holds a run."""
+"""A folder holding this file and `RUN_CONFIG` holds a run."""
 
 RUN_CONFIG = "run_config.json"
 """The settings the run started with; `--resume` must continue with the same ones."""
@@ -34,7 +34,16 @@ def prepare_output_dir(path, *, resume=False, overwrite=False):
     if resume and overwrite:
         raise OutputDirError("--resume and --overwrite contradict each other; pass one.")
     path = os.path.abspath(path)
-    holds_run = os.path.exists(os.path.join(path, RUN_MARKER))
+    has_marker, has_config = (os.path.exists(os.path.join(path, name)) for name in (RUN_MARKER, RUN_CONFIG))
+    if has_marker != has_config:
+        # Every run writes both; a folder with one of them is someone else's (or a run cut off in
+        # between its two writes): never delete it, never write a run into it.
+        raise OutputDirError(
+            f"--output_dir={path} holds {RUN_MARKER if has_marker else RUN_CONFIG} but not "
+            f"{RUN_CONFIG if has_marker else RUN_MARKER}, so it is not a keras-prune run folder; "
+            "choose another folder (or empty this one yourself)."
+        )
+    holds_run = has_marker
     if holds_run and overwrite:
         shutil.rmtree(path)
     elif holds_run and not resume:

@@ -68,17 +68,50 @@ def test_run_errors_name_the_problem(tmp_path):
     unknown_model = _prune("--method=l1", "--model=resnet9000", f"--output_dir={tmp_path / 'a'}")
     assert unknown_model.returncode == 2 and "lenet5" in unknown_model.stderr
     assert "Traceback" not in unknown_model.stderr
+    assert not (tmp_path / "a" / "flags.txt").exists(), "a mistyped command leaves the folder to the corrected one"
     missing = _prune("--method=l1", f"--model={tmp_path / 'missing.keras'}", f"--output_dir={tmp_path / 'b'}")
     assert missing.returncode == 2 and "no such file" in missing.stderr
     not_a_model = tmp_path / "junk.keras"
     not_a_model.write_text("not a model")
     junk = _prune("--method=l1", f"--model={not_a_model}", f"--output_dir={tmp_path / 'c'}")
-    assert junk.returncode == 2 and "not a Keras model file" in junk.stderr
+    assert junk.returncode == 2 and "could not be loaded as a Keras model" in junk.stderr
     dataset = _prune("--method=l1", "--model=lenet5", "--dataset=cifar10", f"--data_dir={tmp_path}", f"--output_dir={tmp_path / 'd'}")
     assert dataset.returncode == 2 and "cifar10" in dataset.stderr and "Traceback" not in dataset.stderr
 
 
 def test_an_output_dir_holding_a_run_is_refused(tmp_path):
     (tmp_path / "flags.txt").write_text("--method=l1\n")
+    (tmp_path / "run_config.json").write_text("{}")
     result = _prune("--method=l1", "--model=lenet5", f"--output_dir={tmp_path}")
     assert result.returncode == 2 and "--resume" in result.stderr and "--overwrite" in result.stderr
+
+
+def test_the_runs_flags_leave_out_what_only_this_invocation_asked(tmp_path):
+    from keras_prune.cli.main import run_flags_text
+
+    fv = _parse("--method=l1", "--model=lenet5", "--overwrite", "--traceback", f"--output_dir={tmp_path}")
+    text = run_flags_text(fv)
+    assert "--method=l1" in text and f"--output_dir={tmp_path}" in text
+    assert not any(word in text for word in ("overwrite", "resume", "traceback")), (
+        "bin/prune --flagfile=<run>/flags.txt --resume must not be undone by the first command's flags"
+    )
+    resumed = _parse(f"--flagfile={_write(tmp_path / 'flags.txt', text)}", "--resume")
+    assert resumed.resume and not resumed.overwrite
+
+
+def _write(path, text):
+    path.write_text(text)
+    return str(path)
+
+
+def test_a_leading_tilde_is_the_home_folder(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    config = config_from_flags(_parse("--method=l1", "--model=~/own.keras", "--data_dir=~/tfds", "--output_dir=~/runs/a"))
+    assert (config.model, config.data_dir, config.output_dir) == (
+        str(tmp_path / "own.keras"), str(tmp_path / "tfds"), str(tmp_path / "runs" / "a")
+    )
+
+
+def test_a_general_flag_the_method_does_not_read_is_named(tmp_path):
+    result = _prune("--method=olmp", "--model=resnet9000", "--target_flops=0.1", f"--output_dir={tmp_path / 'run'}")
+    assert "note: --method=olmp does not use --target_flops; ignored" in result.stderr

@@ -112,6 +112,7 @@ def test_an_unreachable_target_fails_before_pre_training(tmp_path, monkeypatch):
     monkeypatch.setattr(pipeline, "train_classifier", must_not_train)
     with pytest.raises(ValueError, match="smallest reachable value is .*A smaller --round_to lowers it"):
         run(_smoke_config(tmp_path / "run", target_flops=0.05, round_to=8))  # floor 0.095 with 8 per group
+    assert not os.listdir(tmp_path / "run"), "a run refused before it starts leaves the folder free"
 
 
 def test_pre_training_takes_the_pretrain_schedule(tmp_path, monkeypatch):
@@ -133,7 +134,7 @@ def test_pre_training_takes_the_pretrain_schedule(tmp_path, monkeypatch):
 
 
 def test_nan_loss_stops_with_a_clear_message(tmp_path):
-    with pytest.raises(ValueError, match="diverged in phase 'pretrain'"):
+    with pytest.raises(ValueError, match="diverged in phase 'pretrain'.*try a smaller --pretrain_learning_rate"):
         run(_smoke_config(tmp_path / "run", pretrain_learning_rate=1e12))
     assert (tmp_path / "run" / "flags.txt").exists(), "what was written is kept"
 
@@ -156,3 +157,31 @@ def test_the_report_is_rebuilt_from_the_run_folder_without_rerunning_the_method(
         assert again[key] == first[key], key
     assert again["pruned"]["accuracy"] == first["pruned"]["accuracy"]
     assert again["pruned"]["flops"] == first["pruned"]["flops"]
+
+
+def _own_model(path, *, classes=10, activation=None):
+    inputs = keras.Input((28, 28, 1))
+    x = keras.layers.Flatten()(inputs)
+    keras.Model(inputs, keras.layers.Dense(classes, activation=activation)(x)).save(path)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "classes, activation, expected",
+    [
+        (3, None, r"outputs \(3,\) per example, but --dataset=mnist5k has 10 classes"),
+        (10, "softmax", "ends in a softmax"),
+    ],
+)
+def test_an_own_model_that_does_not_give_one_logit_per_class_is_refused(tmp_path, classes, activation, expected):
+    model = _own_model(tmp_path / "own.keras", classes=classes, activation=activation)
+    with pytest.raises(ValueError, match=expected):
+        run(_smoke_config(tmp_path / "run", model=model))
+    assert not os.listdir(tmp_path / "run"), "the folder stays free for the corrected command"
+
+
+def test_an_own_model_named_without_a_folder_is_read_as_a_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _own_model(tmp_path / "own.h5", classes=3)
+    with pytest.raises(ValueError, match="outputs"):  # read from the file, not looked up in the zoo
+        run(_smoke_config(tmp_path / "run", model="own.h5"))

@@ -16,6 +16,7 @@ SETTINGS = {"method": "l1", "model": "lenet5", "epochs": 10, "export": ["saved_m
 def _hold_run(path):
     path.mkdir(parents=True, exist_ok=True)
     (path / RUN_MARKER).write_text("--method=l1\n")
+    (path / RUN_CONFIG).write_text(json.dumps(SETTINGS))
 
 
 def test_a_folder_holding_a_run_is_refused_unless_resumed_or_overwritten(tmp_path):
@@ -26,6 +27,15 @@ def test_a_folder_holding_a_run_is_refused_unless_resumed_or_overwritten(tmp_pat
     (tmp_path / "run" / "model.keras").write_text("old")
     prepare_output_dir(tmp_path / "run", overwrite=True)
     assert os.listdir(tmp_path / "run") == [], "--overwrite starts from an empty folder"
+
+
+@pytest.mark.parametrize("name", [RUN_MARKER, RUN_CONFIG])
+@pytest.mark.parametrize("flags", [{}, {"overwrite": True}, {"resume": True}])
+def test_a_folder_with_only_one_of_the_run_files_is_never_used_nor_deleted(tmp_path, name, flags):
+    (tmp_path / name).write_text("someone else's")
+    with pytest.raises(OutputDirError, match="not a keras-prune run folder"):
+        prepare_output_dir(tmp_path, **flags)
+    assert (tmp_path / name).read_text() == "someone else's"
 
 
 def test_resume_without_a_run_and_contradicting_flags_are_refused(tmp_path):

@@ -1,5 +1,7 @@
 """Command-line flags, defined in one function; importing this module defines nothing."""
 
+import os
+
 from absl import flags
 
 from keras_prune.methods import METHODS
@@ -253,8 +255,12 @@ def _positive(fv, name, check, message):
     flags.register_validator(name, lambda v: v is not None and check(v), message=message, flag_values=fv)
 
 
+PATH_FLAGS = ("model", "data_dir", "output_dir")
+"""Flags that may name a path: a leading `~` is the user's home (the shell leaves `--flag=~/x` alone)."""
+
+
 def config_from_flags(values):
-    """A frozen `RunConfig` from parsed flag values (every config field has a flag)."""
+    """A frozen `RunConfig` from parsed flag values (every config field has a flag, but `verbose`)."""
     import dataclasses
 
     from keras_prune.pipeline import RunConfig
@@ -264,5 +270,7 @@ def config_from_flags(values):
         if field.name not in values:
             continue
         value = getattr(values, field.name)
+        if field.name in PATH_FLAGS and isinstance(value, str) and value.startswith("~"):
+            value = os.path.expanduser(value)
         settings[field.name] = tuple(value) if isinstance(value, list) else value
     return RunConfig(**settings)

@@ -7,7 +7,7 @@ from absl import app, flags
 
 from keras_prune.cli.flags import config_from_flags, define_flags
 
-__all__ = ["main", "run"]
+__all__ = ["main", "run", "run_flags_text"]
 
 FLAGS = flags.FLAGS
 
@@ -17,19 +17,50 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     from keras_prune.data import DatasetNotFoundError
     from keras_prune.errors import PruneError
+    from keras_prune.methods import GENERAL_SETTINGS, ignored_settings
     from keras_prune.pipeline import run as run_pipeline
 
     config = config_from_flags(FLAGS)
-    flags_text = FLAGS.flags_into_string()
+    ignored = ignored_settings(config.method, [name for name in GENERAL_SETTINGS if FLAGS[name].present])
+    if ignored:  # e.g. --method=olmp --target_flops=0.1: OLMP searches its own compression
+        given = ", ".join(f"--{name}" for name in ignored)
+        print(f"keras-prune: note: --method={config.method} does not use {given}; ignored", file=sys.stderr)
     try:
-        run_pipeline(config, flags_text=flags_text)
-    except (PruneError, DatasetNotFoundError, ValueError, FileNotFoundError) as error:
+        run_pipeline(config, flags_text=run_flags_text(FLAGS))
+    except KeyboardInterrupt:
+        if FLAGS.traceback:
+            raise
+        print(f"keras-prune: interrupted; {_resume_hint(config)}", file=sys.stderr)
+        return 130
+    except (PruneError, DatasetNotFoundError, ValueError, OSError) as error:
         if FLAGS.traceback:
             raise
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        print(f"keras-prune: error: {message} (--traceback shows where)", file=sys.stderr)
+        # Only an input error is fixed by changing the command; a failed write (disk full, ...) leaves
+        # a run that can go on once its cause is gone.
+        hint = f"; {_resume_hint(config)}" if type(error) is OSError else ""
+        print(f"keras-prune: error: {message}{hint} (--traceback shows where)", file=sys.stderr)
         return 2
     return 0
+
+
+RUN_CONTROL_FLAGS = ("resume", "overwrite", "traceback")
+"""Flags about this invocation, not the run: left out of the run's flags.txt, so that
+`bin/prune --flagfile=<run>/flags.txt --resume` continues it whatever the first command passed."""
+
+
+def run_flags_text(flag_values):
+    """The parsed flags as flagfile text, without `RUN_CONTROL_FLAGS`."""
+    control = {f"--{name}" for name in RUN_CONTROL_FLAGS} | {f"--no{name}" for name in RUN_CONTROL_FLAGS}
+    lines = flag_values.flags_into_string().splitlines()
+    return "".join(f"{line}\n" for line in lines if line.split("=", 1)[0] not in control)
+
+
+def _resume_hint(config):
+    marker = os.path.join(config.output_dir, "flags.txt")
+    if not os.path.exists(marker):
+        return "nothing was kept (the run had not started)"
+    return f"continue with: bin/prune --flagfile={marker} --resume"
 
 
 def run():

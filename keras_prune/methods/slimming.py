@@ -86,6 +86,7 @@ def sparsity_train(
             phase="sparsity",
             callbacks=callbacks,
             verbose=verbose,
+            learning_rate_flag="--pretrain_learning_rate",
         )
 
 

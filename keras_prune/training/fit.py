@@ -81,11 +81,13 @@ def train_classifier(
     label_smoothing=0.0,
     weight_decay=None,
     verbose=1,
+    learning_rate_flag="--learning_rate",
 ):
     """Trains `model` on `data.train`, validating on `data.validation`.
 
     Args:
         phase: a name for messages and logs ("pretrain", "finetune", ...).
+        learning_rate_flag: the flag that sets `learning_rate`, named if training diverges.
         schedule: one of `SCHEDULES` (see `learning_rate_schedule`).
         label_smoothing: label smoothing of the cross-entropy (0 for none).
         weight_decay: the optimizer's decoupled weight decay (None for none).
@@ -116,7 +118,7 @@ def train_classifier(
     if any(not math.isfinite(v) for v in losses):
         raise TrainingDivergedError(
             f"Training diverged in phase '{phase}' (loss became NaN/inf at epoch "
-            f"{len(losses)}); try a smaller --learning_rate. Everything written so far is kept."
+            f"{len(losses)}); try a smaller {learning_rate_flag}. Everything written so far is kept."
         )
     return history
 
