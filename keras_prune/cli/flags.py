@@ -119,7 +119,7 @@ def _define_olmp(fv):
     _define(flags.DEFINE_string, fv, "olmp_sigma", "5",
             "olmp: NCS initial step size, or a schedule 'value@iteration,...' (e.g. '5@0,0.5@10000').")
     _define(flags.DEFINE_bool, fv, "olmp_legacy_ncs", False,
-            "olmp: reproduce the released OLMP NCS, whose population never moves (PAPERS.md 2.6).")
+            "olmp: reproduce the released OLMP NCS, whose population never moves (docs/PAPERS.md 2.6).")
     _define(flags.DEFINE_string, fv, "olmp_lr_policy", "inv",
             "olmp: learning-rate policy: inv (Caffe, gamma 1e-4, power 0.75), step@N (x0.1 every N) or fixed.")
     _define(flags.DEFINE_bool, fv, "olmp_tuner", True,
@@ -149,7 +149,7 @@ def _define_olmp(fv):
 
 
 def _define_lstm(fv):
-    """Where to Prune's flags (defaults: the paper's MNIST settings, PAPERS.md 4) and their validators."""
+    """Where to Prune's flags (defaults: the paper's MNIST settings, docs/PAPERS.md 4) and their validators."""
     from keras_prune.methods.lstm.settings import CRITERIA, REWARDS, TEACHERS
 
     _define(flags.DEFINE_float, fv, "prune_rate", 0.2,
@@ -193,7 +193,7 @@ def _define_lstm(fv):
 
 
 def _define_rnp(fv):
-    """Runtime Neural Pruning's flags (defaults: PAPERS.md 3, sized for a CPU) and their validators."""
+    """Runtime Neural Pruning's flags (defaults: docs/PAPERS.md 3, sized for a CPU) and their validators."""
     from keras_prune.methods.rnp.settings import ORDERS, parse_biases
 
     _define(flags.DEFINE_integer, fv, "rnp_groups", 4, "rnp: k, ordered channel groups per prunable conv (>= 2).")

@@ -2,7 +2,7 @@
 
 Four 3x3 'same' convs (32, 64, 128, 256 channels), each followed by BatchNorm, ReLU
 and a 2x2 max-pool, then global average pooling and a Dense classifier. The layer
-widths are not in the retrieved paper text (PAPERS.md 3.3), so they double per block from
+widths are not in the retrieved paper text (docs/PAPERS.md 3.3), so they double per block from
 32, small enough for CPU runs; `width` scales them.
 """
 

@@ -19,7 +19,7 @@
    `--learning_rate` with `--schedule` (constant by default: the paper's fixed 1e-3).
 
 Children are cached by structure and the search is checkpointed after every child
-(`<output_dir>/lstm/checkpoint.npz`), so `--resume` continues it. PAPERS.md 4 says what is
+(`<output_dir>/lstm/checkpoint.npz`), so `--resume` continues it. docs/PAPERS.md 4 says what is
 verified and what is reconstructed.
 """
 

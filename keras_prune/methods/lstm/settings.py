@@ -1,6 +1,6 @@
 """The `lstm` method's settings and its reward: one frozen, validated object, no TensorFlow.
 
-The paper's text was not available (PAPERS.md 4): the reward's form, the teacher, the
+The paper's text was not available (docs/PAPERS.md 4): the reward's form, the teacher, the
 distillation loss and the controller's size are reconstructions, so each is a setting.
 """
 

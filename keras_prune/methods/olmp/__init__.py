@@ -3,7 +3,7 @@
 Weight pruning with one threshold per layer, `t_l = max(mu_l + c_l * sigma_l, 0)`, whose
 c-rates are tuned by Negatively Correlated Search inside Dynamic Network Surgery training:
 minimise the fraction of weights and biases kept, subject to the (batch) accuracy staying
-within `--olmp_delta` of the current model's (PAPERS.md section 2).
+within `--olmp_delta` of the current model's (docs/PAPERS.md section 2).
 
 1. Every top-level Dense and Conv2D of the (pre-trained) model becomes a straight-through
    `MaskedDense` / `MaskedConv2D` with the same weights; mu and sigma are frozen from them
@@ -19,7 +19,7 @@ Each NCS call is a Keras Tuner search (`NCSOracle` + `PruningTuner`) in
 `<output_dir>/olmp/tuner/ncs_<iteration>/`, and the loop is checkpointed in
 `<output_dir>/olmp/checkpoint.npz`, so `--resume` continues an interrupted run.
 
-Deviations from the released code (PAPERS.md 2.6): candidates are evaluated against a fixed
+Deviations from the released code (docs/PAPERS.md 2.6): candidates are evaluated against a fixed
 snapshot of the masks (not on top of the previous candidate's), only the winner is applied,
 and only to the searched layers; NCS is the canonical NCS-C unless `--olmp_legacy_ncs`.
 An option the paper does not have: `--olmp_constraint=validation` measures the accuracy

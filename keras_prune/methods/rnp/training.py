@@ -1,4 +1,4 @@
-"""RNP's alternating training (PAPERS.md 3.2, Algorithm 1) under a tf.distribute strategy.
+"""RNP's alternating training (docs/PAPERS.md 3.2, Algorithm 1) under a tf.distribute strategy.
 
 Phase (a) trains the decision network by deep Q-learning with the backbone frozen:
 epsilon-greedy rollouts of the masked backbone give per-step states, actions and
