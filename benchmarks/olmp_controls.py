@@ -8,7 +8,7 @@ solver (`MaskedSGD`: Caffe's SGD with momentum, the "inv" rate, weight decay, ba
 recipe's iterations, with no search, in three arms:
 
 - dense:    nothing pruned: what the solver's long training alone does to the test accuracy.
-- released: the per-layer counts of the paper's released model (PAPERS.md 2.7: LeNet-300-100
+- released: the per-layer counts of the paper's released model (docs/PAPERS.md 2.7: LeNet-300-100
             113.5x, LeNet-5 297.7x), the allocation that was lossless on full MNIST.
 - olmp:     the per-layer counts OLMP's search found for this seed, read from its
             `olmp_vs_tfmot` results file.
@@ -40,7 +40,7 @@ from common import RESULTS, results_dir, results_name
 from olmp_vs_tfmot import RECIPES, pretrain
 
 RELEASED = {
-    # kept weights + biases per layer of the paper's released caffemodels (PAPERS.md 2.7)
+    # kept weights + biases per layer of the paper's released caffemodels (docs/PAPERS.md 2.7)
     "lenet300_100": {"ip1": 1770, "ip2": 477, "ip3": 102},
     "lenet5": {"conv1": 73, "conv2": 193, "ip1": 813, "ip2": 369},
 }
@@ -139,7 +139,7 @@ def run_arm(name, model, data, strategy, settings, targets, *, mask_every, eval_
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=sorted(RECIPES), default="lenet5")
-    parser.add_argument("--seed", type=int, default=0, help="the recipe's seed: data split, init, training order")
+    parser.add_argument("--seed", type=int, default=0, help="the recipe's seed: init and training order (the data split is fixed)")
     parser.add_argument("--arms", default=",".join(ARMS), help=f"which of {', '.join(ARMS)} to run")
     parser.add_argument("--olmp_results", default=None, help="the olmp_vs_tfmot results file of the olmp arm "
                         "(default: the recipe's file of this model and seed in benchmarks/results)")

@@ -5,7 +5,7 @@ One run, one machine, one table:
 1. Build the zoo LeNet, pre-train it as its OLMP recipe says, measure the dense test
    accuracy, and save its weights and the data split.
 2. olmp:  the recipe (`flags/olmp_<model>_mnist.flags`) from those weights: DNS masked
-          training with NCS-searched per-layer thresholds (PAPERS.md 2.4).
+          training with NCS-searched per-layer thresholds (docs/PAPERS.md 2.4).
 3. tfmot: in its own process (importing tfmot switches the process to tf_keras), a
           tf_keras twin of the same LeNet gets the same starting weights (its dense
           accuracy is checked against ours) and is pruned with `prune_low_magnitude`
@@ -330,8 +330,8 @@ def main():
                         help="override where NCS measures accuracy (the training batch or held-out examples)")
     parser.add_argument("--olmp_constraint_examples", type=int, default=None,
                         help="override the held-out examples per NCS call of --olmp_constraint=validation")
-    parser.add_argument("--seed", type=int, default=None, help="override the recipe's seed (data split, init, "
-                        "training); a seed other than 0 adds _seed<N> to the results file name")
+    parser.add_argument("--seed", type=int, default=None, help="override the recipe's seed (init and training "
+                        "order; the data split is fixed); a seed other than 0 adds _seed<N> to the results file name")
     parser.add_argument("--tag", default="", help="suffix of the results file, to keep a sized run beside the recipe's")
     parser.add_argument("--quick", action="store_true", help="2 pre-training epochs, a few hundred iterations and "
                         "a 200-evaluation NCS, to check the script")

@@ -2,7 +2,7 @@
 
 Each benchmark runs as a child process (one at a time: this machine has 2 cores, and a
 benchmark's timings are only fair alone), with its log in `<results>/logs/<job>.log`.
-After the last one, `tabulate.py` writes `summary.md`, `summary.json` and the plots from
+After the last one, `tabulate_results.py` writes `summary.md`, `summary.json` and the plots from
 every results file, and `run_all.json` records what ran: commands, exit codes, seconds,
 versions, machine, seeds; `total_seconds` is the last invocation's, and `runs` lists every
 invocation that wrote to the folder.
@@ -11,7 +11,7 @@ Jobs (each benchmark pins its own seed, 0 unless its flags say otherwise):
 
   default   surgery, l1 baseline, channel counts and --round_to latency, scratch vs Network
             Slimming (ResNet-20), OLMP vs tfmot (LeNet-300-100 and LeNet-5), LSTM vs l1
-            (VGG-16), RNP vs static: 79 min by the last run of each (`--list` gives each
+            (VGG-16), RNP vs static: 60 min by the last run of each (`--list` gives each
             job's minutes)
   --all     adds scratch vs slimming on VGG-16, LSTM vs l1 on ResNet-20, and the
             keras.applications sweep
@@ -39,8 +39,8 @@ from common import RESULTS, RESULTS_ENV
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 # (name, script and arguments, minutes of its last full run here, rounded up: run_all.json's seconds
-# for the default jobs (the run of session 6: 74.7 min in all), the results files' total_seconds for the others
-# and for the two latency jobs added later)
+# of the job's last run for the default jobs (olmp_lenet5 602 s and rnp_conv4 406 s since the first full run's
+# 17.9 and 21.4 min), the results files' total_seconds for the others and for the two latency jobs added later)
 JOBS = [
     ("surgery", ["surgery.py"], 1),
     ("l1_lenet5", ["l1_baseline.py", "--models", "lenet5"], 1),
@@ -48,15 +48,15 @@ JOBS = [
     ("round_to_latency", ["round_to_latency.py"], 3),
     ("scratch_resnet20", ["scratch_vs_slimming.py", "--model", "resnet20"], 19),
     ("olmp_lenet300_100", ["olmp_vs_tfmot.py", "--model", "lenet300_100"], 6),
-    ("olmp_lenet5", ["olmp_vs_tfmot.py", "--model", "lenet5"], 18),
-    # The settings that meet the paper's VGG claims here (README, Where to Prune): 8.8-10.5 min per seed.
+    ("olmp_lenet5", ["olmp_vs_tfmot.py", "--model", "lenet5"], 11),
+    # The settings that meet the paper's VGG claims here (README, Where to Prune): 8.4-10.0 min per seed.
     ("lstm_vgg16", ["lstm_vs_l1.py", "--model", "vgg16", "--reward", "target", "--final_schedule", "cosine",
                     "--tag", "target_cosine"], 11),
-    ("rnp_conv4", ["rnp_vs_static.py"], 22),
+    ("rnp_conv4", ["rnp_vs_static.py"], 7),
 ]
 EXTRA_JOBS = [
     ("scratch_vgg16", ["scratch_vs_slimming.py", "--model", "vgg16", "--width", "0.25"], 20),
-    # The settings that meet the paper's ResNet claims here (README, Where to Prune): 6.6-10.2 min per seed.
+    # The settings that meet the paper's ResNet claims here (README, Where to Prune): 6.3-9.8 min per seed.
     ("lstm_resnet20", ["lstm_vs_l1.py", "--model", "resnet20", "--train_epochs", "10", "--children", "1",
                        "--controller_epochs", "15", "--patience", "10", "--final_schedule", "cosine",
                        "--tag", "sized15_cosine_p10"], 11),

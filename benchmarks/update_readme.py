@@ -144,8 +144,8 @@ def seeds_section():
     if not lines:
         return []
     return [
-        "**Across seeds** (the same benchmark repeated with other seeds: the seed draws the data split, the "
-        "initialisation and the training order, so every arm and the dense model change together; the difference "
+        "**Across seeds** (the same benchmark repeated with other seeds: the seed draws the initialisation and "
+        "the training order, on the same data split, so every arm and the dense model change together; the difference "
         "is taken within each run, then averaged; sd is the sample standard deviation):",
         "",
         *lines,
