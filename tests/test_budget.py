@@ -6,6 +6,7 @@ import pytest
 from keras_prune.errors import PruneError
 from keras_prune.graph import analyze, count_flops, expand_channels
 from keras_prune.methods.budget import (
+    check_reachable,
     global_budget,
     min_reachable_ratio,
     next_count,
@@ -76,8 +77,17 @@ def test_an_unreachable_target_names_the_minimum(resnet20, budget):
 
 def test_no_prunable_groups_is_a_clear_error(resnet20):
     model, graph = resnet20
-    with pytest.raises(PruneError, match="no prunable channel groups"):
+    with pytest.raises(PruneError, match="no prunable channel group: .*pass --prune_residual"):
         global_budget(graph, [], {}, 0.5)
+
+
+def test_a_model_whose_channels_are_all_frozen_names_why():
+    import keras
+
+    inputs = keras.Input((6,))
+    graph = analyze(keras.Model(inputs, keras.layers.Dense(3, name="logits")(inputs)))
+    with pytest.raises(PruneError, match=r"every channel is frozen .*model output \(output shape must not change\)"):
+        check_reachable(graph, [], 0.5)
 
 
 @pytest.mark.parametrize("target,seed", [(0.3, 3), (0.5, 2), (0.7, 0)])

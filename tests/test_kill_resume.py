@@ -22,6 +22,8 @@ SMOKE = os.path.join(ROOT, "flags", "smoke.flags")
 CASES = [
     ("l1", "lenet5", ["--finetune_epochs=3"], "backup/finetune/training_metadata.json", "Epoch 3/3"),
     ("scratch", "conv4", ["--epochs=3"], "scratch/gate_learning.npz", "scratch: resuming gate learning after epoch"),
+    ("slimming", "conv4", ["--finetune_epochs=3"], "backup/finetune/training_metadata.json",
+     "slimming: resuming after sparsity training"),
     ("olmp", "lenet300_100", [], "olmp/checkpoint.npz", "olmp: resuming at iteration"),
     ("lstm", "lenet5", [], "lstm/checkpoint.npz", "lstm: resuming after"),
     ("rnp", "conv4", [], "rnp/training.npz", "rnp: resumed after round"),
@@ -71,7 +73,7 @@ def test_a_killed_run_resumes_and_finishes_with_a_complete_report(method, model,
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     assert resumed_log in output, output[-3000:]
-    if method == "l1":
+    if method in ("l1", "slimming"):
         assert "Epoch 1/3" not in output, "fine-tuning restarted instead of resuming from its backup"
 
     report = json.loads((run / "report.json").read_text())

@@ -238,6 +238,25 @@ def test_one_mirrored_step(mirrored):
             np.testing.assert_array_equal(first.numpy(), other.numpy(), err_msg="replicas stay in sync")
 
 
+@pytest.mark.parametrize("model, overrides, message", [
+    ("resnet20", {}, "plain chain of layers"),
+    ("conv4", {"rnp_groups": 4096}, "--rnp_groups=4096 is more than the"),
+    ("conv4", {"export": ("tflite",)}, "drop --export=tflite"),
+])
+def test_a_model_or_export_rnp_cannot_handle_fails_before_pre_training(model, overrides, message, tmp_path,
+                                                                       monkeypatch):
+    import keras_prune.pipeline as pipeline
+
+    def must_not_train(*args, **kwargs):
+        raise AssertionError("the dense model was trained before rnp checked it")
+
+    monkeypatch.setattr(pipeline, "train_classifier", must_not_train)
+    config = RunConfig(method="rnp", model=model, output_dir=str(tmp_path / "run"), dataset="mnist5k", verbose=0,
+                       **overrides)
+    with pytest.raises(PruneError, match=message):
+        run(config)
+
+
 def test_rnp_run_end_to_end_and_resume(tmp_path):
     path = tmp_path / "chain.keras"
     chain(input_shape=(8, 8, 1), classes=10).save(path)

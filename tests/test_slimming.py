@@ -122,3 +122,22 @@ def test_an_impossible_budget_fails_before_sparsity_training(tmp_path, monkeypat
     )
     with pytest.raises(PruneError, match=r"smallest reachable value is .*A smaller --round_to lowers it"):
         run(config)
+
+
+def test_two_replicas_carry_the_penalty_once(digits, mirrored):
+    # One step of L1 3.0 at lr 0.1 moves every scale by 0.3 on one device; on two replicas, which
+    # share the batch, the penalty must act once too (not once per replica).
+    data = digits.limited(1, 64)
+
+    def scales_after_one_step(strategy):
+        keras.utils.set_random_seed(0)
+        with strategy.scope():
+            model = tiny_resnet(input_shape=data.info.input_shape, classes=data.info.num_classes)
+        sparsity_train(model, data, strategy, epochs=1, strength=3.0, learning_rate=0.1, verbose=0)
+        return np.concatenate([np.asarray(layer.gamma.numpy()) for layer in model.layers
+                               if isinstance(layer, keras.layers.BatchNormalization)])
+
+    one = scales_after_one_step(tf.distribute.OneDeviceStrategy("/cpu:0"))
+    two = scales_after_one_step(mirrored)
+    assert np.abs(one - 0.7).max() < 0.1, "the penalty's step dominates the task's at this strength"
+    np.testing.assert_allclose(two, one, atol=0.05)

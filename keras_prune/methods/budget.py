@@ -22,6 +22,7 @@ __all__ = [
     "round_count",
     "top_channels",
     "uniform_budget",
+    "why_nothing_to_prune",
 ]
 
 
@@ -118,6 +119,21 @@ def uniform_budget(graph, groups, scores, target, *, iterations=40, round_to=1):
     return best
 
 
+def why_nothing_to_prune(graph, shown=3):
+    """Why `graph` offers no channel group to a method: residual-tied groups only, or the frozen layers."""
+    if graph.prunable_groups:
+        return (
+            f"its {len(graph.prunable_groups)} prunable group(s) are all tied by residual additions, which "
+            "stay whole by default; pass --prune_residual to prune each as one group."
+        )
+    frozen = [f"{where} ({why})" for where, why in graph.frozen_layers.items()]
+    more = f" and {len(frozen) - shown} more" if len(frozen) > shown else ""
+    return (
+        "every channel is frozen by what it feeds or comes from: " + "; ".join(frozen[:shown]) + more
+        + " (keras_prune.graph.analyze(model).frozen_layers lists them all)."
+    )
+
+
 def check_reachable(graph, groups, target, full_flops=None, *, round_to=1):
     """Raises a PruneError naming the smallest reachable budget if `target` is below it.
 
@@ -125,7 +141,7 @@ def check_reachable(graph, groups, target, full_flops=None, *, round_to=1):
     fails before the training, not after it.
     """
     if not groups:
-        raise PruneError("The model has no prunable channel groups (see graph.analyze(model).frozen_layers).")
+        raise PruneError(f"The model has no prunable channel group: {why_nothing_to_prune(graph)}")
     floor = min_reachable_ratio(graph, groups, full_flops, round_to=round_to)
     if target < floor:
         least = (

@@ -29,7 +29,7 @@ from keras_prune.errors import PruneError
 from keras_prune.export.report_io import read_state, write_state
 from keras_prune.graph import analyze, count_flops, expand_channels, prune_channels, reinitialize
 from keras_prune.methods.base import MethodResult, retrain
-from keras_prune.methods.budget import check_reachable, global_budget
+from keras_prune.methods.budget import check_reachable, global_budget, why_nothing_to_prune
 from keras_prune.methods.gating import gate_positions, gate_values, insert_gates
 from keras_prune.methods.l1 import select_groups
 
@@ -299,10 +299,10 @@ def _gated_groups(model, config):
     placement, skipped = gate_positions(graph, groups)
     groups = [g for g in groups if g.id not in skipped]
     if not groups:
-        raise PruneError(
-            f"Model {model.name!r} has no channel group a gate can be placed on "
-            "(see keras_prune.graph.analyze(model).frozen_layers)."
+        reason = (
+            "no group's channels are the whole output of one layer" if skipped else why_nothing_to_prune(graph)
         )
+        raise PruneError(f"Model {model.name!r} has no channel group a gate can be placed on: {reason}")
     check_reachable(graph, groups, config.target_flops, reference_flops, round_to=config.round_to)
     return original_graph, reference_flops, expanded, graph, groups, placement, skipped
 

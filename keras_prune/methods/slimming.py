@@ -6,8 +6,13 @@ prunable channel by |gamma| in one global ranking, keep the top channels until t
 model meets `--target_flops`, then fine-tune. Channel groups tied by residual additions sum
 the |gamma| of their BatchNorms and are left whole unless `--prune_residual`, as for `l1`
 and `scratch`.
+
+The sparsity-trained weights are checkpointed (`CHECKPOINT`) before pruning: `--resume`
+after a kill during fine-tuning prunes them again, to the same structure its fine-tuning
+backup belongs to, instead of repeating the sparsity training.
 """
 
+import os
 import time
 from contextlib import contextmanager
 
@@ -15,13 +20,17 @@ import keras
 import numpy as np
 
 from keras_prune.errors import PruneError
+from keras_prune.export.report_io import read_state, write_state
 from keras_prune.graph import analyze, prune_channels
 from keras_prune.methods.base import MethodResult, retrain
 from keras_prune.methods.budget import check_reachable, global_budget
 from keras_prune.methods.l1 import select_groups
 from keras_prune.training import train_classifier
 
-__all__ = ["bn_scale_scores", "gamma_l1", "preflight", "run", "sparsity_train"]
+__all__ = ["CHECKPOINT", "bn_scale_scores", "gamma_l1", "preflight", "run", "sparsity_train"]
+
+CHECKPOINT = os.path.join("slimming", "sparsity_trained.npz")
+"""The sparsity-trained weights and the seconds they took, in the run folder (for --resume)."""
 
 
 def _bn_members(graph, group):
@@ -115,23 +124,34 @@ def run(model, data, ctx):
     verbose = 0 if config.verbose == 0 else 2
     start = time.perf_counter()
     graph, candidates, groups = _ranked_groups(model, config)
-    ctx.log(f"slimming: {config.epochs} epoch(s) with L1 {config.slimming_sparsity:g} on the BatchNorm scales")
-    sparsity_train(
-        model,
-        data,
-        ctx.strategy,
-        epochs=config.epochs,
-        strength=config.slimming_sparsity,
-        learning_rate=config.pretrain_learning_rate,
-        schedule=config.pretrain_schedule,
-        callbacks=ctx.callbacks("sparsity"),
-        verbose=verbose,
-    )
+    checkpoint = os.path.join(ctx.output_dir, CHECKPOINT)
+    trained_before = 0.0
+    if config.resume and os.path.exists(checkpoint):
+        state, arrays = read_state(checkpoint)
+        for i, variable in enumerate(model.weights):
+            variable.assign(arrays[f"w{i}"])
+        trained_before = state["seconds"]
+        ctx.log(f"slimming: resuming after sparsity training, from {checkpoint}")
+    else:
+        ctx.log(f"slimming: {config.epochs} epoch(s) with L1 {config.slimming_sparsity:g} on the BatchNorm scales")
+        sparsity_train(
+            model,
+            data,
+            ctx.strategy,
+            epochs=config.epochs,
+            strength=config.slimming_sparsity,
+            learning_rate=config.pretrain_learning_rate,
+            schedule=config.pretrain_schedule,
+            callbacks=ctx.callbacks("sparsity"),
+            verbose=verbose,
+        )
+        arrays = {f"w{i}": np.asarray(v.numpy()) for i, v in enumerate(model.weights)}
+        write_state(checkpoint, {"seconds": time.perf_counter() - start}, arrays)
     scores = bn_scale_scores(graph, groups)  # the trained scales: training updates the layers in place
     budget = global_budget(graph, groups, scores, config.target_flops, round_to=config.round_to)
     with ctx.strategy.scope():
         pruned = prune_channels(model, budget.keep, graph=graph)
-    search_seconds = time.perf_counter() - start
+    search_seconds = trained_before + time.perf_counter() - start
     ctx.log(
         f"slimming: kept {budget['fraction']:.1%} of the ranked channels -> {budget['ratio']:.4f} of the FLOPs "
         f"(target {config.target_flops:g})"

@@ -20,7 +20,7 @@ from keras_prune.graph import count_flops
 from keras_prune.layers.gates import ChannelGroupGate, group_sizes
 from keras_prune.methods.rnp.settings import ORDERS
 
-__all__ = ["RuntimeBackbone"]
+__all__ = ["RuntimeBackbone", "split_chain"]
 
 _PER_CHANNEL = (
     keras.layers.BatchNormalization,
@@ -49,6 +49,49 @@ def _chain_layers(model):
     return layers
 
 
+def split_chain(model, groups):
+    """`(stem, stages, head, channels)` of a chain model with `groups` channel groups per prunable conv.
+
+    Reads the model only (no layer is created), so the pipeline's preflight can run it
+    before pre-training.
+
+    Raises:
+        PruneError: if the model is not a plain chain of Conv2D blocks ending in a classifier,
+            or a prunable conv has fewer channels than `groups`.
+    """
+    layers = _chain_layers(model)
+    convs = [i for i, layer in enumerate(layers) if isinstance(layer, keras.layers.Conv2D)]
+    head = next((i for i, layer in enumerate(layers) if isinstance(layer, (*_HEAD_START, keras.layers.Dense))),
+                len(layers))
+    convs = [i for i in convs if i < head]
+    if len(convs) < 2:
+        raise PruneError(
+            f"rnp needs at least two Conv2D layers before the classifier (the first is never pruned); "
+            f"model {model.name!r} has {len(convs)}."
+        )
+    for i in convs:
+        conv = layers[i]
+        if type(conv) is not keras.layers.Conv2D or conv.groups != 1 or conv.data_format != "channels_last":
+            raise PruneError(f"rnp prunes plain channels_last Conv2D layers; {conv.name!r} is not one.")
+    stages = []
+    for start, end in zip(convs[1:], convs[2:] + [head]):
+        stage = layers[start:end]
+        for layer in stage[1:]:
+            if not isinstance(layer, _PER_CHANNEL):
+                raise PruneError(
+                    f"rnp: layer {layer.name!r} ({type(layer).__name__}) sits between two convs but is not "
+                    f"a per-channel layer ({', '.join(t.__name__ for t in _PER_CHANNEL)})."
+                )
+        stages.append(stage)
+    channels = [int(stage[0].filters) for stage in stages]
+    for stage, count in zip(stages, channels):
+        if count < groups:
+            raise PruneError(
+                f"--rnp_groups={groups} is more than the {count} channels of {stage[0].name!r}; use fewer groups."
+            )
+    return layers[: convs[1]], stages, layers[head:], channels
+
+
 class RuntimeBackbone:
     """A chain model seen as stem, prunable stages and head (see the module docstring).
 
@@ -60,39 +103,7 @@ class RuntimeBackbone:
     def __init__(self, model, groups):
         self.model = model
         self.groups = int(groups)
-        layers = _chain_layers(model)
-        convs = [i for i, layer in enumerate(layers) if isinstance(layer, keras.layers.Conv2D)]
-        head = next((i for i, layer in enumerate(layers) if isinstance(layer, (*_HEAD_START, keras.layers.Dense))),
-                    len(layers))
-        convs = [i for i in convs if i < head]
-        if len(convs) < 2:
-            raise PruneError(
-                f"rnp needs at least two Conv2D layers before the classifier (the first is never pruned); "
-                f"model {model.name!r} has {len(convs)}."
-            )
-        for i in convs:
-            conv = layers[i]
-            if type(conv) is not keras.layers.Conv2D or conv.groups != 1 or conv.data_format != "channels_last":
-                raise PruneError(f"rnp prunes plain channels_last Conv2D layers; {conv.name!r} is not one.")
-        self.stem = layers[: convs[1]]
-        self.stages = []
-        for start, end in zip(convs[1:], convs[2:] + [head]):
-            stage = layers[start:end]
-            for layer in stage[1:]:
-                if not isinstance(layer, _PER_CHANNEL):
-                    raise PruneError(
-                        f"rnp: layer {layer.name!r} ({type(layer).__name__}) sits between two convs but is not "
-                        f"a per-channel layer ({', '.join(t.__name__ for t in _PER_CHANNEL)})."
-                    )
-            self.stages.append(stage)
-        self.head = layers[head:]
-        self.channels = [int(stage[0].filters) for stage in self.stages]
-        for stage, channels in zip(self.stages, self.channels):
-            if channels < self.groups:
-                raise PruneError(
-                    f"--rnp_groups={self.groups} is more than the {channels} channels of {stage[0].name!r}; "
-                    "use fewer groups."
-                )
+        self.stem, self.stages, self.head, self.channels = split_chain(model, self.groups)
         self.boundaries = [np.cumsum(group_sizes(c, self.groups)).tolist() for c in self.channels]
         self.gates = [ChannelGroupGate(self.groups, name=f"rnp_gate_{t}") for t in range(len(self.stages))]
         self.state_sizes = [int(self.stem[-1].output.shape[-1])] + self.channels[:-1]

@@ -11,12 +11,12 @@ from keras_prune.export.report_io import save_keras
 from keras_prune.graph import count_params
 from keras_prune.methods.base import MethodResult
 from keras_prune.methods.rnp import report
-from keras_prune.methods.rnp.backbone import RuntimeBackbone, reorder_channels
+from keras_prune.methods.rnp.backbone import RuntimeBackbone, reorder_channels, split_chain
 from keras_prune.methods.rnp.serving import RNPServing, export_saved_model, serving_latency
 from keras_prune.methods.rnp.settings import settings_from_config
 from keras_prune.methods.rnp.training import RNPTrainer
 
-__all__ = ["CHECKPOINT", "build", "run", "sample_test_images", "train"]
+__all__ = ["CHECKPOINT", "build", "preflight", "run", "sample_test_images", "train"]
 
 CHECKPOINT = os.path.join("rnp", "training.npz")
 """Training state in the run folder, rewritten after the warm-up and after every round."""
@@ -74,13 +74,23 @@ def train(trainer, data, ctx):
         trainer.save(checkpoint, round_index + 1)
 
 
+def _check_export(config):
+    if "tflite" in config.export:
+        raise PruneError("rnp exports saved_model and keras only: its per-input branches have no TFLite form; "
+                         "drop --export=tflite.")
+
+
+def preflight(model, config):
+    """Raises a PruneError, before any training, for a model RNP cannot run on or an export it cannot write."""
+    _check_export(config)
+    split_chain(model, settings_from_config(config).groups)
+
+
 def run(model, data, ctx):
     """Trains RNP on `model` and hands back its operating points, export and stats."""
     config = ctx.config
     settings = settings_from_config(config)
-    if "tflite" in config.export:
-        raise PruneError("rnp exports saved_model and keras only: its per-input branches have no TFLite form; "
-                         "drop --export=tflite.")
+    _check_export(config)
     start = time.perf_counter()
     trainer = build(model, ctx.strategy, settings, seed=config.seed)
     backbone = trainer.backbone
