@@ -255,6 +255,19 @@ def test_an_impossible_budget_names_the_smallest_reachable_value(tmp_path):
         run(config)
 
 
+def test_a_budget_below_the_unexpanded_floor_fails_before_pre_training(tmp_path, monkeypatch):
+    import keras_prune.pipeline as pipeline
+
+    def must_not_train(*args, **kwargs):
+        raise AssertionError("the dense model was trained before the budget was checked")
+
+    monkeypatch.setattr(pipeline, "train_classifier", must_not_train)
+    config = RunConfig(method="scratch", model="resnet20", output_dir=str(tmp_path / "run"), dataset="mnist5k",
+                       target_flops=0.001, verbose=0)
+    with pytest.raises(PruneError, match="--target_flops=0.001 is not reachable.*smallest reachable value is above"):
+        run(config)
+
+
 def test_expansion_widens_every_group_but_inputs_and_outputs():
     model = tiny_resnet(width=16)
     wide = expand_channels(model, 1.25)

@@ -29,11 +29,11 @@ from keras_prune.errors import PruneError
 from keras_prune.export.report_io import read_state, write_state
 from keras_prune.graph import analyze, count_flops, expand_channels, prune_channels, reinitialize
 from keras_prune.methods.base import MethodResult, retrain
-from keras_prune.methods.budget import check_reachable, global_budget, why_nothing_to_prune
+from keras_prune.methods.budget import check_reachable, global_budget, min_reachable_ratio, why_nothing_to_prune
 from keras_prune.methods.gating import gate_positions, gate_values, insert_gates
 from keras_prune.methods.l1 import select_groups
 
-__all__ = ["GateLearner", "GateSelection", "learn_gates", "run"]
+__all__ = ["GateLearner", "GateSelection", "learn_gates", "preflight", "run"]
 
 CHECKPOINT = os.path.join("scratch", "gate_learning.npz")
 """Gate-learning state in the run folder, rewritten after every epoch (for --resume)."""
@@ -280,6 +280,34 @@ def retrain_epochs(config):
     return config.finetune_epochs
 
 
+def _gateable_groups(graph, config):
+    """(the groups scratch prunes that a gate can follow, their gate placement, `{group id: why not}`)."""
+    groups = select_groups(graph, prune_residual=config.prune_residual)
+    placement, skipped = gate_positions(graph, groups)
+    return [g for g in groups if g.id not in skipped], placement, skipped
+
+
+def preflight(model, config):
+    """Raises a PruneError, before pre-training, for a budget below even the unexpanded model's floor.
+
+    The exact floor is the expanded network's, which `_gated_groups` checks once it is built;
+    building it here would draw random weights. Its residual stream keeps the expanded width,
+    so its floor is at least the unexpanded one: a target below that fails now.
+    """
+    graph = analyze(model)
+    groups, _, _ = _gateable_groups(graph, config)
+    if not groups:
+        return  # _gated_groups says why, on the expanded network
+    floor = min_reachable_ratio(graph, groups, round_to=config.round_to)
+    if config.target_flops < floor:
+        raise PruneError(
+            f"--target_flops={config.target_flops:g} is not reachable: with the fewest channels in every "
+            f"gated group the unexpanded model still costs {floor:.4f} of its FLOPs, and the "
+            f"{config.expansion:g}x-wide network scratch prunes costs at least that. The smallest reachable "
+            f"value is above {floor:.4f}."
+        )
+
+
 def _gated_groups(model, config):
     """The expanded network and its gated groups, once the budget is known to be reachable.
 
@@ -295,9 +323,7 @@ def _gated_groups(model, config):
         model, config.expansion, graph=original_graph, name=f"{model.name}_expanded", round_to=config.round_to
     )
     graph = analyze(expanded)
-    groups = select_groups(graph, prune_residual=config.prune_residual)
-    placement, skipped = gate_positions(graph, groups)
-    groups = [g for g in groups if g.id not in skipped]
+    groups, placement, skipped = _gateable_groups(graph, config)
     if not groups:
         reason = (
             "no group's channels are the whole output of one layer" if skipped else why_nothing_to_prune(graph)
