@@ -40,6 +40,7 @@ class RunConfig:
     output_dir: str
     dataset: str = "mnist5k"
     data_dir: str = None
+    custom_modules: tuple = ()
     target_flops: float = 0.5
     pretrain_epochs: int = 10
     finetune_epochs: int = 5
@@ -134,12 +135,13 @@ def _build_model(config, info, strategy):
         if _names_a_file(config.model):
             if not os.path.exists(config.model):
                 raise PruneError(f"--model={config.model}: no such file.")
+            _import_custom_modules(config.custom_modules)
             try:
                 model = keras.models.load_model(config.model, compile=False)
             except Exception as e:  # Keras raises many types for a bad file.
                 raise PruneError(
-                    f"--model={config.model} could not be loaded as a Keras model (a model with custom "
-                    f"layers needs them registered with @keras.saving.register_keras_serializable): {e}"
+                    f"--model={config.model} could not be loaded as a Keras model (custom layers need "
+                    f"--custom_modules naming the module that registers them): {e}"
                 ) from None
             _check_own_model(model, config, info)
             return model, False
@@ -147,6 +149,20 @@ def _build_model(config, info, strategy):
 
 
 _MODEL_FILES = (".keras", ".h5", ".hdf5")
+
+
+def _import_custom_modules(names):
+    """Imports `--custom_modules`, whose import registers the custom layers of the user's model."""
+    import importlib
+
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError as e:
+            raise PruneError(
+                f"--custom_modules: cannot import {name!r} ({e}); give a module importable from here "
+                "(on PYTHONPATH or installed)."
+            ) from None
 
 
 def _names_a_file(model):
@@ -271,8 +287,22 @@ def _environment():
             "cpus": os.cpu_count(),
             # What this process may use (benchmarks pin themselves with taskset).
             "cpus_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+            **_cpu(),
         },
     }
+
+
+def _cpu(path="/proc/cpuinfo"):
+    """The CPU's model name and vector extensions (Linux): oneDNN picks its kernels by them, so two
+    machines can train the same seed to different models; a result records which it ran on."""
+    try:
+        with open(path) as f:
+            fields = dict(line.split(":", 1) for line in f.read().split("\n\n")[0].splitlines() if ":" in line)
+    except OSError:
+        return {}
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    extensions = sorted(flag for flag in fields.get("flags", "").split() if flag.startswith(("avx", "amx", "sse4")))
+    return {"cpu_model": fields.get("model name", ""), "cpu_extensions": extensions}
 
 
 def run(config, *, flags_text=None):

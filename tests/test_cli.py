@@ -36,8 +36,8 @@ def test_every_flagfile_parses_with_smoke_last(recipe, tmp_path):
         assert fv.finetune_epochs <= 1
 
 
-def _prune(*args, cwd=ROOT):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+def _prune(*args, cwd=ROOT, **env_vars):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **env_vars}
     return subprocess.run(
         [sys.executable, os.path.join(ROOT, "bin", "prune"), *args],
         capture_output=True,
@@ -115,3 +115,36 @@ def test_a_leading_tilde_is_the_home_folder(monkeypatch, tmp_path):
 def test_a_general_flag_the_method_does_not_read_is_named(tmp_path):
     result = _prune("--method=olmp", "--model=resnet9000", "--target_flops=0.1", f"--output_dir={tmp_path / 'run'}")
     assert "note: --method=olmp does not use --target_flops; ignored" in result.stderr
+
+
+CUSTOM_LAYER = """
+import keras
+
+
+@keras.saving.register_keras_serializable(package="test_cli")
+class Doubler(keras.layers.Layer):
+    def call(self, x):
+        return x * 2.0
+"""
+
+
+def test_custom_modules_register_the_layers_of_an_own_model(tmp_path, monkeypatch):
+    import importlib
+
+    import keras
+
+    (tmp_path / "my_layers.py").write_text(CUSTOM_LAYER)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    my_layers = importlib.import_module("my_layers")
+    inputs = keras.Input((28, 28, 1))
+    x = keras.layers.Conv2D(8, 3, activation="relu")(inputs)
+    x = keras.layers.Conv2D(8, 3, activation="relu")(x)
+    outputs = my_layers.Doubler()(keras.layers.Dense(10)(keras.layers.Flatten()(x)))
+    keras.Model(inputs, outputs).save(tmp_path / "own.keras")
+    common = ("--method=l1", f"--model={tmp_path / 'own.keras'}", "--target_flops=0.001")
+    without = _prune(*common, f"--output_dir={tmp_path / 'a'}", PYTHONPATH=str(tmp_path))
+    assert without.returncode == 2 and "could not be loaded" in without.stderr and "--custom_modules" in without.stderr
+    loaded = _prune(*common, "--custom_modules=my_layers", f"--output_dir={tmp_path / 'b'}", PYTHONPATH=str(tmp_path))
+    assert loaded.returncode == 2 and "--target_flops=0.001 is not reachable" in loaded.stderr, loaded.stderr[-2000:]
+    missing = _prune(*common, "--custom_modules=no_such_module", f"--output_dir={tmp_path / 'c'}")
+    assert missing.returncode == 2 and "cannot import 'no_such_module'" in missing.stderr

@@ -185,3 +185,16 @@ def test_an_own_model_named_without_a_folder_is_read_as_a_file(tmp_path, monkeyp
     _own_model(tmp_path / "own.h5", classes=3)
     with pytest.raises(ValueError, match="outputs"):  # read from the file, not looked up in the zoo
         run(_smoke_config(tmp_path / "run", model="own.h5"))
+
+
+def test_the_environment_names_the_cpu_and_its_vector_extensions(tmp_path):
+    from keras_prune.pipeline import _cpu
+
+    (tmp_path / "cpuinfo").write_text(
+        "processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: fpu sse4_2 avx2 avx512f amx_tile\n\n"
+        "processor\t: 1\nmodel name\t: Some CPU\n"
+    )
+    assert _cpu(str(tmp_path / "cpuinfo")) == {
+        "cpu_model": "Some CPU", "cpu_extensions": ["amx_tile", "avx2", "avx512f", "sse4_2"]
+    }
+    assert _cpu(str(tmp_path / "missing")) == {}

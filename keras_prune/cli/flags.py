@@ -18,6 +18,9 @@ def define_flags(flag_values=None):
     _define(flags.DEFINE_string, fv, 
         "model", None, "A zoo name (see keras_prune.models.MODEL_NAMES) or a path to your own .keras model."
     )
+    _define(flags.DEFINE_list, fv, "custom_modules", [],
+            "Python modules to import before loading your own --model: the ones that define its custom layers "
+            "(registered with @keras.saving.register_keras_serializable).")
     _define(flags.DEFINE_string, fv, "dataset", "mnist5k", "Embedded (mnist5k, digits) or a tfds name prepared in --data_dir.")
     _define(flags.DEFINE_string, fv, "data_dir", None, "tfds data directory (nothing is downloaded).")
     _define(flags.DEFINE_string, fv, "output_dir", None, "Run folder: report, plots, exported model, TensorBoard logs.")
