@@ -166,8 +166,13 @@ def _import_custom_modules(names):
 
 
 def _names_a_file(model):
-    """Whether `--model` names a file (a path, or a saved-model suffix) rather than a zoo model."""
-    return model.endswith(_MODEL_FILES) or os.path.sep in model or os.path.exists(model)
+    """Whether `--model` names a file (a path, a saved-model suffix, an existing file) rather than a
+    zoo model; a zoo name stays one even beside a file or folder of that name (a run folder, say)."""
+    from keras_prune.models import MODEL_NAMES
+
+    if model in MODEL_NAMES:
+        return False
+    return model.endswith(_MODEL_FILES) or os.path.sep in model or os.path.isfile(model)
 
 
 def _check_own_model(model, config, info):

@@ -148,3 +148,19 @@ def test_custom_modules_register_the_layers_of_an_own_model(tmp_path, monkeypatc
     assert loaded.returncode == 2 and "--target_flops=0.001 is not reachable" in loaded.stderr, loaded.stderr[-2000:]
     missing = _prune(*common, "--custom_modules=no_such_module", f"--output_dir={tmp_path / 'c'}")
     assert missing.returncode == 2 and "cannot import 'no_such_module'" in missing.stderr
+
+
+def test_flags_this_run_does_not_read_are_noted(tmp_path):
+    from keras_prune.cli.main import unused_flag_notes
+
+    def notes(*args):
+        fv = _parse(f"--output_dir={tmp_path}", *args)
+        return unused_flag_notes(fv, config_from_flags(fv))
+
+    assert notes("--method=l1", "--model=lenet5", "--target_flops=0.3") == []
+    assert notes("--method=rnp", "--model=conv4", "--target_flops=0.3", "--learning_rate=0.1") == [
+        "--method=rnp does not use --learning_rate, --target_flops; ignored"
+    ]
+    assert "ships inside keras-prune" in notes("--method=l1", "--model=lenet5", f"--data_dir={tmp_path}")[0]
+    assert notes("--method=l1", "--model=lenet5", f"--data_dir={tmp_path}", "--dataset=cifar10") == []
+    assert "--strategy=tpu only" in notes("--method=l1", "--model=lenet5", "--tpu_address=grpc://x:1")[0]

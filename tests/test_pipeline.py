@@ -187,6 +187,16 @@ def test_an_own_model_named_without_a_folder_is_read_as_a_file(tmp_path, monkeyp
         run(_smoke_config(tmp_path / "run", model="own.h5"))
 
 
+def test_a_zoo_name_stays_one_beside_a_folder_of_that_name(tmp_path, monkeypatch):
+    from keras_prune.pipeline import _names_a_file
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "lenet5").mkdir()  # e.g. the run folder of an earlier --output_dir=lenet5
+    (tmp_path / "mine").write_text("")
+    assert not _names_a_file("lenet5")
+    assert _names_a_file("mine") and _names_a_file("mine.keras") and _names_a_file(os.path.join("a", "b"))
+
+
 def test_the_environment_names_the_cpu_and_its_vector_extensions(tmp_path):
     from keras_prune.pipeline import _cpu
 

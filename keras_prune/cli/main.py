@@ -7,7 +7,7 @@ from absl import app, flags
 
 from keras_prune.cli.flags import config_from_flags, define_flags
 
-__all__ = ["main", "run", "run_flags_text"]
+__all__ = ["main", "run", "run_flags_text", "unused_flag_notes"]
 
 FLAGS = flags.FLAGS
 
@@ -15,18 +15,23 @@ FLAGS = flags.FLAGS
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    import tensorflow as tf
+
     from keras_prune.data import DatasetNotFoundError
     from keras_prune.errors import PruneError
-    from keras_prune.methods import GENERAL_SETTINGS, ignored_settings
     from keras_prune.pipeline import run as run_pipeline
 
     config = config_from_flags(FLAGS)
-    ignored = ignored_settings(config.method, [name for name in GENERAL_SETTINGS if FLAGS[name].present])
-    if ignored:  # e.g. --method=olmp --target_flops=0.1: OLMP searches its own compression
-        given = ", ".join(f"--{name}" for name in ignored)
-        print(f"keras-prune: note: --method={config.method} does not use {given}; ignored", file=sys.stderr)
+    for note in unused_flag_notes(FLAGS, config):
+        print(f"keras-prune: note: {note}", file=sys.stderr)
     try:
         run_pipeline(config, flags_text=run_flags_text(FLAGS))
+    except tf.errors.ResourceExhaustedError as error:
+        if FLAGS.traceback:
+            raise
+        print(f"keras-prune: error: out of memory ({error.message.splitlines()[0]}); a smaller --batch_size "
+              f"needs less; {_resume_hint(config)} (--traceback shows where)", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         if FLAGS.traceback:
             raise
@@ -42,6 +47,24 @@ def main(argv):
         print(f"keras-prune: error: {message}{hint} (--traceback shows where)", file=sys.stderr)
         return 2
     return 0
+
+
+def unused_flag_notes(flag_values, config):
+    """One line per flag given that this run does not read (it would be silently ignored)."""
+    from keras_prune.data import DATASET_NAMES
+    from keras_prune.methods import GENERAL_SETTINGS, ignored_settings
+
+    notes = []
+    ignored = ignored_settings(config.method, [name for name in GENERAL_SETTINGS if flag_values[name].present])
+    if ignored:  # e.g. --method=olmp --target_flops=0.1: OLMP searches its own compression
+        given = ", ".join(f"--{name}" for name in ignored)
+        notes.append(f"--method={config.method} does not use {given}; ignored")
+    if flag_values["data_dir"].present and config.dataset in DATASET_NAMES:
+        notes.append(f"--data_dir is where tfds datasets are; --dataset={config.dataset} ships inside "
+                     "keras-prune, so it is ignored")
+    if flag_values["tpu_address"].present and config.strategy != "tpu":
+        notes.append(f"--tpu_address is used with --strategy=tpu only (now --strategy={config.strategy}); ignored")
+    return notes
 
 
 RUN_CONTROL_FLAGS = ("resume", "overwrite", "traceback")
