@@ -77,12 +77,16 @@ def save_keras(model, path):
 def replace_folder(path, write):
     """Builds a folder with `write(tmp_path)` beside `path`, then swaps it in (SavedModels).
 
-    A crash leaves either the old folder or the new one at `path`, never a half-written one.
+    A crash leaves the old folder or the new one at `path`, never a half-written one; one
+    between the swap's two renames leaves both beside `path`, and the next call puts the new,
+    complete one in place before it writes again.
     """
     import tensorflow as tf  # gfile handles every filesystem TensorFlow writes to
 
     path = os.fspath(path)
     tmp, old = os.path.join(os.path.dirname(os.path.abspath(path)), ".tmp-" + os.path.basename(path)), path + ".old"
+    if not os.path.exists(path) and os.path.exists(old):  # cut between the renames: tmp was complete
+        os.replace(tmp if os.path.exists(tmp) else old, path)
     for folder in (tmp, old):
         if os.path.exists(folder):
             tf.io.gfile.rmtree(folder)

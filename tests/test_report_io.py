@@ -1,0 +1,64 @@
+"""Crash-safe writes: files and folders are whole or absent, never half-written."""
+
+import os
+
+import pytest
+
+from keras_prune.export import report_io
+from keras_prune.export.report_io import read_state, replace_folder, write_state
+
+
+def _writer(text):
+    def write(folder):
+        os.makedirs(folder)
+        with open(os.path.join(folder, "content"), "w") as f:
+            f.write(text)
+
+    return write
+
+
+def _content(path):
+    with open(os.path.join(path, "content")) as f:
+        return f.read()
+
+
+def test_replace_folder_swaps_a_complete_folder_in(tmp_path):
+    path = str(tmp_path / "saved_model")
+    replace_folder(path, _writer("first"))
+    replace_folder(path, _writer("second"))
+    assert _content(path) == "second"
+    assert sorted(os.listdir(tmp_path)) == ["saved_model"], "no temporary or old folder is left"
+
+
+def test_a_crash_between_the_renames_is_finished_by_the_next_call(tmp_path, monkeypatch):
+    path = str(tmp_path / "saved_model")
+    replace_folder(path, _writer("first"))
+    real_replace, calls = os.replace, []
+
+    def crash_on_the_second_rename(src, dst):
+        calls.append((src, dst))
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed between the renames")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(report_io.os, "replace", crash_on_the_second_rename)
+    with pytest.raises(KeyboardInterrupt):
+        replace_folder(path, _writer("second"))
+    monkeypatch.setattr(report_io.os, "replace", real_replace)
+    assert not os.path.exists(path), "the crash came after the old folder moved aside"
+
+    def fails(folder):
+        raise RuntimeError("this write fails; the interrupted one must not be lost")
+
+    with pytest.raises(RuntimeError):
+        replace_folder(path, fails)
+    assert _content(path) == "second", "the complete new folder of the interrupted call is in place"
+
+
+def test_state_round_trips_with_its_arrays(tmp_path):
+    import numpy as np
+
+    path = str(tmp_path / "state.npz")
+    write_state(path, {"epochs_done": 3}, {"w0": np.arange(4.0)})
+    state, arrays = read_state(path)
+    assert state == {"epochs_done": 3} and arrays["w0"].tolist() == [0.0, 1.0, 2.0, 3.0]
