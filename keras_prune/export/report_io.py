@@ -7,7 +7,10 @@ import tempfile
 
 import numpy as np
 
-__all__ = ["atomic_write", "read_json", "read_state", "replace_folder", "save_keras", "write_json", "write_state"]
+__all__ = [
+    "assign_arrays", "atomic_write", "read_json", "read_state", "replace_folder", "save_keras", "variable_arrays",
+    "write_json", "write_state",
+]
 
 
 def atomic_write(path, data, *, mode="w", durable=True):
@@ -55,6 +58,17 @@ def write_state(path, state, arrays):
     buffer = io.BytesIO()
     np.savez(buffer, state=np.array(json.dumps(state)), **arrays)
     atomic_write(path, buffer.getvalue(), mode="wb")
+
+
+def variable_arrays(variables, prefix):
+    """`{prefix<i>: value}` of `variables` as NumPy arrays, for `write_state`."""
+    return {f"{prefix}{i}": np.asarray(v.numpy()) for i, v in enumerate(variables)}
+
+
+def assign_arrays(variables, arrays, prefix):
+    """Assigns the arrays `variable_arrays(variables, prefix)` made back to `variables`."""
+    for i, variable in enumerate(variables):
+        variable.assign(arrays[f"{prefix}{i}"])
 
 
 def read_state(path):

@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_prune.errors import PruneError
-from keras_prune.export.report_io import read_state, write_state
+from keras_prune.export.report_io import assign_arrays, read_state, variable_arrays, write_state
 from keras_prune.graph import analyze, count_flops, expand_channels, prune_channels, reinitialize
 from keras_prune.methods.base import MethodResult, retrain
 from keras_prune.methods.budget import check_reachable, global_budget, min_reachable_ratio, why_nothing_to_prune
@@ -115,16 +115,12 @@ class GateLearner(keras.Model):
 
 
 def _state_arrays(learner):
-    arrays = {f"net_{i}": np.asarray(v.numpy()) for i, v in enumerate(learner.net.weights)}
-    arrays.update({f"opt_{i}": np.asarray(v.numpy()) for i, v in enumerate(learner.optimizer.variables)})
-    return arrays
+    return {**variable_arrays(learner.net.weights, "net_"), **variable_arrays(learner.optimizer.variables, "opt_")}
 
 
 def _restore_arrays(learner, arrays):
-    for i, variable in enumerate(learner.net.weights):
-        variable.assign(arrays[f"net_{i}"])
-    for i, variable in enumerate(learner.optimizer.variables):
-        variable.assign(arrays[f"opt_{i}"])
+    assign_arrays(learner.net.weights, arrays, "net_")
+    assign_arrays(learner.optimizer.variables, arrays, "opt_")
 
 
 class GateSelection(keras.callbacks.Callback):

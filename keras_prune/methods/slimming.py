@@ -20,7 +20,7 @@ import keras
 import numpy as np
 
 from keras_prune.errors import PruneError
-from keras_prune.export.report_io import read_state, write_state
+from keras_prune.export.report_io import assign_arrays, read_state, variable_arrays, write_state
 from keras_prune.graph import analyze, prune_channels
 from keras_prune.methods.base import MethodResult, retrain
 from keras_prune.methods.budget import check_reachable, global_budget
@@ -128,8 +128,7 @@ def run(model, data, ctx):
     trained_before = 0.0
     if config.resume and os.path.exists(checkpoint):
         state, arrays = read_state(checkpoint)
-        for i, variable in enumerate(model.weights):
-            variable.assign(arrays[f"w{i}"])
+        assign_arrays(model.weights, arrays, "w")
         trained_before = state["seconds"]
         ctx.log(f"slimming: resuming after sparsity training, from {checkpoint}")
     else:
@@ -145,8 +144,7 @@ def run(model, data, ctx):
             callbacks=ctx.callbacks("sparsity"),
             verbose=verbose,
         )
-        arrays = {f"w{i}": np.asarray(v.numpy()) for i, v in enumerate(model.weights)}
-        write_state(checkpoint, {"seconds": time.perf_counter() - start}, arrays)
+        write_state(checkpoint, {"seconds": time.perf_counter() - start}, variable_arrays(model.weights, "w"))
     scores = bn_scale_scores(graph, groups)  # the trained scales: training updates the layers in place
     budget = global_budget(graph, groups, scores, config.target_flops, round_to=config.round_to)
     with ctx.strategy.scope():

@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_prune.errors import PruneError
+from keras_prune.export.report_io import variable_arrays
 from keras_prune.methods.olmp.dns import hysteresis
 
 __all__ = ["CaffeInverseDecay", "MaskedSGD", "learning_rate_schedule"]
@@ -214,9 +215,8 @@ class MaskedSGD:
 
     def state_arrays(self):
         """Every model and optimizer variable as NumPy arrays (for a checkpoint)."""
-        arrays = {f"model/{i}": np.asarray(v.numpy()) for i, v in enumerate(self.model.weights)}
-        arrays.update({f"optimizer/{i}": np.asarray(v.numpy()) for i, v in enumerate(self.optimizer.variables)})
-        return arrays
+        arrays = variable_arrays(self.model.weights, "model/")
+        return {**arrays, **variable_arrays(self.optimizer.variables, "optimizer/")}
 
     def restore_arrays(self, arrays):
         """Assigns arrays saved by `state_arrays` back (on every replica).
