@@ -80,7 +80,9 @@ def run_flags_text(flag_values):
 
 
 def _resume_hint(config):
-    marker = os.path.join(config.output_dir, "flags.txt")
+    from keras_prune.run_dir import RUN_MARKER
+
+    marker = os.path.join(config.output_dir, RUN_MARKER)
     if not os.path.exists(marker):
         return "nothing was kept (the run had not started)"
     return f"continue with: bin/prune --flagfile={marker} --resume"
