@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from keras import layers
 
-from keras_prune.graph import analyze, count_flops, count_params
+from keras_prune.graph import analyze, count_flops, count_params, expand_channels, expanded_widths, prune_channels
 from keras_prune.layers import MaskedDense
 from keras_prune.models import get_model
 
@@ -98,3 +98,34 @@ def test_flops_of_keep_needs_no_surgery():
     full = count_flops(model, graph=graph).total
     half = {g.id: np.arange(g.size // 2) for g in graph.prunable_groups}
     assert count_flops(model, half, graph=graph).total < 0.3 * full
+
+
+@pytest.mark.parametrize("name", ["resnet20", "mobilenet_v2", "vgg16"])
+def test_flops_of_widths_match_the_built_wider_and_narrower_models(name):
+    model = get_model(name, (32, 32, 3), 10)
+    graph = analyze(model)
+    wider = expanded_widths(graph, 1.25, round_to=8)
+    assert any(w > graph.group(g).size for g, w in wider.items())
+    assert count_flops(model, graph=graph, widths=wider).total == count_flops(
+        expand_channels(model, 1.25, graph=graph, round_to=8)
+    ).total
+    narrower = {g.id: max(1, g.size // 3) for g in graph.prunable_groups}
+    keep = {g: np.arange(n) for g, n in narrower.items()}
+    assert count_flops(model, graph=graph, widths=narrower).total == count_flops(
+        prune_channels(model, keep, graph=graph)
+    ).total
+
+
+def test_widths_refuse_a_frozen_group_a_width_out_of_range_and_keep_beside_them():
+    model = get_model("resnet20", (32, 32, 3), 10)
+    graph = analyze(model)
+    group = graph.prunable_groups[0]
+    frozen = next(g for g in graph.groups if not g.prunable)
+    with pytest.raises(ValueError, match="frozen"):
+        count_flops(model, graph=graph, widths={frozen.id: frozen.size + 1})
+    with pytest.raises(ValueError, match=f"between 1 and {2 * group.size}"):
+        count_flops(model, graph=graph, widths={group.id: 2 * group.size + 1})
+    with pytest.raises(ValueError, match=f"between 1 and {2 * group.size}"):
+        count_flops(model, graph=graph, widths={group.id: 0})
+    with pytest.raises(ValueError, match="not both"):
+        count_flops(model, {group.id: [0]}, graph=graph, widths={group.id: 1})

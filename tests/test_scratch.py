@@ -4,6 +4,7 @@ the global FLOPs budget against the unexpanded model, resume, and the run end to
 import dataclasses
 import json
 import os
+import random
 
 import keras
 import numpy as np
@@ -16,7 +17,9 @@ from keras_prune.graph import analyze, count_flops, expand_channels
 from keras_prune.layers.gates import ChannelGate
 from keras_prune.methods.gating import gate_positions, gate_values, insert_gates
 from keras_prune.methods.l1 import select_groups
-from keras_prune.methods.scratch import GateLearner, GateSelection, learn_gates, retrain_epochs
+from keras_prune.methods.budget import min_reachable_ratio
+from keras_prune.methods.scratch import GateLearner, GateSelection, learn_gates, preflight, retrain_epochs
+from keras_prune.models import get_model
 from keras_prune.pipeline import RunConfig, run
 
 from conftest import tiny_resnet
@@ -255,17 +258,53 @@ def test_an_impossible_budget_names_the_smallest_reachable_value(tmp_path):
         run(config)
 
 
-def test_a_budget_below_the_unexpanded_floor_fails_before_pre_training(tmp_path, monkeypatch):
+def test_a_budget_below_the_expanded_floor_fails_before_pre_training(tmp_path, monkeypatch):
     import keras_prune.pipeline as pipeline
 
     def must_not_train(*args, **kwargs):
         raise AssertionError("the dense model was trained before the budget was checked")
 
     monkeypatch.setattr(pipeline, "train_classifier", must_not_train)
+    model = get_model("resnet20", (28, 28, 1), 10)
+    unexpanded = min_reachable_ratio(analyze(model), select_groups(analyze(model), prune_residual=False))
+    floor = _expanded_floor(model, RunConfig(method="scratch", model="m", output_dir="o"))
+    assert floor > unexpanded + 0.01, "the unexpanded floor would not catch this budget"
+    target = round((floor + unexpanded) / 2, 4)
     config = RunConfig(method="scratch", model="resnet20", output_dir=str(tmp_path / "run"), dataset="mnist5k",
-                       target_flops=0.001, verbose=0)
-    with pytest.raises(PruneError, match="--target_flops=0.001 is not reachable.*smallest reachable value is above"):
+                       target_flops=target, verbose=0)
+    with pytest.raises(PruneError, match=f"--target_flops={target:g} is not reachable.*value is {floor:.4f}"):
         run(config)
+    assert not (tmp_path / "run" / "flags.txt").exists(), "the folder stays free for the corrected command"
+
+
+def _expanded_floor(model, config):
+    """The floor check_reachable finds on the built expanded network (what `preflight` must match)."""
+    expanded = expand_channels(model, config.expansion, round_to=config.round_to)
+    graph = analyze(expanded)
+    groups = [g for g in select_groups(graph, prune_residual=config.prune_residual)
+              if g.id not in gate_positions(graph, select_groups(graph, prune_residual=config.prune_residual))[1]]
+    return min_reachable_ratio(graph, groups, count_flops(model).total, round_to=config.round_to)
+
+
+@pytest.mark.parametrize("name", ["resnet20", "vgg16", "mobilenet_v2"])
+@pytest.mark.parametrize("round_to", [1, 8])
+@pytest.mark.parametrize("prune_residual", [False, True])
+def test_preflight_floor_is_the_built_expanded_networks(name, round_to, prune_residual):
+    model = get_model(name, (32, 32, 3), 10)
+    config = RunConfig(method="scratch", model=name, output_dir="o", round_to=round_to,
+                       prune_residual=prune_residual)
+    floor = _expanded_floor(model, config)
+    keras.utils.set_random_seed(7)
+    draws = (keras.random.uniform((3,)).numpy(), random.random())
+    for target, reachable in ((floor + 1e-4, True), (floor - 1e-4, False)):
+        keras.utils.set_random_seed(7)
+        if reachable:
+            preflight(model, dataclasses.replace(config, target_flops=target))
+        else:
+            with pytest.raises(PruneError, match=f"smallest reachable value is {floor:.4f}"):
+                preflight(model, dataclasses.replace(config, target_flops=target))
+        # Building the expanded network would move a seeded run's later draws; preflight must not.
+        assert (keras.random.uniform((3,)).numpy().tolist(), random.random()) == (draws[0].tolist(), draws[1])
 
 
 def test_expansion_widens_every_group_but_inputs_and_outputs():

@@ -5,7 +5,7 @@ from keras_prune.graph import applications_rules  # noqa: F401  (registers rules
 from keras_prune.graph.dependency import ChannelGraph, ChannelGroup, Member, analyze, channel_groups
 from keras_prune.graph.flops import FlopsCount, ParamsCount, count_flops, count_params
 from keras_prune.graph.rules import passthrough, register_channel_rule
-from keras_prune.graph.surgery import expand_channels, masked_reference, prune_channels, reinitialize
+from keras_prune.graph.surgery import expand_channels, expanded_widths, masked_reference, prune_channels, reinitialize
 
 __all__ = [
     "ChannelGraph",
@@ -18,6 +18,7 @@ __all__ = [
     "count_flops",
     "count_params",
     "expand_channels",
+    "expanded_widths",
     "masked_reference",
     "passthrough",
     "prune_channels",

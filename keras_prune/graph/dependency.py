@@ -284,6 +284,31 @@ class ChannelGraph:
             alive_group[self._by_id[group_id]] = flags
         return self.spread(alive_group, True, bool)
 
+    def copies(self, widths):
+        """Per channel id, how many channels it stands for when each group in `widths`
+        (`{group_id: channel count}`) has that many: fewer keeps the first ones, more (up to
+        twice the group) doubles the first ones. For the FLOPs of a narrower or wider variant
+        without building it, and for building a wider one (`expand_channels`).
+        """
+        per_group = {}
+        for group_id, width in widths.items():
+            group = self.group(group_id)
+            width = int(width)
+            if width == group.size:
+                continue
+            if not group.prunable:
+                raise ValueError(f"Group {group_id!r} is frozen ({group.reason}); it cannot change width.")
+            if not 1 <= width <= 2 * group.size:
+                raise ValueError(
+                    f"Group {group_id!r} of {group.size} channels can have between 1 and "
+                    f"{2 * group.size}. Received: {width}"
+                )
+            per_channel = np.zeros(group.size, dtype=np.int64)
+            per_channel[: min(width, group.size)] = 1
+            per_channel[: max(width - group.size, 0)] = 2
+            per_group[group] = per_channel
+        return self.spread(per_group, 1, np.int64)
+
     def spread(self, per_group, fill, dtype):
         """Per channel id, its group channel's value in `per_group` (`{ChannelGroup: array}`), else `fill`."""
         values = np.full(len(self.root), fill, dtype=dtype)

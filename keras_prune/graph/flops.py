@@ -91,20 +91,24 @@ def _shape(graph, key, alive):
     return (*shape[:-1], int(alive[ids].sum()))
 
 
-def count_flops(model, keep=None, *, graph=None):
-    """Counts the MACs of `model`, or of `model` pruned by `keep` (no surgery needed).
+def count_flops(model, keep=None, *, graph=None, widths=None):
+    """Counts the MACs of `model`, or of `model` pruned by `keep` or resized by `widths` (no surgery needed).
 
     Args:
         model: a functional or Sequential model with static input shape.
         keep: optional `{group_id: channel indices}` as for `prune_channels`.
         graph: an existing `analyze(model)` result, to avoid re-analysing.
+        widths: optional `{group_id: channel count}`, between 1 and twice the group's size, in
+            place of `keep`: the cost of a narrower or wider variant (`expand_channels`) unbuilt.
 
     Returns:
         A `FlopsCount` (per layer path and total).
     """
+    if keep and widths:
+        raise ValueError("count_flops takes `keep` or `widths`, not both.")
     graph = graph or analyze(model)
     _check_static(graph)
-    alive = graph.alive(keep) if keep else None
+    alive = graph.copies(widths) if widths else (graph.alive(keep) if keep else None)
     by_layer = {}
     for call in graph.trace.calls:
         if not call.inputs or not call.outputs:

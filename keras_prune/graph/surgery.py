@@ -16,6 +16,7 @@ from keras_prune.models._common import layer_seed
 
 __all__ = [
     "expand_channels",
+    "expanded_widths",
     "kept_slices",
     "masked_reference",
     "prune_channels",
@@ -195,26 +196,6 @@ def masked_reference(model, keep, *, graph=None):
     return rebuild(graph, after_call=after_call)
 
 
-def _multiplicity(graph, sizes):
-    """Copies of each channel id when every group `g` in `sizes` grows to `sizes[g]` channels."""
-    copies = {}
-    for group_id, size in sizes.items():
-        group = graph.group(group_id)
-        if size == group.size:
-            continue
-        if not group.prunable:
-            raise ValueError(f"Group {group_id!r} is frozen ({group.reason}); it cannot change width.")
-        if size < group.size or size > 2 * group.size:
-            raise ValueError(
-                f"Group {group_id!r} of {group.size} channels can grow to between {group.size} and "
-                f"{2 * group.size}. Received: {size}"
-            )
-        per_channel = np.ones(group.size, dtype=np.int64)
-        per_channel[: size - group.size] = 2
-        copies[group] = per_channel
-    return graph.spread(copies, 1, np.int64)
-
-
 def expand_channels(model, factor, *, graph=None, name=None, round_to=1):
     """The same architecture with every prunable group `factor` times as wide, freshly initialised.
 
@@ -234,11 +215,8 @@ def expand_channels(model, factor, *, graph=None, name=None, round_to=1):
             residual stream, keep a fast width; a group with no multiple in that range,
             or one the factor leaves as it is, keeps `round(factor * size)`.
     """
-    if not 1.0 <= factor <= 2.0:
-        raise ValueError(f"The expansion factor must be in [1, 2]. Received: factor={factor}")
     graph = graph or analyze(model)
-    sizes = {g.id: _expanded_width(g.size, factor, round_to) for g in graph.prunable_groups}
-    copies = _multiplicity(graph, sizes)
+    copies = graph.copies(expanded_widths(graph, factor, round_to=round_to))
 
     def config_for(path, layer, config):
         if path in graph.resizes:
@@ -247,6 +225,13 @@ def expand_channels(model, factor, *, graph=None, name=None, round_to=1):
         return config
 
     return rebuild(graph, config_for=config_for, weights_for=_fresh_weights, name=name)
+
+
+def expanded_widths(graph, factor, *, round_to=1):
+    """`{group id: width}` of every prunable group of `graph` in `expand_channels(..., factor)`."""
+    if not 1.0 <= factor <= 2.0:
+        raise ValueError(f"The expansion factor must be in [1, 2]. Received: factor={factor}")
+    return {g.id: _expanded_width(g.size, factor, round_to) for g in graph.prunable_groups}
 
 
 def _expanded_width(size, factor, round_to):

@@ -27,9 +27,9 @@ import tensorflow as tf
 
 from keras_prune.errors import PruneError
 from keras_prune.export.report_io import assign_arrays, read_state, variable_arrays, write_state
-from keras_prune.graph import analyze, count_flops, expand_channels, prune_channels, reinitialize
+from keras_prune.graph import analyze, count_flops, expand_channels, expanded_widths, prune_channels, reinitialize
 from keras_prune.methods.base import MethodResult, retrain
-from keras_prune.methods.budget import check_reachable, global_budget, min_reachable_ratio, why_nothing_to_prune
+from keras_prune.methods.budget import check_reachable, global_budget, round_count, why_nothing_to_prune
 from keras_prune.methods.gating import gate_positions, gate_values, insert_gates
 from keras_prune.methods.l1 import select_groups
 
@@ -284,31 +284,37 @@ def _gateable_groups(graph, config):
 
 
 def preflight(model, config):
-    """Raises a PruneError, before pre-training, for a budget below even the unexpanded model's floor.
+    """Raises a PruneError, before pre-training, for a budget below the expanded network's floor.
 
-    The exact floor is the expanded network's, which `_gated_groups` checks once it is built;
-    building it here would draw random weights. Its residual stream keeps the expanded width,
-    so its floor is at least the unexpanded one: a target below that fails now.
+    The floor is counted on the unexpanded graph with the expanded widths (`count_flops(widths=)`):
+    building the expanded network here would draw random weights and move every later draw of a
+    seeded run.
     """
     graph = analyze(model)
     groups, _, _ = _gateable_groups(graph, config)
     if not groups:
         return  # _gated_groups says why, on the expanded network
-    floor = min_reachable_ratio(graph, groups, round_to=config.round_to)
+    widths = expanded_widths(graph, config.expansion, round_to=config.round_to)
+    widths.update({g.id: round_count(1, widths[g.id], config.round_to) for g in groups})
+    floor = count_flops(model, graph=graph, widths=widths).total / count_flops(model, graph=graph).total
     if config.target_flops < floor:
+        kept = "one channel" if config.round_to == 1 else f"{config.round_to} channels (--round_to)"
+        levers = [f for f, free in (("--prune_residual", not config.prune_residual),
+                                    ("a smaller --expansion", config.expansion > 1)) if free]
+        hint = f"; {' or '.join(levers)} lowers it" if levers else ""
         raise PruneError(
-            f"--target_flops={config.target_flops:g} is not reachable: with the fewest channels in every "
-            f"gated group the unexpanded model still costs {floor:.4f} of its FLOPs, and the "
-            f"{config.expansion:g}x-wide network scratch prunes costs at least that. The smallest reachable "
-            f"value is above {floor:.4f}."
+            f"--target_flops={config.target_flops:g} is not reachable: the {config.expansion:g}x-wide "
+            f"network scratch prunes, keeping {kept} in every gated group and its ungated groups "
+            f"at their expanded width, still costs {floor:.4f} of the model's FLOPs. "
+            f"The smallest reachable value is {floor:.4f}{hint}."
         )
 
 
 def _gated_groups(model, config):
     """The expanded network and its gated groups, once the budget is known to be reachable.
 
-    Not a pipeline `preflight`: building the expanded network draws random weights, which
-    would move every later draw of a seeded run; it runs before gate learning instead.
+    Built here, not in `preflight` (which checks the same floor without building): building
+    draws random weights, which would move every later draw of a seeded run.
 
     Returns (the original graph, reference FLOPs, expanded model, its graph, gated groups,
     gate placement, `{group id: why it is not gated}`).
