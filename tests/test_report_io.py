@@ -62,3 +62,44 @@ def test_state_round_trips_with_its_arrays(tmp_path):
     write_state(path, {"epochs_done": 3}, {"w0": np.arange(4.0)})
     state, arrays = read_state(path)
     assert state == {"epochs_done": 3} and arrays["w0"].tolist() == [0.0, 1.0, 2.0, 3.0]
+
+
+def _tiny_model(units):
+    import keras
+
+    inputs = keras.Input((3,))
+    return keras.Model(inputs, keras.layers.Dense(units)(inputs))
+
+
+def test_save_keras_syncs_the_new_file_before_it_replaces_the_old_one(tmp_path, monkeypatch):
+    import keras
+
+    path = str(tmp_path / "model.keras")
+    report_io.save_keras(_tiny_model(2), path)
+    real_fsync, events = os.fsync, []
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append("fsync"), real_fsync(fd))[1])
+    real_replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda src, dst: (events.append("replace"), real_replace(src, dst))[1])
+    report_io.save_keras(_tiny_model(4), path)
+    assert events == ["fsync", "replace"]
+    assert keras.models.load_model(path).output_shape == (None, 4)
+    assert os.listdir(tmp_path) == ["model.keras"]
+
+
+def test_a_failed_save_keras_keeps_the_old_model_and_leaves_no_temporary_file(tmp_path, monkeypatch):
+    import keras
+
+    path = str(tmp_path / "model.keras")
+    report_io.save_keras(_tiny_model(2), path)
+    model = _tiny_model(4)
+
+    def disk_full(*args, **kwargs):
+        with open(args[0], "wb") as f:
+            f.write(b"half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(model, "save", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        report_io.save_keras(model, path)
+    assert keras.models.load_model(path).output_shape == (None, 2)
+    assert os.listdir(tmp_path) == ["model.keras"]

@@ -24,11 +24,20 @@ def atomic_write(path, data, *, mode="w", durable=True):
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
+
+    def write(tmp):
         with os.fdopen(fd, mode) as f:
             f.write(data)
-            f.flush()
-            if durable:
+
+    _write_then_rename(write, tmp, path, durable=durable)
+
+
+def _write_then_rename(write, tmp, path, *, durable=True):
+    """`write(tmp)`, then fsync it (`durable`) and rename it onto `path`; no `tmp` is left if any step fails."""
+    try:
+        write(tmp)
+        if durable:
+            with open(tmp, "rb") as f:
                 os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -79,12 +88,12 @@ def read_state(path):
 
 
 def save_keras(model, path):
-    """Saves `model` as a .keras file atomically (a temporary file, then a rename)."""
+    """Saves `model` as a .keras file atomically (a temporary file, synced, then a rename), as
+    `atomic_write` does: after a crash or a power loss `path` holds the old model or the new one."""
     path = os.fspath(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = os.path.join(os.path.dirname(os.path.abspath(path)), ".tmp-" + os.path.basename(path))
-    model.save(tmp)
-    os.replace(tmp, path)
+    _write_then_rename(model.save, tmp, path)
     return path
 
 
