@@ -23,7 +23,7 @@ from keras_prune.export.report_io import atomic_write, read_json, save_keras, wr
 from keras_prune.graph import count_flops, count_params
 from keras_prune.methods import get_method
 from keras_prune.methods.base import MethodResult, RunContext
-from keras_prune.run_dir import RUN_MARKER, check_resume_config, prepare_output_dir
+from keras_prune.run_dir import MODEL_DIGEST, RUN_MARKER, check_resume_config, file_digest, prepare_output_dir
 from keras_prune.training import evaluate_accuracy, make_strategy, train_classifier
 from keras_prune.training.strategy import is_chief, task_name
 from keras_prune.version import __version__
@@ -339,7 +339,10 @@ def run(config, *, flags_text=None):
             method.preflight(model, config)
     # The folder becomes this run's only once its data, model and budget are known to be usable:
     # a mistyped command leaves it free for the corrected one.
-    check_resume_config(output_dir, config.as_dict(), resume=config.resume, defaults=_defaults())
+    settings, defaults = config.as_dict(), _defaults()
+    if not untrained:  # an own file: resuming from another model at that path would mix two runs
+        settings[MODEL_DIGEST] = defaults[MODEL_DIGEST] = file_digest(config.model)  # old records: trusted
+    check_resume_config(output_dir, settings, resume=config.resume, defaults=defaults)
     if not config.resume:  # a resumed run keeps the flags it started with
         atomic_write(os.path.join(output_dir, RUN_MARKER), flags_text or _config_text(config))
     verbose = config.verbose if config.verbose is not None else (1 if sys.stdout.isatty() else 2)

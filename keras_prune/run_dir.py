@@ -7,13 +7,19 @@ import shutil
 from keras_prune.errors import OutputDirError
 from keras_prune.export.report_io import read_json, write_json
 
-__all__ = ["MIN_FREE_BYTES", "RUN_CONFIG", "RUN_MARKER", "check_resume_config", "prepare_output_dir"]
+__all__ = [
+    "MIN_FREE_BYTES", "MODEL_DIGEST", "RUN_CONFIG", "RUN_MARKER", "check_resume_config", "file_digest", "prepare_output_dir",
+]
 
 RUN_MARKER = "flags.txt"
 """A folder holding this file and `RUN_CONFIG` holds a run."""
 
 RUN_CONFIG = "run_config.json"
 """The settings the run started with; `--resume` must continue with the same ones."""
+
+MODEL_DIGEST = "model_sha256"
+"""The record's SHA-256 of an own `--model` file: a resumed run must start from the same model,
+and the same path may hold another one by then (retrained, re-exported)."""
 
 MIN_FREE_BYTES = 256 * 2**20
 """Free space a run needs to start (checkpoints, models, SavedModels, TensorBoard logs)."""
@@ -87,8 +93,30 @@ def check_resume_config(path, settings, *, resume, defaults=None):
     saved = {**defaults, **saved}
     changed = sorted(k for k in set(saved) | set(settings) if k not in RESUME_FREE and saved.get(k) != settings.get(k))
     if changed:
-        differences = "; ".join(f"--{k}: {saved.get(k)!r} in the run, {settings.get(k)!r} now" for k in changed)
+        differences = "; ".join(_difference(k, saved.get(k), settings.get(k)) for k in changed)
         raise OutputDirError(
             f"--resume continues the run in {path} with its own settings, but {differences}. "
             f"Resume with the run's flags (--flagfile={os.path.join(path, RUN_MARKER)}) or start a new run."
         )
+
+
+def _difference(key, then, now):
+    if key == MODEL_DIGEST:
+        return f"the --model file is not the one the run started from (SHA-256 {then} then, {now} now)"
+    return f"--{key}: {then!r} in the run, {now!r} now"
+
+
+def file_digest(path):
+    """SHA-256 (hex) of a file, or of a folder's files and their relative paths."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    paths = [path] if os.path.isfile(path) else sorted(
+        os.path.join(root, name) for root, _, names in os.walk(path) for name in names
+    )
+    for file in paths:
+        digest.update(os.path.relpath(file, path).encode() + b"\0")
+        with open(file, "rb") as f:
+            for block in iter(lambda: f.read(2**20), b""):
+                digest.update(block)
+    return digest.hexdigest()

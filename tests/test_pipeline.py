@@ -187,6 +187,30 @@ def test_an_own_model_named_without_a_folder_is_read_as_a_file(tmp_path, monkeyp
         run(_smoke_config(tmp_path / "run", model="own.h5"))
 
 
+def test_a_resumed_run_refuses_another_model_at_its_own_model_path(tmp_path):
+    from keras_prune.errors import OutputDirError
+    from keras_prune.run_dir import MODEL_DIGEST, RUN_CONFIG
+
+    def save_mlp(seed):
+        keras.utils.set_random_seed(seed)
+        inputs = keras.Input((28, 28, 1))
+        hidden = keras.layers.Dense(32, activation="relu")(keras.layers.Flatten()(inputs))
+        keras.Model(inputs, keras.layers.Dense(10)(hidden)).save(tmp_path / "own.keras")
+
+    save_mlp(0)
+    config = _smoke_config(tmp_path / "run", model=str(tmp_path / "own.keras"), max_batches=2)
+    run(config)
+    record = json.loads((tmp_path / "run" / RUN_CONFIG).read_text())
+    assert len(record[MODEL_DIGEST]) == 64
+    run(_smoke_config(tmp_path / "run", model=config.model, max_batches=2, resume=True))  # the same file
+    save_mlp(1)  # retrained or re-exported to the same path
+    with pytest.raises(OutputDirError, match="the --model file is not the one the run started from"):
+        run(_smoke_config(tmp_path / "run", model=config.model, max_batches=2, resume=True))
+    del record[MODEL_DIGEST]  # a run recorded before the digest: its file is taken on trust
+    (tmp_path / "run" / RUN_CONFIG).write_text(json.dumps(record))
+    run(_smoke_config(tmp_path / "run", model=config.model, max_batches=2, resume=True))
+
+
 def test_a_zoo_name_stays_one_beside_a_folder_of_that_name(tmp_path, monkeypatch):
     from keras_prune.pipeline import _names_a_file
 

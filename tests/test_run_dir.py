@@ -8,7 +8,7 @@ import pytest
 
 from keras_prune import run_dir
 from keras_prune.errors import OutputDirError
-from keras_prune.run_dir import RUN_CONFIG, RUN_MARKER, check_resume_config, prepare_output_dir
+from keras_prune.run_dir import MODEL_DIGEST, RUN_CONFIG, RUN_MARKER, check_resume_config, file_digest, prepare_output_dir
 
 SETTINGS = {"method": "l1", "model": "lenet5", "epochs": 10, "export": ["saved_model"], "verbose": 1}
 
@@ -85,3 +85,23 @@ def test_a_flag_added_after_the_run_counts_as_its_default(tmp_path):
     check_resume_config(str(tmp_path), {**SETTINGS, "round_to": 1}, resume=True, defaults={"round_to": 1})
     with pytest.raises(OutputDirError, match="--round_to: 1 in the run, 8 now"):
         check_resume_config(str(tmp_path), {**SETTINGS, "round_to": 8}, resume=True, defaults={"round_to": 1})
+
+
+def test_file_digest_tells_files_and_folders_apart_by_content(tmp_path):
+    (tmp_path / "a").write_bytes(b"weights")
+    (tmp_path / "b").write_bytes(b"weights")
+    assert file_digest(str(tmp_path / "a")) == file_digest(str(tmp_path / "b"))
+    (tmp_path / "b").write_bytes(b"weights2")
+    assert file_digest(str(tmp_path / "a")) != file_digest(str(tmp_path / "b"))
+    folder = tmp_path / "saved"
+    (folder / "variables").mkdir(parents=True)
+    (folder / "variables" / "v").write_bytes(b"1")
+    before = file_digest(str(folder))
+    (folder / "variables" / "v").write_bytes(b"2")
+    assert file_digest(str(folder)) != before
+
+
+def test_a_changed_model_file_is_named_as_such(tmp_path):
+    check_resume_config(str(tmp_path), {**SETTINGS, MODEL_DIGEST: "aa"}, resume=False)
+    with pytest.raises(OutputDirError, match="the --model file is not the one the run started from .SHA-256 aa then, bb now"):
+        check_resume_config(str(tmp_path), {**SETTINGS, MODEL_DIGEST: "bb"}, resume=True)
