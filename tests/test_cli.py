@@ -164,3 +164,8 @@ def test_flags_this_run_does_not_read_are_noted(tmp_path):
     assert "ships inside keras-prune" in notes("--method=l1", "--model=lenet5", f"--data_dir={tmp_path}")[0]
     assert notes("--method=l1", "--model=lenet5", f"--data_dir={tmp_path}", "--dataset=cifar10") == []
     assert "--strategy=tpu only" in notes("--method=l1", "--model=lenet5", "--tpu_address=grpc://x:1")[0]
+    assert notes("--method=l1", "--model=lenet5", "--export=tflite") == [
+        "--export replaces its default list: no saved_model or keras export, and the report has no serving "
+        "latency; to keep them, pass --export=tflite --export=saved_model --export=keras"
+    ]
+    assert notes("--method=l1", "--model=lenet5", "--export=saved_model", "--export=keras", "--export=tflite") == []

@@ -64,6 +64,12 @@ def unused_flag_notes(flag_values, config):
                      "keras-prune, so it is ignored")
     if flag_values["tpu_address"].present and config.strategy != "tpu":
         notes.append(f"--tpu_address is used with --strategy=tpu only (now --strategy={config.strategy}); ignored")
+    if flag_values["export"].present:  # a given --export replaces the default list, it does not add to it
+        dropped = [name for name in flag_values["export"].default if name not in config.export]
+        if dropped:
+            without = ", and the report has no serving latency" if "saved_model" in dropped else ""
+            notes.append(f"--export replaces its default list: no {' or '.join(dropped)} export{without}; to keep "
+                         f"them, pass --export={' --export='.join([*config.export, *dropped])}")
     return notes
 
 
