@@ -16,7 +16,7 @@ from keras_prune.agents.dqn import DecisionNet, ReplayBuffer, epsilon_at, step_r
 from keras_prune.cli.flags import define_flags
 from keras_prune.errors import PruneError, TrainingDivergedError
 from keras_prune.methods.rnp import CHECKPOINT, build
-from keras_prune.methods.rnp.backbone import RuntimeBackbone, reorder_channels
+from keras_prune.methods.rnp.backbone import RuntimeBackbone, reorder_channels, split_chain
 from keras_prune.methods.rnp.report import _label_clusters
 from keras_prune.methods.rnp.serving import RNPServing, export_saved_model
 from keras_prune.methods.rnp.settings import RNPSettings
@@ -182,6 +182,28 @@ def test_bad_settings_and_models_are_refused():
         RNPSettings(alpha=-1.0)
     with pytest.raises(PruneError, match="plain chain of layers"):
         RuntimeBackbone(tiny_resnet(), 4)
+    with pytest.raises(PruneError, match=r"--rnp_order must be one of \('norm', 'natural'\)"):
+        RNPSettings(order="l2")
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(8, 3, padding="same")(inputs)
+    x = keras.layers.Conv2D(8, 3, padding="same")(x)
+    scores = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(5, 1)(x))  # the last conv gives the scores
+    with pytest.raises(PruneError, match="followed by Dense .* this head is GlobalAveragePooling2D"):
+        split_chain(keras.Model(inputs, scores), 4)
+
+
+def test_the_logged_reward_is_the_current_episodes_not_the_replayed_ones():
+    trainer = build(chain(), tf.distribute.get_strategy(), SETTINGS)
+    x, y = tf.constant(images(8)), tf.constant(np.arange(8) % 5)
+    old = trainer.rollout(x, y, epsilon=1.0)
+    trainer.replay.add(old["states"], old["actions"], np.full(old["actions"].shape, -100.0, "float32"))
+    episodes = []
+    rollout = trainer.rollout
+    trainer.rollout = lambda *args, **kwargs: episodes.append(rollout(*args, **kwargs)) or episodes[-1]
+    stats = trainer.decision_step(x, y)
+    (episode,) = episodes
+    expected = step_rewards(episode["actions"], episode["loss"], penalty=SETTINGS.penalty, alpha=trainer.alpha)
+    assert stats["reward"] == pytest.approx(float(expected.sum(axis=1).mean()), rel=1e-6)
 
 
 @pytest.mark.parametrize("flag, message", [
@@ -242,6 +264,7 @@ def test_one_mirrored_step(mirrored):
     ("resnet20", {}, "plain chain of layers"),
     ("conv4", {"rnp_groups": 4096}, "--rnp_groups=4096 is more than the"),
     ("conv4", {"export": ("tflite",)}, "drop --export=tflite"),
+    ("conv4", {"rnp_order": "l2"}, "--rnp_order must be one of"),
 ])
 def test_a_model_or_export_rnp_cannot_handle_fails_before_pre_training(model, overrides, message, tmp_path,
                                                                        monkeypatch):

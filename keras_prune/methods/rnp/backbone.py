@@ -83,6 +83,7 @@ def split_chain(model, groups):
                     f"a per-channel layer ({', '.join(t.__name__ for t in _PER_CHANNEL)})."
                 )
         stages.append(stage)
+    _first_dense(layers[head:])  # the last stage feeds it; a conv producing the class scores is no stage
     channels = [int(stage[0].filters) for stage in stages]
     for stage, count in zip(stages, channels):
         if count < groups:
@@ -241,7 +242,7 @@ def reorder_channels(backbone, order):
         for layer in stage[1:]:
             for weight in layer.weights:
                 weight.assign(np.asarray(weight.numpy())[perm])
-        consumer = backbone.stages[t + 1][0] if t + 1 < backbone.steps else _first_dense(backbone)
+        consumer = backbone.stages[t + 1][0] if t + 1 < backbone.steps else _first_dense(backbone.head)
         kernel = np.asarray(consumer.kernel.numpy())
         if isinstance(consumer, keras.layers.Conv2D):
             consumer.kernel.assign(kernel[:, :, perm, :])
@@ -251,10 +252,14 @@ def reorder_channels(backbone, order):
             consumer.kernel.assign(rows.reshape(kernel.shape))
 
 
-def _first_dense(backbone):
-    for layer in backbone.head:
+def _first_dense(head):
+    for layer in head:
         if isinstance(layer, keras.layers.Dense):
             return layer
         if not isinstance(layer, (*_HEAD_START, keras.layers.Dropout)):
             break
-    raise PruneError("rnp: the classifier must start with Flatten or global pooling followed by Dense.")
+    raise PruneError(
+        "rnp: the classifier must start with Flatten or global pooling followed by Dense (a model whose last "
+        "conv gives the class scores would have them pruned); "
+        f"this head is {' -> '.join(type(layer).__name__ for layer in head) or 'empty'}."
+    )

@@ -44,6 +44,7 @@ class RNPSettings:
             ("penalty", self.penalty > 0, "> 0 (each extra group earns -penalty)"),
             ("alpha", self.alpha is None or self.alpha > 0, "> 0, or unset to calibrate it"),
             ("groups", self.groups >= 2, ">= 2"),
+            ("order", self.order in ORDERS, f"one of {ORDERS}"),
             ("rounds", self.rounds >= 0, ">= 0"),
             ("decision_steps", self.decision_steps >= 0, ">= 0"),
             ("backbone_steps", self.backbone_steps >= 0, ">= 0"),

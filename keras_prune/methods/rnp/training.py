@@ -172,6 +172,7 @@ class RNPTrainer:
         epsilon = epsilon_at(self.q_steps, self.settings.epsilon_decay_steps)
         episode = self.rollout(x, y, epsilon=epsilon)
         rewards = step_rewards(episode["actions"], episode["loss"], penalty=self.settings.penalty, alpha=self.alpha)
+        episode_reward = float(rewards.sum(axis=1).mean())  # this policy's, not the replayed episodes'
         states, actions = episode["states"], episode["actions"]
         if self.replay is not None:
             self.replay.add(states, actions, rewards)
@@ -182,7 +183,7 @@ class RNPTrainer:
             "--rnp_q_learning_rate",
         )
         self.q_steps += 1
-        return {"q_loss": loss, "epsilon": epsilon, "reward": float(rewards.sum(axis=1).mean()),
+        return {"q_loss": loss, "epsilon": epsilon, "reward": episode_reward,
                 "groups": float(episode["actions"].mean() + 1)}
 
     # ----- checkpoints --------------------------------------------------------------------
