@@ -129,3 +129,18 @@ def test_widths_refuse_a_frozen_group_a_width_out_of_range_and_keep_beside_them(
         count_flops(model, graph=graph, widths={group.id: 0})
     with pytest.raises(ValueError, match="not both"):
         count_flops(model, {group.id: [0]}, graph=graph, widths={group.id: 1})
+
+
+@pytest.mark.parametrize("make, channels_last", [
+    (lambda fmt: layers.Conv2DTranspose(8, 3, data_format=fmt), lambda: 32 * 32 * 9 * 16 * 8),
+    (lambda fmt: layers.SeparableConv2D(8, 3, padding="same", data_format=fmt), lambda: 32 * 32 * (9 * 16 + 16 * 8)),
+    (lambda fmt: layers.DepthwiseConv2D(3, padding="same", data_format=fmt), lambda: 32 * 32 * 9 * 16),
+    (lambda fmt: layers.Conv2D(8, 3, padding="same", data_format=fmt), lambda: 32 * 32 * 9 * 16 * 8),
+])
+def test_convolutions_count_the_same_in_either_data_format(make, channels_last):
+    def macs(fmt, shape):
+        x = keras.Input(shape)
+        return count_flops(keras.Model(x, make(fmt)(x))).total
+
+    assert macs("channels_last", (32, 32, 16)) == channels_last()
+    assert macs("channels_first", (16, 32, 32)) == channels_last()

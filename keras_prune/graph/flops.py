@@ -49,23 +49,32 @@ def _spatial(shape):
     return math.prod(int(d) for d in shape[1:-1])
 
 
+def _split(op, shape):
+    """`(channels, spatial size)` of a conv's input or output shape, in its data format."""
+    if getattr(op, "data_format", "channels_last") == "channels_first":
+        return int(shape[1]), math.prod(int(d) for d in shape[2:])
+    return int(shape[-1]), _spatial(shape)
+
+
+_DEPTHWISE = (layers.DepthwiseConv1D, layers.DepthwiseConv2D)
+_SEPARABLE = (layers.SeparableConv1D, layers.SeparableConv2D)
+_TRANSPOSED = (layers.Conv1DTranspose, layers.Conv2DTranspose, layers.Conv3DTranspose)
+_CONV = (layers.Conv1D, layers.Conv2D, layers.Conv3D)
+
+
 def layer_macs(op, in_shape, out_shape):
     """MACs of one call of `op` mapping `in_shape` to `out_shape` (batch axis first)."""
-    if isinstance(op, (layers.DepthwiseConv1D, layers.DepthwiseConv2D)):
-        return _spatial(out_shape) * math.prod(op.kernel_size) * out_shape[-1]
-    if isinstance(op, (layers.SeparableConv1D, layers.SeparableConv2D)):
-        middle = in_shape[-1] * op.depth_multiplier
+    if isinstance(op, _DEPTHWISE + _SEPARABLE + _TRANSPOSED + _CONV):
+        (c_in, in_spatial), (c_out, out_spatial) = _split(op, in_shape), _split(op, out_shape)
         k = math.prod(op.kernel_size)
-        return _spatial(out_shape) * (k * middle + middle * out_shape[-1])
-    if isinstance(op, (layers.Conv1DTranspose, layers.Conv2DTranspose, layers.Conv3DTranspose)):
-        return _spatial(in_shape) * math.prod(op.kernel_size) * in_shape[-1] * out_shape[-1]
-    if isinstance(op, (layers.Conv1D, layers.Conv2D, layers.Conv3D)):
-        if op.data_format == "channels_first":
-            c_in, c_out = in_shape[1], out_shape[1]
-            spatial = math.prod(out_shape[2:])
-        else:
-            c_in, c_out, spatial = in_shape[-1], out_shape[-1], _spatial(out_shape)
-        return spatial * math.prod(op.kernel_size) * (c_in // op.groups) * c_out
+        if isinstance(op, _DEPTHWISE):
+            return out_spatial * k * c_out
+        if isinstance(op, _SEPARABLE):
+            middle = c_in * op.depth_multiplier
+            return out_spatial * (k * middle + middle * c_out)
+        if isinstance(op, _TRANSPOSED):
+            return in_spatial * k * c_in * c_out
+        return out_spatial * k * (c_in // op.groups) * c_out
     if isinstance(op, layers.Dense):
         return _spatial(out_shape) * in_shape[-1] * out_shape[-1]
     return 0
