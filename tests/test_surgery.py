@@ -111,6 +111,26 @@ def test_shared_layer_keeps_its_weights_shared(rng):
     )
 
 
+def test_a_channel_mask_shrinks_and_widens_with_its_channels(rng, tmp_path):
+    from keras_prune.graph import expand_channels
+    from keras_prune.layers import ChannelMask
+
+    x = keras.Input((8, 8, 3))
+    mask = [1.0, 0.0] * 8
+    y = ChannelMask(mask, name="mask")(layers.Conv2D(16, 3, padding="same", name="conv")(x))
+    out = layers.Dense(2, name="head")(layers.GlobalAveragePooling2D()(layers.Conv2D(8, 3, name="next")(y)))
+    model = keras.Model(x, out)
+    keep = {"conv": np.arange(12)}
+    pruned = prune_channels(model, keep)
+    np.testing.assert_array_equal(pruned.get_layer("mask").prune_mask.numpy(), mask[:12])
+    x_in = _inputs(model, rng)
+    np.testing.assert_allclose(pruned(x_in), masked_reference(model, keep)(x_in), atol=1e-5)
+    pruned.save(tmp_path / "pruned.keras")
+    reloaded = keras.models.load_model(tmp_path / "pruned.keras")
+    np.testing.assert_allclose(reloaded(x_in), pruned(x_in), atol=1e-6)
+    assert expand_channels(model, 1.5).get_layer("mask").prune_mask.shape == (24,)
+
+
 def test_nested_model_is_inlined_by_surgery(rng):
     inner = keras.Sequential(
         [keras.Input((8, 8, 4)), layers.Conv2D(6, 3, name="conv"), layers.ReLU(name="relu")], name="block"

@@ -156,9 +156,15 @@ class ChannelGroupGate(keras.layers.Layer):
         return {**super().get_config(), "groups": self.groups}
 
 
+def _without_initial_mask(config, kept):
+    """A resized ChannelMask starts from all ones; surgery then copies the kept mask values in."""
+    return {**config, "prune_mask": None}
+
+
 @register_channel_rule(ChannelMask)
 def _mask_rule(ctx, call, layer, inputs, in_shapes, out_shapes):
     ctx.member(layer, "prune_mask", 0, inputs[0])
+    ctx.resize(layer, inputs[0], _without_initial_mask)
     return passthrough(ctx, call, layer, inputs, in_shapes, out_shapes)
 
 
