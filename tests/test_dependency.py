@@ -5,7 +5,11 @@ import numpy as np
 import pytest
 from keras import layers
 
-from keras_prune.graph import analyze, channel_groups, register_channel_rule, passthrough
+from keras_prune.graph import (
+    analyze, channel_groups, count_flops, expand_channels, expanded_widths, passthrough, prune_channels,
+    register_channel_rule,
+)
+from keras_prune.methods.budget import global_budget, min_reachable_ratio, uniform_budget
 
 
 def _ids(graph):
@@ -158,6 +162,8 @@ def _scale_rule(ctx, call, layer, inputs, in_shapes, out_shapes):
         (lambda: layers.LayerNormalization(), "span the channel axis"),
         (lambda: layers.Softmax(), "softmax over channels"),
         (lambda: layers.Conv2D(4, 1, groups=2), "grouped convolution"),
+        (lambda: layers.Activation("softmax"), "softmax over channels"),
+        (lambda: layers.Activation("log_softmax"), "softmax over channels"),
     ],
 )
 def test_layers_that_mix_channels_statistically_are_frozen(make, reason):
@@ -217,3 +223,84 @@ def test_keep_validation_names_the_problem():
     with pytest.raises(ValueError, match="frozen"):
         graph.alive({"d": [0]})
     assert graph.alive({"c": np.arange(4)}).all()
+
+
+def test_a_softmax_activation_freezes_the_channels_it_normalises_not_the_ones_before():
+    x = keras.Input((8, 8, 3))
+    a = layers.Conv2D(8, 3, name="a")(x)
+    b = layers.Conv2D(6, 1, activation="softmax", name="b")(a)  # normalises b's outputs only
+    out = layers.Dense(2, name="head")(layers.GlobalAveragePooling2D()(b))
+    groups = _ids(analyze(keras.Model(x, out)))
+    assert groups["a"].prunable
+    assert not groups["b"].prunable and "softmax over channels" in groups["b"].reason
+    relu = keras.Model(x, layers.Dense(2)(layers.Flatten()(layers.Activation("relu")(layers.Conv2D(4, 1, name="c")(x)))))
+    assert _ids(analyze(relu))["c"].prunable, "other activations act channel by channel"
+
+
+def test_a_one_channel_map_broadcast_into_multiply_stays_one_channel():
+    x = keras.Input((8, 8, 3))
+    h = layers.Conv2D(16, 3, padding="same", name="h")(x)
+    attention = layers.Conv2D(1, 1, activation="sigmoid", name="attention")(h)
+    y = layers.Multiply()([h, attention])
+    out = layers.Dense(10, name="head")(layers.GlobalAveragePooling2D()(y))
+    graph = analyze(keras.Model(x, out))
+    groups = _ids(graph)
+    assert groups["h"].prunable and "attention" not in groups["h"].producers
+    assert not groups["attention"].prunable and "broadcast" in groups["attention"].reason
+    assert "attention" not in expanded_widths(graph, 2.0), "widening it would break the Multiply"
+    expand_channels(keras.Model(x, out), 2.0)
+
+
+def _concatenation_joined_by_add():
+    x = keras.Input((8, 8, 3))
+    a = layers.Conv2D(8, 3, padding="same", name="a")(x)
+    b = layers.Conv2D(8, 3, padding="same", name="b")(x)
+    c = layers.Conv2D(16, 3, padding="same", name="c")(x)
+    y = layers.Add()([layers.Concatenate()([a, b]), c])
+    out = layers.Dense(10, name="head")(layers.GlobalAveragePooling2D()(layers.Conv2D(4, 1, name="d")(y)))
+    return keras.Model(x, out)
+
+
+def test_a_concatenation_joined_by_add_keeps_a_channel_of_every_producer():
+    """Add(Concatenate(a, b), c): one group of 16 that a and b each make half of; a cut that
+    spares none of b's half would leave b no filters."""
+    model = _concatenation_joined_by_add()
+    graph = analyze(model)
+    group = _ids(graph)["a"]
+    assert set(group.producers) == {"a", "b", "c"} and group.size == 16 and group.prunable
+    assert [(path, part.tolist()) for path, part in graph.segments["a"]] == [
+        ("a", list(range(8))), ("b", list(range(8, 16)))]
+    with pytest.raises(ValueError, match="leaves layer 'b' no channel"):
+        prune_channels(model, {"a": [0, 3]}, graph=graph)
+    assert graph.covering("a", [0, 3]).tolist() == [0, 3, 8]
+    assert graph.covering("a", [0, 3], order=np.arange(16)[::-1]).tolist() == [0, 3, 15], "b's best-ranked"
+    assert graph.covering("a", [0, 9]).tolist() == [0, 9]
+    pruned = prune_channels(model, {"a": graph.covering("a", [0, 3])}, graph=graph)
+    assert [pruned.get_layer(n).filters for n in "abc"] == [2, 1, 3]
+    scores = {"a": np.r_[np.ones(8), np.zeros(8)], "d": np.ones(4)}  # a's channels rank first
+    floor = min_reachable_ratio(graph, [group])
+    assert floor == count_flops(model, {"a": [0, 8]}, graph=graph).total / count_flops(model).total
+    for budget in (uniform_budget(graph, [group], scores, floor), global_budget(graph, [group], scores, floor)):
+        assert any(i >= 8 for i in budget.keep["a"]), "b keeps its best channel"
+        prune_channels(model, budget.keep, graph=graph)
+    assert count_flops(model, graph=graph, widths={"a": 1}).total == count_flops(model, {"a": [0, 8]}, graph=graph).total
+
+
+@pytest.mark.parametrize("base", [layers.Add, layers.Activation, layers.GlobalAveragePooling2D, layers.Flatten])
+def test_a_weightless_layer_type_subclassed_with_a_per_channel_weight_is_frozen(base):
+    class WithScale(base):
+        def build(self, input_shape):
+            shape = input_shape[0] if isinstance(input_shape, list) else input_shape
+            self.scale = self.add_weight(name="scale", shape=(shape[-1],), initializer="ones")
+            super().build(input_shape)
+
+    x = keras.Input((8, 8, 3))
+    a = layers.Conv2D(4, 1, name="a")(x)
+    args = ([a, a],) if base is layers.Add else (a,)
+    extra = ("relu",) if base is layers.Activation else ()
+    y = WithScale(*extra, name="custom")(*args)
+    if len(y.shape) == 4:
+        y = layers.GlobalAveragePooling2D()(y)
+    out = layers.Dense(1, name="head")(y)
+    group = _ids(analyze(keras.Model(x, out)))["a"]
+    assert not group.prunable and "unrecognised weights" in group.reason

@@ -242,6 +242,39 @@ class ChannelGraph:
                 )
             )
         self._by_id = {g.id: g for g in self.groups}
+        self.segments = {
+            ctx.producers[g]: parts
+            for g, parts in self._find_segments(channels_of, lambda r: find(int(producer_of[r]))).items()
+        }
+
+    def _find_segments(self, channels_of, group_of):
+        """`{group id: [(layer path, channel indices)]}` for groups in which a resized layer holds
+        only some of the channels: a concatenation joined to another tensor by Add or
+        Multiply makes one group that several layers each produce a part of. Every such
+        part must keep a channel, or its layer would be left with none.
+        """
+        segments = {}
+        for path, (ids, _) in self.resizes.items():
+            roots = np.unique(self.root[ids]) if len(ids) else ()
+            groups = {group_of(int(r)) for r in roots}
+            if len(groups) == 1:
+                (g,) = groups
+                if len(roots) < len(channels_of[g]):
+                    indices = np.sort([channels_of[g][int(r)] for r in roots])
+                    segments.setdefault(g, []).append((path, indices))
+        return segments
+
+    def covering(self, group_id, indices, order=None):
+        """`indices` plus, for each layer of the group (see `segments`) they leave no channel, its
+        first channel in `order` (a best-first ranking of the group's channels; default: channel order)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        parts = self.segments.get(group_id)
+        if not parts:
+            return indices
+        rank = np.empty(self.group(group_id).size, dtype=np.int64)
+        rank[np.arange(len(rank)) if order is None else np.asarray(order)] = np.arange(len(rank))
+        missing = [part[np.argmin(rank[part])] for _, part in parts if not np.isin(part, indices).any()]
+        return np.sort(np.concatenate([indices, np.asarray(missing, dtype=np.int64)])) if missing else indices
 
     @property
     def prunable_groups(self):
@@ -281,13 +314,21 @@ class ChannelGraph:
                 )
             flags = np.zeros(group.size, dtype=bool)
             flags[indices] = True
+            for path, part in self.segments.get(group_id, ()):
+                if not flags[part].any():
+                    raise ValueError(
+                        f"keep[{group_id!r}] leaves layer {path!r} no channel: it makes {len(part)} of the group's "
+                        f"{group.size} (a concatenation joined by Add or Multiply). Keep one of them; "
+                        "ChannelGraph.covering(group_id, indices) adds it."
+                    )
             alive_group[self._by_id[group_id]] = flags
         return self.spread(alive_group, True, bool)
 
     def copies(self, widths):
         """Per channel id, how many channels it stands for when each group in `widths`
-        (`{group_id: channel count}`) has that many: fewer keeps the first ones, more (up to
-        twice the group) doubles the first ones. For the FLOPs of a narrower or wider variant
+        (`{group_id: channel count}`) has that many: fewer keeps the first ones (and the first
+        of each layer's part they miss, see `covering`), more (up to twice the group) doubles
+        the first ones. For the FLOPs of a narrower or wider variant
         without building it, and for building a wider one (`expand_channels`).
         """
         per_group = {}
@@ -304,7 +345,7 @@ class ChannelGraph:
                     f"{2 * group.size}. Received: {width}"
                 )
             per_channel = np.zeros(group.size, dtype=np.int64)
-            per_channel[: min(width, group.size)] = 1
+            per_channel[self.covering(group_id, np.arange(min(width, group.size)))] = 1
             per_channel[: max(width - group.size, 0)] = 2
             per_group[group] = per_channel
         return self.spread(per_group, 1, np.int64)

@@ -83,7 +83,7 @@ def _weights_known(layer, known):
     allowed = set(known) | set(getattr(layer, "channel_free_weights", ()))
     for name in known:
         allowed |= set(_aliases(layer, name))
-    return all(w.name in allowed for w in layer.weights)
+    return all(w.name in allowed for w in getattr(layer, "weights", ()))
 
 
 def _aliases(layer, name):
@@ -108,6 +108,34 @@ def _guard(ctx, call, layer, inputs, in_shapes, out_shapes, known):
         names = sorted(w.name for w in layer.weights)
         return f"unrecognised weights {names}"
     return None
+
+
+def _weightless(rule):
+    """For a rule of weightless layer types: a subclass that adds weights is frozen, since
+    the rule cannot say which of their axes follow the channels."""
+
+    def check(ctx, call, layer, inputs, in_shapes, out_shapes):
+        if not _weights_known(layer, ()):
+            names = sorted(w.name for w in layer.weights)
+            return unknown(ctx, call, layer, inputs, in_shapes, out_shapes, f"unrecognised weights {names}")
+        return rule(ctx, call, layer, inputs, in_shapes, out_shapes)
+
+    check.__doc__ = rule.__doc__
+    return check
+
+
+_COUPLING_ACTIVATIONS = ("softmax", "log_softmax")
+COUPLED = "softmax over channels"
+
+
+def _coupling_activation(layer):
+    """Whether `layer`'s `activation` normalises across channels (softmax): removing one changes the rest."""
+    return getattr(getattr(layer, "activation", None), "__name__", "") in _COUPLING_ACTIVATIONS
+
+
+def _new_outputs(ctx, layer, n):
+    """Ids for the `n` output channels a conv or Dense creates; frozen behind a softmax activation."""
+    return ctx.new(layer, n, frozen=COUPLED if _coupling_activation(layer) else None)
 
 
 def _with_guard(known):
@@ -142,7 +170,7 @@ def _conv(ctx, call, layer, inputs, in_shapes, out_shapes):
     """Kernel (..., C_in, C_out): inputs on axis -2, new output channels on -1."""
     if layer.groups != 1:
         return "grouped convolution"
-    out = ctx.new(layer, layer.filters)
+    out = _new_outputs(ctx, layer, layer.filters)
     _members(ctx, layer, "kernel", -2, inputs[0])
     _members(ctx, layer, "kernel", -1, out)
     _members(ctx, layer, "bias", 0, out)
@@ -154,7 +182,7 @@ def _conv(ctx, call, layer, inputs, in_shapes, out_shapes):
 @_with_guard(("kernel", "bias"))
 def _conv_transpose(ctx, call, layer, inputs, in_shapes, out_shapes):
     """Kernel (..., C_out, C_in): the transpose of a convolution's layout."""
-    out = ctx.new(layer, layer.filters)
+    out = _new_outputs(ctx, layer, layer.filters)
     _members(ctx, layer, "kernel", -1, inputs[0])
     _members(ctx, layer, "kernel", -2, out)
     _members(ctx, layer, "bias", 0, out)
@@ -167,6 +195,8 @@ def _conv_transpose(ctx, call, layer, inputs, in_shapes, out_shapes):
 def _depthwise(ctx, call, layer, inputs, in_shapes, out_shapes):
     """Output channel c*m+j comes from input channel c alone: they go together."""
     out = np.repeat(inputs[0], layer.depth_multiplier)
+    if _coupling_activation(layer):
+        ctx.freeze(out, layer, COUPLED)
     _members(ctx, layer, "kernel", -2, inputs[0])
     _members(ctx, layer, "bias", 0, out)
     return [out]
@@ -177,7 +207,7 @@ def _depthwise(ctx, call, layer, inputs, in_shapes, out_shapes):
 def _separable(ctx, call, layer, inputs, in_shapes, out_shapes):
     """A depthwise step that follows its input, then a pointwise conv with new outputs."""
     middle = np.repeat(inputs[0], layer.depth_multiplier)
-    out = ctx.new(layer, layer.filters)
+    out = _new_outputs(ctx, layer, layer.filters)
     _members(ctx, layer, "depthwise_kernel", -2, inputs[0])
     _members(ctx, layer, "pointwise_kernel", -2, middle)
     _members(ctx, layer, "pointwise_kernel", -1, out)
@@ -190,7 +220,7 @@ def _separable(ctx, call, layer, inputs, in_shapes, out_shapes):
 @_with_guard(("kernel", "bias"))
 def _dense(ctx, call, layer, inputs, in_shapes, out_shapes):
     """Kernel (in, out) applied to the last axis."""
-    out = ctx.new(layer, layer.units)
+    out = _new_outputs(ctx, layer, layer.units)
     _members(ctx, layer, "kernel", 0, inputs[0])
     _members(ctx, layer, "kernel", 1, out)
     _members(ctx, layer, "bias", 0, out)
@@ -257,12 +287,11 @@ _ELEMENTWISE = (
 )
 
 
-@register_channel_rule(*_ELEMENTWISE)
 def _elementwise(ctx, call, layer, inputs, in_shapes, out_shapes):
     """Inputs are added channel by channel, so their channels are the same channels.
 
     An input whose channel axis has size 1 is broadcast (a spatial attention map): it
-    is not coupled.
+    is not coupled, and it stays one channel wide (frozen: widening it would break the op).
     """
     width = _last(out_shapes[0])
     coupled = [a for a in inputs if a is not None and len(a) == width]
@@ -270,7 +299,12 @@ def _elementwise(ctx, call, layer, inputs, in_shapes, out_shapes):
         return unknown(ctx, call, layer, inputs, in_shapes, out_shapes, "unaligned inputs")
     for other in coupled[1:]:
         ctx.union(coupled[0], other)
+    for broadcast in (a for a in inputs if len(a) != width):
+        ctx.freeze(broadcast, layer, "broadcast across the channels")
     return [coupled[0]]
+
+
+register_channel_rule(*_ELEMENTWISE)(_weightless(_elementwise))
 
 
 def _scalar_operands_only(call):
@@ -310,6 +344,7 @@ def _op_arithmetic(ctx, call, layer, inputs, in_shapes, out_shapes):
 
 
 @register_channel_rule(layers.Concatenate)
+@_weightless
 def _concatenate(ctx, call, layer, inputs, in_shapes, out_shapes):
     """On the channel axis: offsets; on any other axis: the inputs' channels coincide."""
     if any(a is None for a in inputs):
@@ -321,6 +356,7 @@ def _concatenate(ctx, call, layer, inputs, in_shapes, out_shapes):
 
 
 @register_channel_rule(layers.Flatten)
+@_weightless
 def _flatten(ctx, call, layer, inputs, in_shapes, out_shapes):
     """Channels-last flattening repeats the channel pattern once per spatial position."""
     if inputs[0] is None or not _channels_last(layer) or None in in_shapes[0][1:-1]:
@@ -330,6 +366,7 @@ def _flatten(ctx, call, layer, inputs, in_shapes, out_shapes):
 
 
 @register_channel_rule(layers.Reshape)
+@_weightless
 def _reshape(ctx, call, layer, inputs, in_shapes, out_shapes):
     """Keeping the channel axis last passes channels through; flattening tiles them."""
     arr = inputs[0]
@@ -358,6 +395,7 @@ def _reshape(ctx, call, layer, inputs, in_shapes, out_shapes):
 
 
 @register_channel_rule(layers.Softmax)
+@_weightless
 def _softmax(ctx, call, layer, inputs, in_shapes, out_shapes):
     """A softmax over the channel axis couples every channel; over other axes it does not."""
     rank = len(in_shapes[0])
@@ -368,6 +406,7 @@ def _softmax(ctx, call, layer, inputs, in_shapes, out_shapes):
 
 
 @register_channel_rule(layers.Rescaling)
+@_weightless
 def _rescaling(ctx, call, layer, inputs, in_shapes, out_shapes):
     """Scalar rescaling passes channels through; per-channel constants would not shrink."""
     if np.ndim(layer.scale) or np.ndim(layer.offset):
@@ -376,6 +415,7 @@ def _rescaling(ctx, call, layer, inputs, in_shapes, out_shapes):
 
 
 @register_channel_rule(layers.Permute)
+@_weightless
 def _permute(ctx, call, layer, inputs, in_shapes, out_shapes):
     """Permutations that keep the channel axis last pass channels through."""
     if tuple(layer.dims)[-1] != len(in_shapes[0]) - 1:
@@ -394,8 +434,16 @@ def _spatial(rule):
     return check
 
 
+@register_channel_rule(layers.Activation)
+@_weightless
+def _activation(ctx, call, layer, inputs, in_shapes, out_shapes):
+    """Activations act channel by channel, except a softmax, which normalises across them."""
+    if _coupling_activation(layer):
+        return unknown(ctx, call, layer, inputs, in_shapes, out_shapes, COUPLED)
+    return passthrough(ctx, call, layer, inputs, in_shapes, out_shapes)
+
+
 PASSTHROUGH_LAYERS = (
-    layers.Activation,
     layers.ReLU,
     layers.LeakyReLU,
     layers.ELU,
@@ -433,5 +481,5 @@ SPATIAL_LAYERS = (
     layers.UpSampling3D,
     layers.Resizing,
 )
-register_channel_rule(*PASSTHROUGH_LAYERS)(passthrough)
-register_channel_rule(*SPATIAL_LAYERS)(_spatial(passthrough))
+register_channel_rule(*PASSTHROUGH_LAYERS)(_weightless(passthrough))
+register_channel_rule(*SPATIAL_LAYERS)(_weightless(_spatial(passthrough)))

@@ -14,6 +14,7 @@ from keras_prune.graph.flops import count_flops
 
 __all__ = [
     "BudgetResult",
+    "best_first",
     "check_reachable",
     "check_round_to",
     "global_budget",
@@ -37,7 +38,12 @@ class BudgetResult(dict):
 def top_channels(scores, count):
     """Indices of the `count` highest scores, in channel order."""
     count = int(min(max(count, 1), len(scores)))
-    return np.sort(np.argsort(-np.asarray(scores), kind="stable")[:count])
+    return np.sort(best_first(scores)[:count])
+
+
+def best_first(scores):
+    """Channel indices from the highest score to the lowest (ties in channel order)."""
+    return np.argsort(-np.asarray(scores), kind="stable")
 
 
 def check_round_to(round_to):
@@ -82,7 +88,7 @@ def min_reachable_ratio(graph, groups, full_flops=None, *, round_to=1):
     whole). `full_flops` is the reference (default: the analysed model's own FLOPs).
     """
     full = full_flops or count_flops(graph.model, graph=graph).total
-    keep = {g.id: np.arange(round_count(1, g.size, round_to)) for g in groups}
+    keep = {g.id: graph.covering(g.id, np.arange(round_count(1, g.size, round_to))) for g in groups}
     return count_flops(graph.model, keep, graph=graph).total / full
 
 
@@ -102,7 +108,8 @@ def uniform_budget(graph, groups, scores, target, *, iterations=40, round_to=1):
 
     def evaluate(fraction):
         counts = _counts(groups, fraction, round_to)
-        keep = {g.id: top_channels(scores[g.id], counts[g.id]) for g in groups}
+        keep = {g.id: graph.covering(g.id, top_channels(scores[g.id], counts[g.id]), best_first(scores[g.id]))
+                for g in groups}
         return keep, count_flops(graph.model, keep, graph=graph).total / full
 
     low, high = 0.0, 1.0
@@ -152,7 +159,7 @@ def check_reachable(graph, groups, target, full_flops=None, *, round_to=1):
         hint = "" if round_to == 1 else " A smaller --round_to lowers it."
         raise PruneError(
             f"--target_flops={target:g} is not reachable: keeping {least} in every "
-            f"prunable group still costs {floor:.4f} of the FLOPs. The smallest reachable "
+            f"group pruned still costs {floor:.4f} of the FLOPs. The smallest reachable "
             f"value is {floor:.4f}.{hint}"
         )
 
@@ -197,10 +204,11 @@ def global_budget(graph, groups, scores, target, *, reference_flops=None, refine
     rank[order] = np.arange(order.size)
     offsets = np.cumsum([0] + [g.size for g in groups])
     ranks = [rank[offsets[i] : offsets[i + 1]] for i in range(len(groups))]
-    best_first = [np.argsort(r, kind="stable") for r in ranks]
+    orders = [np.argsort(r, kind="stable") for r in ranks]
 
     def result(counts):
-        keep = {g.id: np.sort(best_first[i][: counts[i]]) for i, g in enumerate(groups)}
+        keep = {g.id: graph.covering(g.id, np.sort(orders[i][: counts[i]]), orders[i])
+                for i, g in enumerate(groups)}
         ratio = count_flops(graph.model, keep, graph=graph).total / full
         return BudgetResult(
             keep=keep,
@@ -222,11 +230,11 @@ def global_budget(graph, groups, scores, target, *, reference_flops=None, refine
     below, above = evaluate(low), evaluate(high)
     candidates = [below, above]
     if refine and below["ratio"] < target:
-        candidates.append(_fill_margin(below, groups, ranks, best_first, target, refine, round_to, result))
+        candidates.append(_fill_margin(below, groups, ranks, orders, target, refine, round_to, result))
     return min(candidates, key=lambda result: abs(result["ratio"] - target))
 
 
-def _fill_margin(start, groups, ranks, best_first, target, steps, round_to, result):
+def _fill_margin(start, groups, ranks, orders, target, steps, round_to, result):
     """Grows groups in the rank order of their next channel while the FLOPs stay <= target.
 
     At most `steps` growth steps are taken; a step that would overshoot blocks its group
@@ -240,7 +248,7 @@ def _fill_margin(start, groups, ranks, best_first, target, steps, round_to, resu
         open_groups = [i for i, g in enumerate(groups) if i not in blocked and counts[i] < g.size]
         if not open_groups:
             break
-        i = min(open_groups, key=lambda i: ranks[i][best_first[i][counts[i]]])
+        i = min(open_groups, key=lambda i: ranks[i][orders[i][counts[i]]])
         trial_counts = list(counts)
         trial_counts[i] = next_count(counts[i], groups[i].size, round_to)
         trial = result(trial_counts)
