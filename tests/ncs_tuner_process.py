@@ -18,7 +18,7 @@ SETTINGS = OLMPSettings(population=4, budget=41, sigma=((0, 1.0),), seed=3)
 SHIFT = np.array([2.0, 3.0, 4.0, 5.0])
 
 
-def search(directory, log, delay=0.0):
+def search(directory, log, delay=0.0, resume=False):
     def fitness(crates):
         time.sleep(delay)  # as a real evaluation takes time, so that both workers get trials
         with open(log, "a") as f:
@@ -26,7 +26,7 @@ def search(directory, log, delay=0.0):
         return float(np.sum((crates - SHIFT) ** 2))
 
     return search_crates(fitness, names=NAMES, initial=np.ones(4), settings=SETTINGS, iteration=1000,
-                         directory=directory, resume=False)
+                         directory=directory, resume=resume)
 
 
 if __name__ == "__main__":

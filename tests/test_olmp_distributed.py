@@ -83,6 +83,25 @@ def test_a_worker_arriving_after_the_chief_finished_reads_the_finished_search(tm
     assert late.fitness == alone.fitness and late.crates.tolist() == alone.crates.tolist()
 
 
+def test_a_resumed_chief_whose_call_had_finished_does_not_serve_it_again(tmp_path, monkeypatch):
+    """Killed after the call's last generation was saved, the chief restarts with --resume while the
+    workers, having read the finished search, train on towards the next call's port: serving this
+    call again would wait for workers that never come."""
+    alone = ncs_tuner_process.search(str(tmp_path), str(tmp_path / "alone.log"))
+    monkeypatch.setenv("KERASTUNER_TUNER_ID", "chief")
+    monkeypatch.setenv("KERASTUNER_ORACLE_IP", "127.0.0.1")
+    monkeypatch.setenv("KERASTUNER_ORACLE_PORT", str(free_ports(1)[0]))
+    monkeypatch.setattr(olmp_search, "_BASE_PORT", [])
+
+    def search(self, *args, **kwargs):
+        raise AssertionError("the chief served a finished call again")
+
+    monkeypatch.setattr(olmp_search.PruningTuner, "search", search)
+    resumed = ncs_tuner_process.search(str(tmp_path), str(tmp_path / "resumed.log"), resume=True)
+    assert resumed.fitness == alone.fitness and resumed.crates.tolist() == alone.crates.tolist()
+    assert resumed.trajectory == alone.trajectory and resumed.evaluations == alone.evaluations
+
+
 def test_a_worker_waits_for_a_chief_that_finishes_while_it_retries(tmp_path, monkeypatch):
     finished = tmp_path / "finished"
     alone = ncs_tuner_process.search(str(finished), str(tmp_path / "alone.log"))

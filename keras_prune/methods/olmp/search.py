@@ -158,6 +158,10 @@ def _tuner_search(fitness, names, initial, bounds, options, directory, project, 
     tuner = PruningTuner(fitness, names, oracle=oracle, directory=directory, project_name=project,
                          overwrite=not resume and not worker)
     if not worker:  # one process, or the chief: the oracle here runs the search
+        if resume:  # a call that had finished before the kill: a chief serving it again would wait
+            finished = _finished_search(oracle._get_oracle_fname(), initial, bounds, options)  # for workers gone on
+            if finished is not None:
+                return finished
         tuner.search(verbose=0)
         return oracle.ncs
     return _worker_search(tuner, oracle._get_oracle_fname(), initial, bounds, options)
