@@ -13,7 +13,8 @@ At every iteration `it` (paper 2.4):
 
 Checkpoints (`<workdir>/checkpoint.npz`, written atomically) hold the weights, masks,
 optimizer state, c-rates, frozen statistics, trigger RNG, iteration and the NCS history.
-One is written just before every NCS call, with the batch it evaluates on, so a resumed
+One is written just before every NCS call, with the batch it evaluates on (and, with the
+held-out constraint, the training batch of that iteration's step), so a resumed
 run continues that very search (Keras Tuner keeps its finished trials); then one after
 the call's SGD step, every `checkpoint_every` iterations and at the end. After a crash a
 resumed run therefore loses at most the trial in flight inside a search, and at most
@@ -79,6 +80,7 @@ class OLMPLoop:
         self.progress = []  # one record per progress line
         self.pending = None  # the NCS call in progress: iteration, layers, reference accuracy
         self.batch = None  # the global batch the pending call evaluates on
+        self.step_batch = None  # the training batch of its iteration's SGD step (held-out constraint: another)
         self.search_seconds = 0.0
         self.train_seconds = 0.0
 
@@ -101,7 +103,7 @@ class OLMPLoop:
         started = time.perf_counter()
         search_before = self.search_seconds
         if self.pending is not None:
-            x, y = self.trainer.distribute(*self.batch)
+            x, y = self.trainer.distribute(*self.step_batch)
             self._finish_search(resume=True)
             self._adjust(x, y, np.zeros(len(self.crates), bool), checkpoint=True)
         iterator = self.trainer.iterator(self.train) if self.iteration < settings.iterations else None
@@ -113,8 +115,8 @@ class OLMPLoop:
             searching = it < settings.prune_stop and it % settings.prune_interval == 0 and triggered.sum() >= 2
             if searching:
                 self.trainer.update_masks(self.dns.thresholds(self.crates), triggered)
-                batch = next(held_out) if held_out is not None else self.trainer.gather(x, y)
-                self._begin_search(it, triggered, batch)
+                step_batch = self.trainer.gather(x, y)
+                self._begin_search(it, triggered, next(held_out) if held_out is not None else step_batch, step_batch)
                 self._finish_search(resume=False)
                 triggered = np.zeros_like(triggered)  # the winner is applied already
             self._adjust(x, y, triggered, checkpoint=searching or (it + 1) % self.checkpoint_every == 0)
@@ -165,12 +167,12 @@ class OLMPLoop:
 
     # ----------------------------------------------------------------- NCS calls
 
-    def _begin_search(self, iteration, triggered, batch):
+    def _begin_search(self, iteration, triggered, batch, step_batch):
         layers = [int(i) for i in np.flatnonzero(triggered)]
         x, y = self.trainer.distribute(*batch)
         reference, _ = self.trainer.evaluate(x, y, self.dns.thresholds(self.crates), np.zeros_like(triggered))
         self.pending = {"iteration": iteration, "layers": layers, "reference_accuracy": reference}
-        self.batch = batch
+        self.batch, self.step_batch = batch, step_batch
         self.save()
 
     def _finish_search(self, *, resume):
@@ -209,7 +211,7 @@ class OLMPLoop:
             "trajectory": outcome.trajectory,
         }
         self.calls.append(record)
-        self.pending, self.batch = None, None
+        self.pending, self.batch, self.step_batch = None, None, None
         self._summarise_call(record)
         self.log(
             f"olmp: iteration {record['iteration']}: NCS over {record['layers']} ({self.settings.constraint} accuracy "
@@ -297,6 +299,8 @@ class OLMPLoop:
         arrays = self.trainer.state_arrays()
         if self.batch is not None:
             arrays["batch/x"], arrays["batch/y"] = self.batch
+        if self.step_batch is not None and self.step_batch is not self.batch:
+            arrays["step_batch/x"], arrays["step_batch/y"] = self.step_batch
         write_state(self.checkpoint_path, self._state(), arrays)
 
     def restore(self):
@@ -328,5 +332,6 @@ class OLMPLoop:
         self.calls, self.progress = state["calls"], state["progress"]
         self.pending = state["pending"]
         self.batch = (arrays["batch/x"], arrays["batch/y"]) if self.pending is not None else None
+        self.step_batch = (arrays["step_batch/x"], arrays["step_batch/y"]) if "step_batch/x" in arrays else self.batch
         self.search_seconds = float(state["search_seconds"])
         self.train_seconds = float(state["train_seconds"])
