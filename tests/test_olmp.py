@@ -255,6 +255,35 @@ def test_interrupted_search_resumes_and_finds_the_same_c_rates(pretrained, tmp_p
         np.testing.assert_array_equal(before, after)
 
 
+def test_a_search_resumed_under_the_held_out_constraint_steps_on_the_training_batch(pretrained, tmp_path,
+                                                                                  monkeypatch):
+    def held_out_loop(workdir):
+        keras.utils.set_random_seed(0)
+        masked, dns, trainer, settings, data = _setup(pretrained, constraint="validation", constraint_examples=50)
+        return OLMPLoop(trainer, dns, data.train, settings, validation=data.validation, workdir=workdir,
+                        log=lambda message: None)
+
+    steps, step = [], MaskedSGD.step
+    monkeypatch.setattr(MaskedSGD, "step", lambda self, x, y, *a: (steps.append(self.gather(x, y)[1]),
+                                                                   step(self, x, y, *a))[1])
+    held_out_loop(tmp_path / "a").run()
+    first_step = steps[0]
+    assert len(first_step) == 64, "iteration 0's step is on a training batch"
+
+    original = PruningTuner.run_trial
+
+    def killed(self, trial, *args, **kwargs):
+        raise _Killed("kill -9")
+
+    monkeypatch.setattr(PruningTuner, "run_trial", killed)
+    with pytest.raises(_Killed):
+        held_out_loop(tmp_path / "b").run()
+    monkeypatch.setattr(PruningTuner, "run_trial", original)
+    steps.clear()
+    held_out_loop(tmp_path / "b").run(resume=True)
+    np.testing.assert_array_equal(steps[0], first_step, err_msg="not the 50 held-out examples the search measured")
+
+
 def test_validation_constraint_searches_on_held_out_examples_in_turn(pretrained, tmp_path, monkeypatch):
     masked, dns, trainer, settings, data = _setup(pretrained, constraint="validation", constraint_examples=50)
     loop = OLMPLoop(trainer, dns, data.train, settings, validation=data.validation, workdir=tmp_path,
@@ -274,8 +303,8 @@ def test_validation_constraint_searches_on_held_out_examples_in_turn(pretrained,
 
     searched = []
     begin = OLMPLoop._begin_search
-    monkeypatch.setattr(OLMPLoop, "_begin_search", lambda self, it, triggered, batch: (
-        searched.append(batch), begin(self, it, triggered, batch))[1])
+    monkeypatch.setattr(OLMPLoop, "_begin_search", lambda self, it, triggered, batch, step_batch: (
+        searched.append(batch), begin(self, it, triggered, batch, step_batch))[1])
     loop.run()
     assert len(searched) == len(loop.calls) == 1
     np.testing.assert_array_equal(searched[0][0], x_val[:50])
@@ -385,6 +414,42 @@ def test_bad_settings_are_clear_errors():
         OLMPSettings(constraint_examples=0)
     assert OLMPSettings(sigma="5@0,0.5@10000").sigma_at(9999) == 5.0
     assert OLMPSettings(sigma="5@0,0.5@10000").sigma_at(10000) == 0.5
+    with pytest.raises(PruneError, match="more than 0.0002 apart"):  # NCS could not place a candidate
+        OLMPSettings(crate_bounds="0,0.0002")
+    for sigma in (None, [5.0]):
+        with pytest.raises(PruneError, match=r"\(iteration, value\) pairs"):
+            OLMPSettings(sigma=sigma)
+    with pytest.raises(PruneError, match="N > 0. Received: olmp_lr_policy='step@0'"):
+        OLMPSettings(lr_policy=("step", 0))
+    assert OLMPSettings(lr_policy=("step", 7000)).lr_policy == ("step", 7000)
+    assert OLMPSettings(lr_policy=("inv", 0)).lr_policy == ("inv", 0)
+
+
+@pytest.mark.parametrize("model, environment, message", [
+    ("lenet5", {"olmp_crate_bounds": "0,0.0001"}, "more than 0.0002 apart"),
+    ("lenet5", {"olmp_tuner": False, "KERASTUNER_ORACLE_IP": "127.0.0.1"}, "Drop --noolmp_tuner"),
+])
+def test_what_olmp_cannot_run_fails_before_pre_training(model, environment, message, tmp_path, monkeypatch):
+    import keras_prune.pipeline as pipeline
+
+    def must_not_train(*args, **kwargs):
+        raise AssertionError("the dense model was trained before olmp checked its settings")
+
+    monkeypatch.setattr(pipeline, "train_classifier", must_not_train)
+    overrides = {k: v for k, v in environment.items() if k.startswith("olmp_")}
+    for name in set(environment) - set(overrides):
+        monkeypatch.setenv(name, environment[name])
+    config = RunConfig(method="olmp", model=model, output_dir=str(tmp_path / "run"), dataset="mnist5k", verbose=0,
+                       **overrides)
+    with pytest.raises(PruneError, match=message):
+        run(config)
+
+
+def test_a_model_without_dense_or_conv_layers_is_refused_before_pre_training():
+    inputs = keras.Input((8, 8, 1))
+    model = keras.Model(inputs, keras.layers.Flatten()(keras.layers.MaxPooling2D()(inputs)))
+    with pytest.raises(PruneError, match="has none at its top level"):
+        olmp.preflight(model, RunConfig(method="olmp", model="m", output_dir="o"))
 
 
 @pytest.mark.parametrize(

@@ -39,6 +39,7 @@ __all__ = [
     "PruningTuner",
     "WORKDIR",
     "hysteresis",
+    "preflight",
     "run",
     "search_crates",
     "to_masked",
@@ -59,6 +60,12 @@ _LAZY = {
     "search_crates": "search",
     "WORKDIR": "method",
 }
+
+
+def preflight(model, config):
+    """Raises a PruneError for invalid settings, a model OLMP cannot prune, or distributed tuning
+    without the tuner (the pipeline calls it before pre-training)."""
+    importlib.import_module("keras_prune.methods.olmp.method").preflight(model, config)
 
 
 def run(model, data, ctx):

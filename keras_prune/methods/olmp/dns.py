@@ -111,6 +111,23 @@ def weight_pairs(layer):
     return pairs
 
 
+def prunable_layers(model):
+    """Names of `model`'s top-level layers OLMP masks (Dense, Conv2D, or already masked ones).
+
+    Raises:
+        PruneError: if there is none.
+    """
+    masked_types = tuple(_PRUNABLE.values())
+    prunable = [layer.name for layer in model.layers if type(layer) in _PRUNABLE or type(layer) in masked_types]
+    if not prunable:
+        kinds = sorted({type(layer).__name__ for layer in model.layers})
+        raise PruneError(
+            f"olmp prunes Dense and Conv2D weights, and model {model.name!r} has none at its top "
+            f"level. Received: layers of types {kinds}"
+        )
+    return prunable
+
+
 def to_masked(model):
     """A copy of `model` whose top-level Dense and Conv2D layers are masked, same weights.
 
@@ -122,13 +139,7 @@ def to_masked(model):
         PruneError: if the model has no top-level Dense or Conv2D layer.
     """
     masked_types = tuple(_PRUNABLE.values())
-    prunable = [layer.name for layer in model.layers if type(layer) in _PRUNABLE or type(layer) in masked_types]
-    if not prunable:
-        kinds = sorted({type(layer).__name__ for layer in model.layers})
-        raise PruneError(
-            f"olmp prunes Dense and Conv2D weights, and model {model.name!r} has none at its top "
-            f"level. Received: layers of types {kinds}"
-        )
+    prunable = prunable_layers(model)
 
     def clone(layer):
         config = layer.get_config()

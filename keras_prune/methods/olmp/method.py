@@ -2,18 +2,32 @@
 
 import os
 
+from keras_prune.errors import PruneError
 from keras_prune.methods.base import MethodResult
-from keras_prune.methods.olmp.dns import DNSLayers, to_masked
+from keras_prune.methods.olmp.dns import DNSLayers, prunable_layers, to_masked
 from keras_prune.methods.olmp.engine import MaskedSGD
 from keras_prune.methods.olmp.loop import OLMPLoop
 from keras_prune.methods.olmp.report import describe, write_plots
 from keras_prune.methods.olmp.search import distributed_tuning
 from keras_prune.methods.olmp.settings import OLMPSettings
 
-__all__ = ["WORKDIR", "run"]
+__all__ = ["WORKDIR", "preflight", "run"]
 
 WORKDIR = "olmp"
 """The method's folder inside the run folder: checkpoint.npz and tuner/."""
+
+
+def preflight(model, config):
+    """Raises a PruneError, before pre-training, for invalid `olmp_*` settings, a model with no
+    top-level Dense or Conv2D layer, or Keras Tuner's distributed mode without the tuner."""
+    settings = OLMPSettings.from_config(config)
+    prunable_layers(model)
+    if distributed_tuning() and not settings.use_tuner:
+        raise PruneError(
+            "Keras Tuner's distributed mode (KERASTUNER_ORACLE_IP is set) shares OLMP's NCS calls through "
+            "the tuner; with --noolmp_tuner every process would run each whole search alone and overwrite "
+            "the others' state files. Drop --noolmp_tuner, or unset the KERASTUNER_* variables."
+        )
 
 
 def run(model, data, ctx):

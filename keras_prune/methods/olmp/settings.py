@@ -38,6 +38,10 @@ LR_POLICIES = ("inv", "step@N", "fixed")
 (x0.1 every N iterations, AlexNet-Caltech uses step@7000) and "fixed"."""
 
 
+MIN_BOUNDS_WIDTH = 2e-4
+"""Twice the margin by which NCS clips a candidate inside its bounds (`NCS(margin=1e-4)`)."""
+
+
 def parse_bounds(value, *, name="olmp_crate_bounds"):
     """`(lower, upper)` c-rate bounds from "lower,upper" text or a pair of numbers.
 
@@ -51,9 +55,10 @@ def parse_bounds(value, *, name="olmp_crate_bounds"):
         raise PruneError(
             f"Expected {name} as 'lower,upper', two numbers (e.g. '0,10'). Received: {name}={value!r}"
         ) from None
-    if not (math.isfinite(lower) and math.isfinite(upper) and lower < upper):
+    if not (math.isfinite(lower) and math.isfinite(upper) and upper - lower > MIN_BOUNDS_WIDTH):
         raise PruneError(
-            f"Expected {name} with finite lower < upper (e.g. '0,10'). Received: {name}={value!r}"
+            f"Expected {name} with finite lower < upper, more than {MIN_BOUNDS_WIDTH:g} apart (NCS keeps "
+            f"candidates {MIN_BOUNDS_WIDTH / 2:g} inside them; e.g. '0,10'). Received: {name}={value!r}"
         )
     return lower, upper
 
@@ -72,7 +77,13 @@ def parse_schedule(value, *, name="olmp_sigma"):
         if isinstance(value, numbers.Real) and not isinstance(value, bool):
             value = str(value)
         else:
-            value = ",".join(f"{v}@{i}" for i, v in value)
+            try:
+                value = ",".join(f"{v}@{i}" for i, v in value)
+            except (TypeError, ValueError):
+                raise PruneError(
+                    f"Expected {name} as a number, 'value@iteration,...' text or (iteration, value) pairs. "
+                    f"Received: {name}={value!r}"
+                ) from None
     entries = []
     try:
         for item in value.split(","):
@@ -99,6 +110,12 @@ def parse_lr_policy(value, *, name="olmp_lr_policy"):
     Raises:
         PruneError: for any other text.
     """
+    if not isinstance(value, str):  # an `(kind, every)` pair, as `OLMPSettings.lr_policy` holds
+        try:
+            kind, every = value
+            value = kind if kind in ("inv", "fixed") and every == 0 else f"{kind}@{every}"
+        except (TypeError, ValueError):
+            pass  # reported below
     text = str(value).strip()
     if text in ("inv", "fixed"):
         return text, 0
@@ -169,8 +186,7 @@ class OLMPSettings:
         _integer(self.constraint_examples, "olmp_constraint_examples", 1)
         object.__setattr__(self, "crate_bounds", parse_bounds(self.crate_bounds))
         object.__setattr__(self, "sigma", parse_schedule(self.sigma))
-        if isinstance(self.lr_policy, str):
-            object.__setattr__(self, "lr_policy", parse_lr_policy(self.lr_policy))
+        object.__setattr__(self, "lr_policy", parse_lr_policy(self.lr_policy))
         iterations = _integer(self.iterations, "olmp_iterations", 1)
         stop = _integer(self.prune_stop, "olmp_prune_stop", 0)
         if stop > iterations:
