@@ -167,7 +167,10 @@ def build_parser():
 
 
 def main():
-    args = build_parser().parse_args()
+    parser = build_parser()
+    args = parser.parse_args()
+    if not 0 < args.target_flops <= 1:
+        parser.error(f"--target_flops is the fraction of the model's FLOPs to keep, in (0, 1]; got {args.target_flops}")
     if args.final_repeats < 1:
         raise SystemExit(f"--final_repeats must be at least 1. Received: {args.final_repeats}")
     if args.quick:
@@ -183,7 +186,9 @@ def main():
     info = data.info
     reference = _fresh(args, info, strategy)
     reference_flops = count_flops(reference).total
-    scratch_b_epochs = int(args.final_epochs / args.target_flops)  # scratch.retrain_epochs with --budget_train
+    scratch_b_epochs = scratch.retrain_epochs(
+        RunConfig(method="scratch", model=args.model, output_dir="-", finetune_epochs=args.final_epochs,
+                  target_flops=args.target_flops, budget_train=True))
     results = {}
     with tempfile.TemporaryDirectory() as out:
         # First, so that neither timed search pays for a cold process (the first search in a fresh

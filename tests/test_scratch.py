@@ -203,6 +203,30 @@ def test_retrain_epochs_follow_the_budget_rule():
     config = RunConfig(method="scratch", model="m", output_dir="o", finetune_epochs=20, target_flops=0.4)
     assert retrain_epochs(config) == 20
     assert retrain_epochs(RunConfig(**{**config.as_dict(), "export": ("keras",), "budget_train": True})) == 50
+    exact = dataclasses.replace(config, finetune_epochs=33, target_flops=0.55, budget_train=True)
+    assert retrain_epochs(exact) == 60, "33 / 0.55 is 59.99999999999999 in floating point"
+
+
+def test_a_resumed_gate_learning_counts_the_seconds_of_the_interrupted_process(tmp_path):
+    model = tiny_resnet()
+    _, _, _, _, gated, gates = _gated(model)
+    learner = GateLearner(gated, gates.values(), balance_factor=0.5, sparsity=0.2)
+    learner.compile(optimizer=keras.optimizers.Adam(0.01))
+    learner.optimizer.build(learner.gate_variables)
+    selection = GateSelection(learner, gates, 0.2, log=lambda m: None)
+    selection.seconds_before = 40.0  # as if 40 s had been spent before
+    selection.save(str(tmp_path / "ckpt.npz"), 2)
+    resumed = GateSelection(learner, gates, 0.2, log=lambda m: None)
+    assert resumed.restore(str(tmp_path / "ckpt.npz")) == 2
+    assert 40.0 <= resumed.seconds_before < 41.0 and resumed.seconds() >= resumed.seconds_before
+
+
+def test_scratch_without_gate_epochs_is_refused():
+    from keras_prune.methods.scratch import preflight
+
+    config = RunConfig(method="scratch", model="resnet20", output_dir="o", epochs=0)
+    with pytest.raises(PruneError, match="--epochs=0 learns none"):
+        preflight(get_model("resnet20", (28, 28, 1), 10), config)
 
 
 def test_scratch_run_meets_the_budget_against_the_unexpanded_model(tmp_path):

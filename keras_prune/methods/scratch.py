@@ -140,6 +140,12 @@ class GateSelection(keras.callbacks.Callback):
         self.log = log
         self.history = []
         self.best = None
+        self.seconds_before = 0.0  # gate learning done by the interrupted process(es), from the checkpoint
+        self._clock = time.perf_counter()
+
+    def seconds(self):
+        """Seconds of gate learning so far, the interrupted processes' included."""
+        return self.seconds_before + time.perf_counter() - self._clock
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -175,7 +181,7 @@ class GateSelection(keras.callbacks.Callback):
         return gate_values(self.gates), len(self.history)
 
     def save(self, path, epochs_done):
-        state = {"epochs_done": epochs_done, "history": self.history}
+        state = {"epochs_done": epochs_done, "history": self.history, "seconds": self.seconds()}
         arrays = _state_arrays(self.learner)
         if self.best is not None:
             state["best"] = {"epoch": self.best["epoch"], "accuracy": self.best["accuracy"]}
@@ -187,6 +193,7 @@ class GateSelection(keras.callbacks.Callback):
         state, arrays = read_state(path)
         _restore_arrays(self.learner, arrays)
         self.history = state["history"]
+        self.seconds_before, self._clock = float(state.get("seconds", 0.0)), time.perf_counter()
         if "best" in state:
             gates = {k[len("best/") :]: v for k, v in arrays.items() if k.startswith("best/")}
             self.best = {**state["best"], "gates": gates}
@@ -271,8 +278,8 @@ def _batch_norms(model):
 
 def retrain_epochs(config):
     """Epochs of training from scratch: `finetune_epochs`, scaled by 1/target with --budget_train."""
-    if config.budget_train:
-        return int(config.finetune_epochs / config.target_flops)
+    if config.budget_train:  # rounded first: 33 / 0.55 is 59.99999999999999 in floating point
+        return int(round(config.finetune_epochs / config.target_flops, 9))
     return config.finetune_epochs
 
 
@@ -294,6 +301,16 @@ def preflight(model, config):
     groups, _, _ = _gateable_groups(graph, config)
     if not groups:
         return  # _gated_groups says why, on the expanded network
+    _check_floor(model, graph, groups, config)
+    if config.epochs < 1:
+        raise PruneError(
+            "scratch ranks channels by the gates it learns, and --epochs=0 learns none (every gate would stay "
+            "at 1, ranking channels by position); pass --epochs >= 1 (the paper: 10)."
+        )
+
+
+def _check_floor(model, graph, groups, config):
+    """The budget check of `preflight`, on the unexpanded graph with the expanded widths."""
     widths = expanded_widths(graph, config.expansion, round_to=config.round_to)
     widths.update({g.id: round_count(1, widths[g.id], config.round_to) for g in groups})
     floor = count_flops(model, graph=graph, widths=widths).total / count_flops(model, graph=graph).total
@@ -365,7 +382,9 @@ def run(model, data, ctx):
         log=ctx.log,
         verbose=0 if config.verbose == 0 else 2,
     )
-    gate_seconds = time.perf_counter() - start
+    # A resumed run adds the gate learning its interrupted process(es) did (in the checkpoint).
+    before = selection.seconds_before
+    gate_seconds = time.perf_counter() - start + before
 
     budget_start = time.perf_counter()
     budget = global_budget(
@@ -382,7 +401,7 @@ def run(model, data, ctx):
         ctx.log(f"scratch: warning: {step} more or less moves the FLOPs by over 1% of the target here")
     with ctx.strategy.scope():
         structure = reinitialize(prune_channels(expanded, budget.keep, graph=graph), name=f"{model.name}_scratch")
-    search_seconds = time.perf_counter() - start
+    search_seconds = time.perf_counter() - start + before
 
     epochs = retrain_epochs(config)
     ctx.log(f"scratch: training the pruned structure from scratch for {epochs} epoch(s)")
