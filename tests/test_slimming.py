@@ -107,6 +107,30 @@ def test_slimming_run_prunes_to_the_target(tmp_path, monkeypatch):
     assert report["search_seconds"] > 0 and report["retrain_seconds"] > 0
 
 
+def test_slimming_trains_from_scratch_not_from_the_pre_trained_reference(tmp_path, monkeypatch):
+    import keras_prune.methods.slimming as slimming
+    from keras_prune.data import load_dataset
+    from keras_prune.models import get_model
+
+    started, real_sparsity_train = [], slimming.sparsity_train
+
+    def recording(model, *args, **kwargs):
+        started.append([w.numpy().copy() for w in model.weights])
+        return real_sparsity_train(model, *args, **kwargs)
+
+    monkeypatch.setattr(slimming, "sparsity_train", recording)
+    run(RunConfig(method="slimming", model="conv4", output_dir=str(tmp_path / "run"), dataset="digits",
+                  target_flops=0.6, pretrain_epochs=1, epochs=1, finetune_epochs=0, max_batches=2,
+                  latency_repeats=2, export=("keras",), verbose=0))
+    info = load_dataset("digits", batch_size=64, seed=0).info
+    initial = get_model("conv4", info.input_shape, info.num_classes, seed=0)
+    assert len(started[0]) == len(initial.weights)
+    for value, weight in zip(started[0], initial.weights):
+        np.testing.assert_array_equal(value, weight.numpy(), err_msg=weight.path)
+    reference = keras.models.load_model(tmp_path / "run" / "baseline.keras")
+    assert any(not np.array_equal(value, w.numpy()) for value, w in zip(started[0], reference.weights))
+
+
 def test_an_impossible_budget_fails_before_sparsity_training(tmp_path, monkeypatch):
     import keras_prune.methods.slimming as slimming
 

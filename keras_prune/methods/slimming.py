@@ -1,7 +1,9 @@
 """`slimming`: Network Slimming (Liu et al., ICCV 2017), the baseline Pruning from Scratch beats.
 
-Train the model with an L1 penalty on the BatchNorm scales (`--slimming_sparsity` s,
-`--epochs` epochs at `--pretrain_learning_rate` with `--pretrain_schedule`), rank every
+Train the model from scratch (fresh weights from its initializers, as the paper does; the
+pipeline's pre-trained model is only the dense reference) with an L1 penalty on the
+BatchNorm scales (`--slimming_sparsity` s, `--epochs` epochs at `--pretrain_learning_rate`
+with `--pretrain_schedule`), rank every
 prunable channel by |gamma| in one global ranking, keep the top channels until the pruned
 model meets `--target_flops`, then fine-tune. Channel groups tied by residual additions sum
 the |gamma| of their BatchNorms and are left whole unless `--prune_residual`, as for `l1`
@@ -9,7 +11,9 @@ and `scratch`.
 
 The sparsity-trained weights are checkpointed (`CHECKPOINT`) before pruning: `--resume`
 after a kill during fine-tuning prunes them again, to the same structure its fine-tuning
-backup belongs to, instead of repeating the sparsity training.
+backup belongs to, instead of repeating the sparsity training. A kill during the sparsity
+training resumes it from its last epoch (`BackupAndRestore`), and `ELAPSED` carries the
+seconds it had taken into the reported search seconds.
 """
 
 import os
@@ -20,8 +24,8 @@ import keras
 import numpy as np
 
 from keras_prune.errors import PruneError
-from keras_prune.export.report_io import assign_arrays, read_state, variable_arrays, write_state
-from keras_prune.graph import analyze, prune_channels
+from keras_prune.export.report_io import assign_arrays, read_json, read_state, variable_arrays, write_json, write_state
+from keras_prune.graph import analyze, prune_channels, reinitialize
 from keras_prune.methods.base import MethodResult, retrain
 from keras_prune.methods.budget import check_reachable, global_budget
 from keras_prune.methods.l1 import select_groups
@@ -31,6 +35,20 @@ __all__ = ["CHECKPOINT", "bn_scale_scores", "gamma_l1", "preflight", "run", "spa
 
 CHECKPOINT = os.path.join("slimming", "sparsity_trained.npz")
 """The sparsity-trained weights and the seconds they took, in the run folder (for --resume)."""
+
+ELAPSED = os.path.join("slimming", "sparsity_seconds.json")
+"""Seconds of sparsity training at the end of its last finished epoch (for --resume after a kill in it)."""
+
+
+class _ElapsedSeconds(keras.callbacks.Callback):
+    """Writes the seconds of sparsity training so far (`before` included) after every epoch."""
+
+    def __init__(self, path, before):
+        super().__init__()
+        self.path, self.before, self.start = path, before, time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        write_json(self.path, {"seconds": self.before + time.perf_counter() - self.start}, durable=False)
 
 
 def _bn_members(graph, group):
@@ -122,9 +140,11 @@ def run(model, data, ctx):
     """Sparsity-trains `model`, prunes it by global |gamma| to the FLOPs target, fine-tunes."""
     config = ctx.config
     verbose = 0 if config.verbose == 0 else 2
+    with ctx.strategy.scope():  # from scratch: the initializers' draws, not the (pre-)trained weights
+        model = reinitialize(model, name=model.name)
     start = time.perf_counter()
     graph, candidates, groups = _ranked_groups(model, config)
-    checkpoint = os.path.join(ctx.output_dir, CHECKPOINT)
+    checkpoint, elapsed = os.path.join(ctx.output_dir, CHECKPOINT), os.path.join(ctx.output_dir, ELAPSED)
     trained_before = 0.0
     if config.resume and os.path.exists(checkpoint):
         state, arrays = read_state(checkpoint)
@@ -133,6 +153,8 @@ def run(model, data, ctx):
         ctx.log(f"slimming: resuming after sparsity training, from {checkpoint}")
     else:
         ctx.log(f"slimming: {config.epochs} epoch(s) with L1 {config.slimming_sparsity:g} on the BatchNorm scales")
+        if config.resume and os.path.exists(elapsed):  # killed during the sparsity training
+            trained_before = float(read_json(elapsed)["seconds"])
         sparsity_train(
             model,
             data,
@@ -141,10 +163,12 @@ def run(model, data, ctx):
             strength=config.slimming_sparsity,
             learning_rate=config.pretrain_learning_rate,
             schedule=config.pretrain_schedule,
-            callbacks=ctx.callbacks("sparsity"),
+            callbacks=[*ctx.callbacks("sparsity"), _ElapsedSeconds(elapsed, trained_before)],
             verbose=verbose,
         )
-        write_state(checkpoint, {"seconds": time.perf_counter() - start}, variable_arrays(model.weights, "w"))
+        trained_before += time.perf_counter() - start
+        write_state(checkpoint, {"seconds": trained_before}, variable_arrays(model.weights, "w"))
+        start = time.perf_counter()
     scores = bn_scale_scores(graph, groups)  # the trained scales: training updates the layers in place
     budget = global_budget(graph, groups, scores, config.target_flops, round_to=config.round_to)
     with ctx.strategy.scope():
