@@ -26,3 +26,17 @@ def test_fold_batch_norms_is_exact_and_removes_bn(rng):
     assert "bn_kept" in names, "a BN whose input is used elsewhere must stay"
     xs = rng.normal(size=(2, 8, 8, 3)).astype("float32")
     np.testing.assert_allclose(folded(xs), model(xs), atol=1e-4, rtol=1e-4)
+
+
+def test_a_batch_norm_whose_input_is_also_a_model_output_stays(rng):
+    x = keras.Input((8, 8, 3))
+    conv = layers.Conv2D(4, 3, name="conv")(x)
+    normed = layers.BatchNormalization(name="bn")(conv)
+    model = keras.Model(x, [conv, normed])
+    bn = model.get_layer("bn")
+    bn.set_weights([rng.uniform(0.5, 1.5, w.shape).astype("float32") for w in bn.get_weights()])
+    folded = fold_batch_norms(model)
+    assert "bn" in {l.name for l in folded.layers}, "folding would change the conv output the model returns"
+    xs = rng.normal(size=(2, 8, 8, 3)).astype("float32")
+    for got, expected in zip(folded(xs), model(xs)):
+        np.testing.assert_allclose(got, expected, atol=1e-5)

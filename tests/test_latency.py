@@ -20,6 +20,14 @@ def test_measure_latency_reports_the_calls_it_timed():
     assert 0 < timing["median_ms"] <= timing["p90_ms"]
 
 
+def test_p90_is_the_nearest_rank():
+    from keras_prune.export.latency import _summary
+
+    assert _summary([float(t) for t in range(1, 31)], 1)["p90_ms"] == 27.0  # the 27th of 30
+    assert _summary([float(t) for t in range(1, 11)], 1)["p90_ms"] == 9.0, "not the maximum of ten"
+    assert _summary([5.0], 1)["p90_ms"] == 5.0
+
+
 def test_max_seconds_stops_a_long_measurement_after_at_least_five_calls():
     def slow(x):
         time.sleep(0.02)

@@ -63,6 +63,18 @@ def test_strip_keeps_channels_still_used_elsewhere(rng):
     np.testing.assert_allclose(stripped(xs), model(xs), atol=1e-5)
 
 
+def test_a_gate_after_a_batch_norm_without_beta_folds_into_gamma(rng):
+    x = keras.Input((8, 8, 3))
+    h = layers.BatchNormalization(center=False, name="bn")(layers.Conv2D(4, 1, name="a")(x))
+    gate = ChannelGate(name="gate")
+    model = keras.Model(x, layers.Dense(1, name="head")(layers.Flatten()(layers.ReLU()(gate(h)))))
+    gate.gate.assign([0.0, 0.5, 1.0, 0.25])
+    stripped = strip(model)
+    assert _no_keras_prune_layers(stripped) and stripped.get_layer("a").filters == 3
+    xs = rng.normal(size=(2, 8, 8, 3)).astype("float32")
+    np.testing.assert_allclose(stripped(xs), model(xs), atol=1e-5)
+
+
 def test_strip_refuses_what_it_cannot_fold():
     x = keras.Input((8, 8, 3))
     h = layers.Conv2D(4, 1, activation="relu", name="a")(x)

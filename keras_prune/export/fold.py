@@ -25,6 +25,8 @@ def _foldable_pairs(graph):
             made_by[key] = call
         for key in call.inputs:
             uses[key] = uses.get(key, 0) + 1
+    for key in graph.trace.outputs:  # a model output is a use: folding would change what it returns
+        uses[key] = uses.get(key, 0) + 1
     pairs = {}
     for call in graph.trace.calls:
         bn = call.op

@@ -1,5 +1,6 @@
 """Measured CPU inference latency: the number every report puts next to FLOPs."""
 
+import math
 import statistics
 import time
 
@@ -160,7 +161,7 @@ def _summary(times, batch_size):
     times = sorted(times)
     return {
         "median_ms": statistics.median(times),
-        "p90_ms": times[min(len(times) - 1, int(0.9 * len(times)))],
+        "p90_ms": times[max(math.ceil(0.9 * len(times)) - 1, 0)],  # nearest rank
         "batch_size": batch_size,
         "repeats": len(times),
     }

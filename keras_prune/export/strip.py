@@ -126,6 +126,8 @@ def _producer_of(graph):
             made_by[key] = call
         for key in call.inputs:
             uses[key] = uses.get(key, 0) + 1
+    for key in graph.trace.outputs:  # a model output is a use: folding a scale into it would change it
+        uses[key] = uses.get(key, 0) + 1
     return made_by, uses
 
 
@@ -168,8 +170,8 @@ def _fold_gates(graph, alive):
 
 def _fold_target(layer):
     """The weights a per-channel scale after `layer` multiplies into, or None."""
-    if isinstance(layer, layers.BatchNormalization) and layer.scale and layer.center:
-        return ("gamma", "beta")
+    if isinstance(layer, layers.BatchNormalization) and layer.scale:
+        return ("gamma", "beta") if layer.center else ("gamma",)
     linear = getattr(layer, "activation", None) in (None, keras.activations.linear)
     if isinstance(layer, (layers.Conv1D, layers.Conv2D, layers.Conv3D, layers.Dense)) and linear:
         if getattr(layer, "groups", 1) == 1:
