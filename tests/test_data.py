@@ -235,6 +235,11 @@ def test_unknown_name_lists_embedded_names(tmp_path):
     assert "TensorFlow Datasets" in message and "no_such_dataset_anywhere" in message
 
 
+def test_a_tfds_version_neither_prepared_nor_known_raises_not_found(tmp_path):
+    with pytest.raises(DatasetNotFoundError, match=r"Dataset 'cifar10:0\.0\.1'.*Name a version prepared in data_dir"):
+        load_dataset("cifar10:0.0.1", data_dir=tmp_path)
+
+
 @pytest.mark.parametrize("name", ["mnist", "cifar10", "imagenet2012"])
 def test_unprepared_tfds_dataset_raises_one_line_not_found(tmp_path, name):
     with pytest.raises(DatasetNotFoundError) as error:

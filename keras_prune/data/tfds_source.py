@@ -120,7 +120,12 @@ def load_tfds(name, *, data_dir, batch_size, validation_fraction, seed, augment,
     if base_name not in tfds.list_builders(with_community_datasets=False):
         raise _unknown_name_error(name)
     root = os.fspath(data_dir) if data_dir is not None else tfds.core.constants.DATA_DIR
-    builder = tfds.builder(name, data_dir=root)
+    try:
+        builder = tfds.builder(name, data_dir=root)
+    except AssertionError as error:  # tfds asserts on a version neither prepared nor in its code
+        raise core.DatasetNotFoundError(
+            f"Dataset {name!r}: {error}. Name a version prepared in data_dir={root}, or none for the newest."
+        ) from None
     if not builder.is_prepared():
         raise _not_prepared_error(name, root, builder)
 
