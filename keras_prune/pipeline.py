@@ -23,7 +23,9 @@ from keras_prune.export.report_io import atomic_write, read_json, save_keras, wr
 from keras_prune.graph import count_flops, count_params
 from keras_prune.methods import get_method
 from keras_prune.methods.base import MethodResult, RunContext
-from keras_prune.run_dir import MODEL_DIGEST, RUN_MARKER, check_resume_config, file_digest, prepare_output_dir
+from keras_prune.run_dir import (
+    MODEL_DIGEST, RUN_MARKER, check_local, check_resume_config, file_digest, prepare_output_dir,
+)
 from keras_prune.training import evaluate_accuracy, make_strategy, train_classifier
 from keras_prune.training.strategy import is_chief, task_name
 from keras_prune.version import __version__
@@ -209,19 +211,32 @@ def _stats(model, data, strategy, repeats):
     }
 
 
+_DEPTHWISE = (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D)
 _COMPUTE = (
     keras.layers.Conv1D,
     keras.layers.Conv2D,
     keras.layers.Conv3D,
+    keras.layers.Conv1DTranspose,
     keras.layers.Conv2DTranspose,
+    keras.layers.Conv3DTranspose,
+    keras.layers.SeparableConv1D,
     keras.layers.SeparableConv2D,
-    keras.layers.DepthwiseConv2D,
+    *_DEPTHWISE,
     keras.layers.Dense,
 )
 
 
+def _compute_layers(model, prefix=""):
+    """`(path, layer)` of every Conv and Dense layer, those of nested models included."""
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            yield from _compute_layers(layer, f"{prefix}{layer.name}/")
+        elif isinstance(layer, _COMPUTE):
+            yield f"{prefix}{layer.name}", layer
+
+
 def _width(layer):
-    if isinstance(layer, keras.layers.DepthwiseConv2D):
+    if isinstance(layer, _DEPTHWISE):
         return int(layer.kernel.shape[-2] * layer.kernel.shape[-1])
     return int(getattr(layer, "filters", None) or layer.units)
 
@@ -243,20 +258,19 @@ def layer_table(dense, pruned):
     """Per compute layer: channels, FLOPs and weight sparsity before and after."""
     flops_before = count_flops(dense).by_layer
     flops_after = count_flops(pruned).by_layer
-    after = {layer.name: layer for layer in pruned.layers}
+    # Surgery inlines nested models and keeps layer names: a layer is found again by its name.
+    after = {layer.name: (path, layer) for path, layer in _compute_layers(pruned)}
     rows = []
-    for layer in dense.layers:
-        if not isinstance(layer, _COMPUTE):
-            continue
-        new = after.get(layer.name)
+    for path, layer in _compute_layers(dense):
+        new_path, new = after.get(layer.name, (None, None))
         params_before = sum(int(np.prod(w.shape)) for w in layer.weights if "mask" not in w.name)
         rows.append(
             {
                 "name": layer.name,
                 "channels_before": _width(layer),
                 "channels_after": _width(new) if new is not None else 0,
-                "flops_before": int(flops_before.get(layer.name, 0)),
-                "flops_after": int(flops_after.get(layer.name, 0)),
+                "flops_before": int(flops_before.get(path, 0)),
+                "flops_after": int(flops_after.get(new_path, 0)),
                 "sparsity": round(1.0 - (_nonzero(new) if new is not None else 0) / max(params_before, 1), 6),
             }
         )
@@ -326,6 +340,7 @@ def run(config, *, flags_text=None):
     # variables collectively), but only the chief writes the run folder; each other worker
     # keeps its own beside it, for --resume, and removes it once the run is done.
     chief = is_chief(strategy)
+    check_local(config.output_dir)  # before a worker's folder name is made from it
     run_folder = config.output_dir if chief else f"{os.path.abspath(config.output_dir)}.{task_name(strategy)}"
     output_dir = prepare_output_dir(run_folder, resume=config.resume, overwrite=config.overwrite)
     data = load_dataset(config.dataset, data_dir=config.data_dir, batch_size=config.batch_size, seed=config.seed)
@@ -428,10 +443,13 @@ def run(config, *, flags_text=None):
         "exported": {k: os.path.relpath(v, output_dir) for k, v in exported.items()},
         **_environment(),
     }
+    write_json(os.path.join(output_dir, "report.json"), report)  # first: the rest is drawn from it
     _write_summaries(summaries, report)
-    plot_layer_channels(report, os.path.join(output_dir, "plots", "layer_channels.png"))
+    if report["layers"]:
+        plot_layer_channels(report, os.path.join(output_dir, "plots", "layer_channels.png"))
+    else:
+        _log("report: no Conv or Dense layer to tabulate, so no plots/layer_channels.png")
     write_markdown(report, os.path.join(output_dir, "report.md"))
-    write_json(os.path.join(output_dir, "report.json"), report)
     backups = os.path.join(output_dir, "backup")
     if os.path.isdir(backups) and not os.listdir(backups):  # every phase finished and removed its own
         os.rmdir(backups)

@@ -8,7 +8,8 @@ from keras_prune.errors import OutputDirError
 from keras_prune.export.report_io import read_json, write_json
 
 __all__ = [
-    "MIN_FREE_BYTES", "MODEL_DIGEST", "RUN_CONFIG", "RUN_MARKER", "check_resume_config", "file_digest", "prepare_output_dir",
+    "MIN_FREE_BYTES", "MODEL_DIGEST", "RUN_CONFIG", "RUN_MARKER", "check_local", "check_resume_config", "file_digest",
+    "prepare_output_dir",
 ]
 
 RUN_MARKER = "flags.txt"
@@ -30,6 +31,17 @@ RESUME_FREE = frozenset(
 """Settings a resumed run may change: where and how it runs, not what it computes."""
 
 
+def check_local(path):
+    """Raises an OutputDirError for a URL (gs://...): the run folder is written through the local
+    filesystem, where such a path would silently become a local folder named like it."""
+    if "://" in os.fspath(path):
+        raise OutputDirError(
+            f"--output_dir={path} is a URL, but keras-prune writes its run folder (atomic renames, checkpoints) "
+            "through the local filesystem. Give a local folder, or a bucket mounted as one (e.g. with gcsfuse); "
+            "--data_dir may be a gs:// URL."
+        )
+
+
 def prepare_output_dir(path, *, resume=False, overwrite=False):
     """Creates or validates `path` for a run.
 
@@ -39,6 +51,7 @@ def prepare_output_dir(path, *, resume=False, overwrite=False):
     """
     if resume and overwrite:
         raise OutputDirError("--resume and --overwrite contradict each other; pass one.")
+    check_local(path)
     path = os.path.abspath(path)
     has_marker, has_config = (os.path.exists(os.path.join(path, name)) for name in (RUN_MARKER, RUN_CONFIG))
     if has_marker != has_config:

@@ -211,6 +211,23 @@ def test_a_resumed_run_refuses_another_model_at_its_own_model_path(tmp_path):
     run(_smoke_config(tmp_path / "run", model=config.model, max_batches=2, resume=True))
 
 
+def test_the_layer_table_lists_the_layers_of_nested_models_with_their_flops():
+    from keras_prune.graph import prune_channels
+    from keras_prune.pipeline import layer_table
+
+    inputs = keras.Input((8, 8, 1))
+    inner_in = keras.Input((8, 8, 1))
+    inner = keras.Model(inner_in, keras.layers.Conv2D(8, 3, name="inner_conv")(inner_in), name="block")
+    out = keras.layers.Dense(10, name="head")(keras.layers.GlobalAveragePooling2D()(inner(inputs)))
+    model = keras.Model(inputs, out)
+    pruned = prune_channels(model, {"block/inner_conv": [0, 1, 2, 3]})
+    rows = {row["name"]: row for row in layer_table(model, pruned)}
+    assert set(rows) == {"inner_conv", "head"}
+    assert rows["inner_conv"]["channels_before"] == 8 and rows["inner_conv"]["channels_after"] == 4
+    assert rows["inner_conv"]["flops_before"] == 2 * rows["inner_conv"]["flops_after"] > 0
+    assert sum(r["flops_before"] for r in rows.values()) == count_flops(model).total
+
+
 def test_a_zoo_name_stays_one_beside_a_folder_of_that_name(tmp_path, monkeypatch):
     from keras_prune.pipeline import _names_a_file
 

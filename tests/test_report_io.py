@@ -103,3 +103,16 @@ def test_a_failed_save_keras_keeps_the_old_model_and_leaves_no_temporary_file(tm
         report_io.save_keras(model, path)
     assert keras.models.load_model(path).output_shape == (None, 2)
     assert os.listdir(tmp_path) == ["model.keras"]
+
+
+def test_text_is_written_as_utf8_whatever_the_locale(tmp_path):
+    """Reports hold arrows and dashes; under an ASCII locale the platform's default encoding fails on them."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "report.md"
+    script = f"from keras_prune.export.report_io import atomic_write; atomic_write({str(path)!r}, 'dense \\u2192 pruned')"
+    env = {**os.environ, "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0", "LC_ALL": "C", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert path.read_text(encoding="utf-8") == "dense \u2192 pruned"

@@ -105,3 +105,11 @@ def test_a_changed_model_file_is_named_as_such(tmp_path):
     check_resume_config(str(tmp_path), {**SETTINGS, MODEL_DIGEST: "aa"}, resume=False)
     with pytest.raises(OutputDirError, match="the --model file is not the one the run started from .SHA-256 aa then, bb now"):
         check_resume_config(str(tmp_path), {**SETTINGS, MODEL_DIGEST: "bb"}, resume=True)
+
+
+@pytest.mark.parametrize("url", ["gs://bucket/runs/r50", "s3://b/r"])
+def test_a_url_output_dir_is_refused_not_written_locally(url, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(OutputDirError, match="is a URL.*local folder.*gcsfuse"):
+        prepare_output_dir(url)
+    assert os.listdir(tmp_path) == [], "no local folder named like the URL"

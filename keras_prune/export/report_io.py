@@ -26,7 +26,7 @@ def atomic_write(path, data, *, mode="w", durable=True):
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
 
     def write(tmp):
-        with os.fdopen(fd, mode) as f:
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as f:
             f.write(data)
 
     _write_then_rename(write, tmp, path, durable=durable)
