@@ -16,7 +16,7 @@ from keras_prune.agents.dqn import DecisionNet, ReplayBuffer, epsilon_at, step_r
 from keras_prune.cli.flags import define_flags
 from keras_prune.errors import PruneError, TrainingDivergedError
 from keras_prune.methods.rnp import CHECKPOINT, build
-from keras_prune.methods.rnp.backbone import RuntimeBackbone, reorder_channels, split_chain
+from keras_prune.methods.rnp.backbone import RuntimeBackbone, check_head, reorder_channels, split_chain
 from keras_prune.methods.rnp.report import _label_clusters
 from keras_prune.methods.rnp.serving import RNPServing, export_saved_model
 from keras_prune.methods.rnp.settings import RNPSettings
@@ -188,8 +188,14 @@ def test_bad_settings_and_models_are_refused():
     x = keras.layers.Conv2D(8, 3, padding="same")(inputs)
     x = keras.layers.Conv2D(8, 3, padding="same")(x)
     scores = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(5, 1)(x))  # the last conv gives the scores
-    with pytest.raises(PruneError, match="followed by Dense .* this head is GlobalAveragePooling2D"):
+    with pytest.raises(PruneError, match="class scores must come from a Dense layer.*'conv2d_2'"):
         split_chain(keras.Model(inputs, scores), 4)
+    # Flatten -> BatchNorm -> Dense: the natural order needs nothing of the head; "norm" permutes into a Dense
+    head = keras.layers.BatchNormalization()(keras.layers.Flatten()(x))
+    *_, head_layers, _ = split_chain(keras.Model(inputs, keras.layers.Dense(5)(head)), 4)
+    check_head(head_layers, "natural")
+    with pytest.raises(PruneError, match="followed by Dense .* this head is Flatten -> BatchNormalization -> Dense"):
+        check_head(head_layers, "norm")
 
 
 def test_the_logged_reward_is_the_current_episodes_not_the_replayed_ones():

@@ -83,7 +83,11 @@ def split_chain(model, groups):
                     f"a per-channel layer ({', '.join(t.__name__ for t in _PER_CHANNEL)})."
                 )
         stages.append(stage)
-    _first_dense(layers[head:])  # the last stage feeds it; a conv producing the class scores is no stage
+    if not any(isinstance(layer, keras.layers.Dense) for layer in layers[head:]):
+        raise PruneError(
+            "rnp: the class scores must come from a Dense layer after the Flatten or global pooling; here the "
+            f"last conv, {layers[convs[-1]].name!r}, gives them, and pruning its channels would drop classes."
+        )
     channels = [int(stage[0].filters) for stage in stages]
     for stage, count in zip(stages, channels):
         if count < groups:
@@ -250,6 +254,12 @@ def reorder_channels(backbone, order):
             channels = len(perm)
             rows = kernel.reshape(-1, channels, kernel.shape[-1])[:, perm, :]
             consumer.kernel.assign(rows.reshape(kernel.shape))
+
+
+def check_head(head, order):
+    """Raises a PruneError if `order` cannot permute the last stage's channels into `head`."""
+    if order != "natural":
+        _first_dense(head)
 
 
 def _first_dense(head):

@@ -11,7 +11,7 @@ from keras_prune.export.report_io import save_keras
 from keras_prune.graph import count_params
 from keras_prune.methods.base import MethodResult
 from keras_prune.methods.rnp import report
-from keras_prune.methods.rnp.backbone import RuntimeBackbone, reorder_channels, split_chain
+from keras_prune.methods.rnp.backbone import RuntimeBackbone, check_head, reorder_channels, split_chain
 from keras_prune.methods.rnp.serving import RNPServing, export_saved_model, serving_latency
 from keras_prune.methods.rnp.settings import settings_from_config
 from keras_prune.methods.rnp.training import RNPTrainer
@@ -83,7 +83,9 @@ def _check_export(config):
 def preflight(model, config):
     """Raises a PruneError, before any training, for a model RNP cannot run on or an export it cannot write."""
     _check_export(config)
-    split_chain(model, settings_from_config(config).groups)
+    settings = settings_from_config(config)
+    *_, head, _ = split_chain(model, settings.groups)
+    check_head(head, settings.order)
 
 
 def run(model, data, ctx):
