@@ -283,6 +283,7 @@ def test_a_concatenation_joined_by_add_keeps_a_channel_of_every_producer():
     for budget in (uniform_budget(graph, [group], scores, floor), global_budget(graph, [group], scores, floor)):
         assert any(i >= 8 for i in budget.keep["a"]), "b keeps its best channel"
         prune_channels(model, budget.keep, graph=graph)
+    assert budget["counts"]["a"] == len(budget.keep["a"]), "the reported count includes the added channel"
     assert count_flops(model, graph=graph, widths={"a": 1}).total == count_flops(model, {"a": [0, 8]}, graph=graph).total
 
 

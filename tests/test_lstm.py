@@ -36,6 +36,22 @@ def _descriptors(steps=4, features=len(DESCRIPTOR_FEATURES)):
     return np.random.default_rng(1).random((steps, features)).astype("float32")
 
 
+
+def test_a_group_made_in_parts_by_a_concatenation_stays_out_of_the_structure_space():
+    """Add(Concatenate(a, b), c): a count per group cannot express "one of b's channels too"."""
+    x = keras.Input((8, 8, 3))
+    a = keras.layers.Conv2D(8, 3, padding="same", name="a")(x)
+    b = keras.layers.Conv2D(8, 3, padding="same", name="b")(x)
+    c = keras.layers.Conv2D(16, 3, padding="same", name="c")(x)
+    y = keras.layers.Add()([keras.layers.Concatenate()([a, b]), c])
+    y = keras.layers.Conv2D(6, 3, padding="same", name="d")(y)
+    y = keras.layers.Conv2D(6, 3, padding="same", name="e")(y)
+    model = keras.Model(x, keras.layers.Dense(10, name="head")(keras.layers.GlobalAveragePooling2D()(y)))
+    graph = analyze(model)
+    space = StructureSpace(graph, prune_rate=0.5, prune_residual=True)
+    assert "a" in graph.segments and space.ids == ["d", "e"]
+    assert 0 < space.flops_ratio(space.smallest) < 1
+
 def test_controller_logits_have_one_keep_prune_pair_per_layer():
     controller = PruningController(8)
     logits = controller((np.zeros((3, 5, 9), "float32"), np.zeros((3, 5), "int32")))

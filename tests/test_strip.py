@@ -75,6 +75,19 @@ def test_a_gate_after_a_batch_norm_without_beta_folds_into_gamma(rng):
     np.testing.assert_allclose(stripped(xs), model(xs), atol=1e-5)
 
 
+def test_a_mask_that_zeroes_one_side_of_a_joined_concatenation_is_refused_by_name():
+    """Removing b's part would leave b no filters, and keeping one would need the mask (after the Add)."""
+    x = keras.Input((8, 8, 3))
+    a = layers.Conv2D(4, 1, name="a")(x)
+    b = layers.Conv2D(4, 1, name="b")(x)
+    c = layers.Conv2D(8, 1, name="c")(x)
+    joined = layers.Add()([layers.Concatenate()([a, b]), c])
+    masked = ChannelMask([1, 1, 1, 1, 0, 0, 0, 0], name="mask")(joined)
+    model = keras.Model(x, layers.Dense(2, name="head")(layers.Flatten()(masked)))
+    with pytest.raises(ValueError, match="leaves layer 'b' no channel"):
+        strip(model)
+
+
 def test_strip_refuses_what_it_cannot_fold():
     x = keras.Input((8, 8, 3))
     h = layers.Conv2D(4, 1, activation="relu", name="a")(x)

@@ -5,6 +5,9 @@ whole group; Torch-Pruning's `round_to`). Channel counts matter for speed as wel
 FLOPs: on this project's CPU, at batch 32, a conv with 15, 12 or 9 channels ran 1.1-1.3x
 *slower* than one with 16, and one with 8 ran 0.77x (`benchmarks/results/channel_counts.json`).
 The price is a coarser FLOPs grid, so the target is met less closely.
+
+Every keep passes through `ChannelGraph.covering`: in a group several layers each make a
+part of, each part keeps its best channel, which may add one to a rounded count.
 """
 
 import numpy as np
@@ -210,12 +213,8 @@ def global_budget(graph, groups, scores, target, *, reference_flops=None, refine
         keep = {g.id: graph.covering(g.id, np.sort(orders[i][: counts[i]]), orders[i])
                 for i, g in enumerate(groups)}
         ratio = count_flops(graph.model, keep, graph=graph).total / full
-        return BudgetResult(
-            keep=keep,
-            ratio=ratio,
-            fraction=sum(counts) / flat.size,
-            counts={g.id: int(c) for g, c in zip(groups, counts)},
-        )
+        kept = {g.id: len(keep[g.id]) for g in groups}  # covering may add a channel per part of a group
+        return BudgetResult(keep=keep, ratio=ratio, fraction=sum(kept.values()) / flat.size, counts=kept)
 
     def evaluate(kept):
         return result([round_count(np.sum(r < kept), g.size, round_to) for r, g in zip(ranks, groups)])

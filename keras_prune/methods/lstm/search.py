@@ -23,7 +23,7 @@ from keras_prune.criteria import channel_scores
 from keras_prune.errors import PruneError
 from keras_prune.export.report_io import read_state, save_keras, write_state
 from keras_prune.graph import analyze, prune_channels
-from keras_prune.methods.budget import best_first, top_channels
+from keras_prune.methods.budget import top_channels
 from keras_prune.methods.lstm.controller import PRUNE, PruningController, reinforce_step
 from keras_prune.methods.lstm.structure import structure_key
 from keras_prune.training import evaluate_accuracy
@@ -225,8 +225,7 @@ class LSTMSearch:
         keep = {}
         for group, count in zip(self._groups_of(graph, parent), counts):
             if count < group.size:
-                scores = channel_scores(graph, group, settings.criterion)
-                keep[group.id] = graph.covering(group.id, top_channels(scores, count), best_first(scores))
+                keep[group.id] = top_channels(channel_scores(graph, group, settings.criterion), count)
         with self.strategy.scope():
             child = prune_channels(parent_model, keep, graph=graph)
         teacher = parent_model if settings.teacher == "parent" else self.model

@@ -51,7 +51,10 @@ class StructureSpace:
         graph: `analyze(model)` of the pre-trained network.
         prune_rate: fraction of current channels one "prune" decision removes.
         prune_residual: also decide on groups tied by residual additions (default: only
-            the channels inside residual blocks, the usual ResNet rule).
+            the channels inside residual blocks, the usual ResNet rule). A tied group that
+            several layers each make a part of (`ChannelGraph.segments`: a concatenation joined
+            by Add) stays whole: a structure is a channel count per group, and such a group
+            cannot take every count (each part keeps a channel).
         round_to: counts stay multiples of this (or the whole group); a "prune" then
             goes to the allowed count nearest its rate, and at least one step down.
 
@@ -64,7 +67,7 @@ class StructureSpace:
         self.graph = graph
         self.prune_rate = float(prune_rate)
         self.round_to = check_round_to(round_to)
-        self.groups = select_groups(graph, prune_residual=prune_residual)
+        self.groups = [g for g in select_groups(graph, prune_residual=prune_residual) if g.id not in graph.segments]
         if len(self.groups) < 2:
             tied = len(graph.prunable_groups) - len(self.groups)
             hint = (
