@@ -63,7 +63,8 @@ def define_flags(flag_values=None):
         "schedule", "constant", list(SCHEDULES), "Learning-rate schedule of fine-tuning / retraining (step: /10 at 50%, 75%)."
     )
     _define(flags.DEFINE_float, fv, "label_smoothing", 0.0, "Label smoothing of fine-tuning / retraining.")
-    _define(flags.DEFINE_float, fv, "weight_decay", 0.0, "Weight decay of fine-tuning / retraining (0: none; olmp: L2 added to the gradient, as Caffe).")
+    _define(flags.DEFINE_float, fv, "weight_decay", 0.0, "Weight decay of fine-tuning / retraining: L2 added to the gradient before momentum, as the papers' "
+            "PyTorch and Caffe code (0: none).")
     _define(flags.DEFINE_float, fv, "expansion", 1.25, "scratch: width multiplier of the network the gates are learned on.")
     _define(flags.DEFINE_float, fv, "balance_factor", 0.5, "scratch: lambda of the (mean |gate| - r)^2 regulariser.")
     _define(flags.DEFINE_float, fv, "gate_sparsity", 0.2, "scratch: r, the target mean gate value.")

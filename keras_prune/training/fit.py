@@ -9,6 +9,7 @@ import math
 import keras
 
 from keras_prune.errors import TrainingDivergedError
+from keras_prune.training.optimizers import make_optimizer
 
 __all__ = ["SCHEDULES", "compile_classifier", "evaluate_accuracy", "learning_rate_schedule", "train_classifier"]
 
@@ -28,12 +29,7 @@ def _sparse_smoothed_crossentropy(num_classes, label_smoothing):
 def compile_classifier(model, strategy, *, learning_rate, optimizer="sgd", label_smoothing=0.0, weight_decay=None):
     """Compiles `model` for logits classification of integer labels inside `strategy`'s scope."""
     with strategy.scope():
-        if optimizer == "sgd":
-            opt = keras.optimizers.SGD(learning_rate, momentum=0.9, weight_decay=weight_decay)
-        elif optimizer == "adam":
-            opt = keras.optimizers.Adam(learning_rate, weight_decay=weight_decay)
-        else:
-            raise ValueError(f"optimizer must be 'sgd' or 'adam'. Received: optimizer={optimizer!r}")
+        opt = make_optimizer(optimizer, learning_rate, weight_decay=weight_decay)
         if label_smoothing:
             num_classes = int(model.output_shape[-1])
             loss = _sparse_smoothed_crossentropy(num_classes, label_smoothing)
@@ -90,7 +86,8 @@ def train_classifier(
         learning_rate_flag: the flag that sets `learning_rate`, named if training diverges.
         schedule: one of `SCHEDULES` (see `learning_rate_schedule`).
         label_smoothing: label smoothing of the cross-entropy (0 for none).
-        weight_decay: the optimizer's decoupled weight decay (None for none).
+        weight_decay: L2 weight decay added to the gradient, before momentum, as PyTorch's and
+            Caffe's `weight_decay` (the papers' recipes); None for none. See `optimizers`.
 
     Returns:
         The Keras `History`. Raises `TrainingDivergedError` if the loss became NaN.
