@@ -168,3 +168,37 @@ def test_resnet50_mirrors_keras_applications(tmp_path):
     ours.load_weights(path)
     for a, b in zip(ours.get_weights(), reference.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("shape, depthwise", [((3, 3, 16, 32), False), ((3, 3, 24, 2), True), ((1, 1, 8, 8), False)])
+def test_fan_out_normal_draws_what_a_fixed_stddev_drew_at_the_original_width(shape, depthwise):
+    from keras_prune.models._common import FanOutNormal
+
+    fan_out = shape[0] * shape[1] * shape[3] * (shape[2] if depthwise else 1)
+    fixed = keras.initializers.RandomNormal(stddev=np.sqrt(2.0 / fan_out), seed=7)
+    np.testing.assert_array_equal(FanOutNormal(depthwise=depthwise, seed=7)(shape), fixed(shape))
+
+
+@pytest.mark.parametrize("name", ["resnet20", "vgg16", "mobilenet_v2"])
+def test_widened_and_narrowed_layers_draw_with_their_own_fan_out(name, tmp_path):
+    """Pruning from Scratch draws N(0, sqrt(2 / (k^2 * C_out))) with C_out the width being built."""
+    from keras_prune.graph import analyze, expand_channels, prune_channels, reinitialize
+
+    model = get_model(name, (32, 32, 3), 10, seed=0)
+    graph = analyze(model)
+    wide = expand_channels(model, 1.5, graph=graph)
+    narrow = reinitialize(prune_channels(model, {g.id: np.arange(max(1, g.size // 4)) for g in graph.prunable_groups},
+                                         graph=graph))
+    checked = 0
+    for variant in (wide, narrow):
+        for layer in variant.layers:
+            if type(layer) is not keras.layers.Conv2D or layer.kernel.shape[-1] == model.get_layer(layer.name).filters:
+                continue
+            kernel = layer.kernel.numpy()
+            expected = np.sqrt(2.0 / (np.prod(kernel.shape[:2]) * kernel.shape[-1]))
+            if kernel.size >= 2000:
+                assert kernel.std() == pytest.approx(expected, rel=0.1), layer.name
+                checked += 1
+    assert checked >= 3
+    wide.save(tmp_path / "wide.keras")
+    keras.models.load_model(tmp_path / "wide.keras")

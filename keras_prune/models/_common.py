@@ -40,17 +40,37 @@ def layer_seed(seed, name):
     return zlib.crc32(f"{seed}/{name}".encode()) & 0x7FFFFFFF
 
 
-def conv_normal(seed, name, kernel_size, filters):
-    """He normal with fan-out: N(0, sqrt(2 / (kh * kw * filters))), untruncated.
+@keras.saving.register_keras_serializable(package="keras_prune")
+class FanOutNormal(keras.initializers.RandomNormal):
+    """He normal with fan-out, N(0, sqrt(2 / (kh * kw * output channels))), untruncated, with the
+    fan-out read from the shape it is called with.
 
-    This is PyTorch's `kaiming_normal_(mode="fan_out")` and the explicit
-    `normal_(0, sqrt(2 / n))` of the Pruning-from-Scratch models; `filters` counts
-    output channels (for a depthwise conv: input channels x depth multiplier).
+    This is PyTorch's `kaiming_normal_(mode="fan_out")` and the explicit `normal_(0, sqrt(2 / n))`
+    of the Pruning-from-Scratch models, where `n` counts the output channels of the layer being
+    built: a layer widened by `expand_channels` or rebuilt narrower by `reinitialize` draws with
+    its own width, not the original one (a fixed `RandomNormal` would keep the original's). A
+    depthwise kernel `(kh, kw, channels, multiplier)` has `channels * multiplier` outputs.
+    At the original width it draws exactly what `RandomNormal` with that stddev and seed draws.
     """
-    kh, kw = kernel_size
-    return keras.initializers.RandomNormal(
-        stddev=math.sqrt(2.0 / (kh * kw * filters)), seed=layer_seed(seed, name)
-    )
+
+    def __init__(self, depthwise=False, seed=None, **kwargs):
+        super().__init__(mean=0.0, stddev=1.0, seed=seed)
+        self.depthwise = bool(depthwise)
+
+    def __call__(self, shape, dtype=None):
+        fan_out = math.prod(shape[:-2]) * shape[-1] * (shape[-2] if self.depthwise else 1)
+        return keras.random.normal(shape, mean=0.0, stddev=math.sqrt(2.0 / fan_out), seed=self.seed, dtype=dtype)
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("mean", None)
+        config.pop("stddev", None)
+        return {**config, "depthwise": self.depthwise}
+
+
+def conv_normal(seed, name, *, depthwise=False):
+    """`FanOutNormal` seeded for layer `name` (see there)."""
+    return FanOutNormal(depthwise=depthwise, seed=layer_seed(seed, name))
 
 
 def he_normal_fan_in(seed, name):

@@ -99,14 +99,11 @@ def _reinitialize(model, seed):
     """
     for layer in model.layers:
         if isinstance(layer, layers.DepthwiseConv2D):
-            kernel, attribute = layer.kernel, "depthwise_initializer"
-            kh, kw, channels, multiplier = kernel.shape
-            filters = channels * multiplier
+            kernel, attribute, depthwise = layer.kernel, "depthwise_initializer", True
         elif isinstance(layer, layers.Conv2D):
-            kernel, attribute = layer.kernel, "kernel_initializer"
-            kh, kw, _, filters = kernel.shape
+            kernel, attribute, depthwise = layer.kernel, "kernel_initializer", False
         else:
             continue
-        initializer = _common.conv_normal(seed, layer.name, (kh, kw), filters)
+        initializer = _common.conv_normal(seed, layer.name, depthwise=depthwise)
         setattr(layer, attribute, initializer)
         kernel.assign(initializer(kernel.shape, dtype=kernel.dtype))

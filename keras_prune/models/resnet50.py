@@ -86,8 +86,6 @@ def _conv(x, filters, kernel_size, name, seed, strides=1, padding="valid"):
         kernel_size,
         strides=strides,
         padding=padding,
-        kernel_initializer=_common.conv_normal(
-            seed, name, (kernel_size, kernel_size), filters
-        ),
+        kernel_initializer=_common.conv_normal(seed, name),
         name=name,
     )(x)

@@ -104,9 +104,7 @@ def _conv_bn(x, filters, kernel_size, stride, prefix, seed):
         strides=stride,
         padding="same",
         use_bias=False,
-        kernel_initializer=_common.conv_normal(
-            seed, name, (kernel_size, kernel_size), filters
-        ),
+        kernel_initializer=_common.conv_normal(seed, name),
         name=name,
     )(x)
     return layers.BatchNormalization(name=f"{prefix}_bn", **_common.TORCH_BN)(x)

@@ -42,7 +42,7 @@ def vgg16(input_shape, num_classes, *, width, seed):
                 3,
                 padding="same",
                 use_bias=False,
-                kernel_initializer=_common.conv_normal(seed, name, (3, 3), filters),
+                kernel_initializer=_common.conv_normal(seed, name),
                 name=name,
             )(x)
             x = layers.BatchNormalization(
