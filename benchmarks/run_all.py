@@ -55,7 +55,7 @@ JOBS = [
     ("rnp_conv4", ["rnp_vs_static.py"], 7),
 ]
 EXTRA_JOBS = [
-    ("scratch_vgg16", ["scratch_vs_slimming.py", "--model", "vgg16", "--width", "0.25"], 20),
+    ("scratch_vgg16", ["scratch_vs_slimming.py", "--model", "vgg16", "--width", "0.25"], 5),
     # The settings that meet the paper's ResNet claims here (README, Where to Prune): 6.3-9.8 min per seed.
     ("lstm_resnet20", ["lstm_vs_l1.py", "--model", "resnet20", "--train_epochs", "10", "--children", "1",
                        "--controller_epochs", "15", "--patience", "10", "--final_schedule", "cosine",

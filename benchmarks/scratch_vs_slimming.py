@@ -29,8 +29,8 @@ is its pre-training, reported separately, and it runs first, so that neither tim
 for starting a cold process.
 
 Writes benchmarks/results/scratch_vs_slimming_<model>.json.
-Run: python benchmarks/scratch_vs_slimming.py --model resnet20 --width 0.5
-     python benchmarks/scratch_vs_slimming.py --model vgg16 --width 0.25   (about 17 min each here)
+Run: python benchmarks/scratch_vs_slimming.py --model resnet20 --width 0.5   (18-24 min here)
+     python benchmarks/scratch_vs_slimming.py --model vgg16 --width 0.25    (5 min here)
 """
 
 import argparse

@@ -89,8 +89,10 @@ def _rnp(source, result):
     dense, latency = result["dense"], result["latency"]
     model = f"{result['settings']['model']} x{result['settings']['width']:g}"
     point = next(p for p in result["rnp"]["points"] if p["flops_bias"] == latency["flops_bias"])
-    serving = result.get("serving_latency") or {"batch_1": {
+    measured = {"batch_1": {
         "dense_ms": latency["dense_ms"], "pruned_ms": latency["rnp_ms"], "ratio": latency["rnp_ms"] / latency["dense_ms"]}}
+    # `rnp_vs_static.py --latency_of` re-measures `latency` (batch 1) only: its serving_latency is then stale.
+    serving = measured if result.get("latency_remeasured") else (result.get("serving_latency") or measured)
     rows = [dict(_row(source, "rnp", model, dense["accuracy"], point["accuracy"], point["flops_ratio"],
                       serving=serving, search_seconds=result["rnp"]["train_seconds"]), pair=latency["flops_bias"])]
     for arm in result["static"]:  # each static arm was built for one RNP point: `pair` is that point's bias

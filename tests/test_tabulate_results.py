@@ -104,6 +104,17 @@ def test_rnp_is_compared_with_the_static_arm_built_for_its_point_and_with_dense(
     assert abs(records[("rnp", "dense")]["mean_pp"] - (-0.5)) < 1e-9
 
 
+def test_a_re_measured_rnp_latency_replaces_the_run_s_own_serving_latency(tmp_path):
+    stale = {"batch_1": {"dense_ms": 1.58, "pruned_ms": 1.84, "ratio": 1.84 / 1.58},
+             "batch_32": {"dense_ms": 9.0, "pruned_ms": 8.0, "ratio": 8.0 / 9.0}}
+    _write(tmp_path, "rnp_vs_static.json", dict(_rnp([]), serving_latency=stale))
+    (row,) = [r for r in tabulate_results.rows(str(tmp_path)) if r["method"] == "rnp"]
+    assert row["serving_latency"] == stale, "not re-measured: the run's own serving latency"
+    _write(tmp_path, "rnp_vs_static.json", dict(_rnp([]), serving_latency=stale, latency_remeasured=[{"before": {}}]))
+    (row,) = [r for r in tabulate_results.rows(str(tmp_path)) if r["method"] == "rnp"]
+    assert row["serving_latency"] == {"batch_1": {"dense_ms": 2.0, "pruned_ms": 1.5, "ratio": 0.75}}
+
+
 def test_without_a_recorded_pairing_the_static_arm_nearest_in_flops(tmp_path):
     records = _rnp_records(tmp_path, [{"accuracy": 0.975, "flops": 41.0}, {"accuracy": 0.965, "flops": 34.0}])
     assert abs(records[("rnp", "static l1")]["mean_pp"] - 1.5) < 1e-9
