@@ -18,15 +18,7 @@ _FOLDABLE = (layers.Conv1D, layers.Conv2D, layers.Conv3D, layers.Dense, layers.D
 
 def _foldable_pairs(graph):
     """{bn path: producer path} for each BN fed only by a linear, channels-last layer."""
-    made_by, uses, calls = {}, {}, {}
-    for call in graph.trace.calls:
-        calls[id(call.op)] = calls.get(id(call.op), 0) + 1
-        for key in call.outputs:
-            made_by[key] = call
-        for key in call.inputs:
-            uses[key] = uses.get(key, 0) + 1
-    for key in graph.trace.outputs:  # a model output is a use: folding would change what it returns
-        uses[key] = uses.get(key, 0) + 1
+    made_by, uses, calls = graph.trace.made_by, graph.trace.uses, graph.trace.calls_per_op
     pairs = {}
     for call in graph.trace.calls:
         bn = call.op

@@ -119,24 +119,9 @@ def removable_channels(graph):
     return keep
 
 
-def _producer_of(graph):
-    made_by, uses = {}, {}
-    for call in graph.trace.calls:
-        for key in call.outputs:
-            made_by[key] = call
-        for key in call.inputs:
-            uses[key] = uses.get(key, 0) + 1
-    for key in graph.trace.outputs:  # a model output is a use: folding a scale into it would change it
-        uses[key] = uses.get(key, 0) + 1
-    return made_by, uses
-
-
 def _fold_gates(graph, alive):
     """{layer path: {weight: value}} with each gate's surviving values folded into its producer."""
-    made_by, uses = _producer_of(graph)
-    calls_of = {}
-    for call in graph.trace.calls:
-        calls_of[id(call.op)] = calls_of.get(id(call.op), 0) + 1
+    made_by, uses, calls_of = graph.trace.made_by, graph.trace.uses, graph.trace.calls_per_op
     folded = {}
     for call in graph.trace.calls:
         if not isinstance(call.op, (ChannelMask, ChannelGate)):

@@ -5,8 +5,10 @@ its own layers, in a scope named after the inner model. The analysis and the sur
 both walk this one flat list, so they always agree on what the graph is.
 """
 
+import collections
 import contextlib
 import dataclasses
+import functools
 import sys
 
 import keras
@@ -58,6 +60,24 @@ class Trace:
         self.inputs_struct = functional._inputs_struct
         self.outputs_struct = functional._outputs_struct
         self.input_tensors = list(functional._inputs)
+
+    @functools.cached_property
+    def made_by(self):
+        """`{tensor key: the call that makes it}`."""
+        return {key: call for call in self.calls for key in call.outputs}
+
+    @functools.cached_property
+    def uses(self):
+        """`{tensor key: how many calls read it}`, a model output counting as one more use (a rewrite
+        of the tensor, such as folding a scale into its producer, would change what the model returns)."""
+        uses = collections.Counter(key for call in self.calls for key in call.inputs)
+        uses.update(self.outputs)
+        return uses
+
+    @functools.cached_property
+    def calls_per_op(self):
+        """`{id(op): how many times the op is called}` (a shared layer is called more than once)."""
+        return collections.Counter(id(call.op) for call in self.calls)
 
     def _key(self, scope, tensor):
         key = (scope, id(tensor))

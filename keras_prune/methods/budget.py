@@ -17,7 +17,6 @@ from keras_prune.graph.flops import count_flops
 
 __all__ = [
     "BudgetResult",
-    "best_first",
     "check_reachable",
     "check_round_to",
     "global_budget",
@@ -41,10 +40,10 @@ class BudgetResult(dict):
 def top_channels(scores, count):
     """Indices of the `count` highest scores, in channel order."""
     count = int(min(max(count, 1), len(scores)))
-    return np.sort(best_first(scores)[:count])
+    return np.sort(_best_first(scores)[:count])
 
 
-def best_first(scores):
+def _best_first(scores):
     """Channel indices from the highest score to the lowest (ties in channel order)."""
     return np.argsort(-np.asarray(scores), kind="stable")
 
@@ -111,7 +110,7 @@ def uniform_budget(graph, groups, scores, target, *, iterations=40, round_to=1):
 
     def evaluate(fraction):
         counts = _counts(groups, fraction, round_to)
-        keep = {g.id: graph.covering(g.id, top_channels(scores[g.id], counts[g.id]), best_first(scores[g.id]))
+        keep = {g.id: graph.covering(g.id, top_channels(scores[g.id], counts[g.id]), _best_first(scores[g.id]))
                 for g in groups}
         return keep, count_flops(graph.model, keep, graph=graph).total / full
 
