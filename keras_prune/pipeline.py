@@ -24,13 +24,14 @@ from keras_prune.graph import count_flops, count_params
 from keras_prune.methods import get_method
 from keras_prune.methods.base import MethodResult, RunContext
 from keras_prune.run_dir import (
-    MODEL_DIGEST, RUN_MARKER, check_local, check_resume_config, file_digest, prepare_output_dir,
+    MODEL_DIGEST, RUN_MARKER, check_input_outside, check_local, check_resume_config, file_digest,
+    prepare_output_dir, replace_run,
 )
 from keras_prune.training import evaluate_accuracy, make_strategy, train_classifier
 from keras_prune.training.strategy import is_chief, task_name
 from keras_prune.version import __version__
 
-__all__ = ["RunConfig", "run", "layer_table"]
+__all__ = ["RunConfig", "layer_table", "names_a_file", "run"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,7 +135,7 @@ def _build_model(config, info, strategy):
     from keras_prune.models import get_model
 
     with strategy.scope():
-        if _names_a_file(config.model):
+        if names_a_file(config.model):
             if not os.path.exists(config.model):
                 raise PruneError(f"--model={config.model}: no such file.")
             _import_custom_modules(config.custom_modules)
@@ -157,17 +158,19 @@ def _import_custom_modules(names):
     """Imports `--custom_modules`, whose import registers the custom layers of the user's model."""
     import importlib
 
+    if names and os.getcwd() not in sys.path and "" not in sys.path:  # bin/prune's path starts at bin/
+        sys.path.append(os.getcwd())
     for name in names:
         try:
             importlib.import_module(name)
         except ImportError as e:
             raise PruneError(
-                f"--custom_modules: cannot import {name!r} ({e}); give a module importable from here "
-                "(on PYTHONPATH or installed)."
+                f"--custom_modules: cannot import {name!r} ({e}); give a module in the current folder, "
+                "on PYTHONPATH or installed."
             ) from None
 
 
-def _names_a_file(model):
+def names_a_file(model):
     """Whether `--model` names a file (a path, a saved-model suffix, an existing file) rather than a
     zoo model; a zoo name stays one even beside a file or folder of that name (a run folder, say)."""
     from keras_prune.models import MODEL_NAMES
@@ -178,7 +181,16 @@ def _names_a_file(model):
 
 
 def _check_own_model(model, config, info):
-    """A user's model must take the dataset's inputs and give one logit per class."""
+    """A user's model must be functional (or Sequential), take the dataset's inputs and give one
+    logit per class."""
+    from keras_prune.graph.trace import has_graph
+
+    if not has_graph(model):
+        raise PruneError(
+            f"--model={config.model} is a {type(model).__name__} without a layer graph to read (a subclassed "
+            "model, or a Sequential one saved without an input shape): keras-prune reads a model's layers. "
+            "Save it as a functional model (keras.Model(inputs, outputs)) or a Sequential one with keras.Input."
+        )
     if tuple(model.input_shape[1:]) != tuple(info.input_shape):
         raise PruneError(
             f"--model={config.model} takes inputs of shape {model.input_shape[1:]}, "
@@ -341,6 +353,8 @@ def run(config, *, flags_text=None):
     # keeps its own beside it, for --resume, and removes it once the run is done.
     chief = is_chief(strategy)
     check_local(config.output_dir)  # before a worker's folder name is made from it
+    if names_a_file(config.model):
+        check_input_outside(config.output_dir, config.model)
     run_folder = config.output_dir if chief else f"{os.path.abspath(config.output_dir)}.{task_name(strategy)}"
     output_dir = prepare_output_dir(run_folder, resume=config.resume, overwrite=config.overwrite)
     data = load_dataset(config.dataset, data_dir=config.data_dir, batch_size=config.batch_size, seed=config.seed)
@@ -353,7 +367,9 @@ def run(config, *, flags_text=None):
         with strategy.scope():
             method.preflight(model, config)
     # The folder becomes this run's only once its data, model and budget are known to be usable:
-    # a mistyped command leaves it free for the corrected one.
+    # a mistyped command leaves it free for the corrected one, and an --overwrite leaves the old run.
+    if config.overwrite:
+        replace_run(output_dir)
     settings, defaults = config.as_dict(), _defaults()
     if not untrained:  # an own file: resuming from another model at that path would mix two runs
         settings[MODEL_DIGEST] = defaults[MODEL_DIGEST] = file_digest(config.model)  # old records: trusted
@@ -429,6 +445,7 @@ def run(config, *, flags_text=None):
         "method": config.method,
         "model": config.model,
         "dataset": config.dataset,
+        "data": data.info.inputs(),
         "config": config.as_dict(),
         "baseline": baseline,
         "pruned": pruned,

@@ -8,8 +8,8 @@ from keras_prune.errors import OutputDirError
 from keras_prune.export.report_io import read_json, write_json
 
 __all__ = [
-    "MIN_FREE_BYTES", "MODEL_DIGEST", "RUN_CONFIG", "RUN_MARKER", "check_local", "check_resume_config", "file_digest",
-    "prepare_output_dir",
+    "MIN_FREE_BYTES", "MODEL_DIGEST", "RUN_CONFIG", "RUN_MARKER", "check_input_outside", "check_local",
+    "check_resume_config", "file_digest", "prepare_output_dir", "replace_run",
 ]
 
 RUN_MARKER = "flags.txt"
@@ -42,11 +42,24 @@ def check_local(path):
         )
 
 
+def check_input_outside(path, model_file):
+    """Raises an OutputDirError if the `--model` file lies in the run folder `path`: the run writes
+    its own model.keras there (`--overwrite` would delete the input before reading it)."""
+    folder, model = os.path.abspath(path), os.path.abspath(model_file)
+    if os.path.commonpath([folder, model]) == folder:
+        raise OutputDirError(
+            f"--model={model_file} is inside --output_dir={path}, which the run writes (and --overwrite "
+            "deletes); keep the model outside the run folder, e.g. copy it elsewhere first."
+        )
+
+
 def prepare_output_dir(path, *, resume=False, overwrite=False):
-    """Creates or validates `path` for a run.
+    """Creates or validates `path` for a run; deletes nothing (see `replace_run`).
 
     A folder that already holds a run is refused unless `resume` (continue it) or
-    `overwrite` (delete it first). The folder must be writable: that is checked now,
+    `overwrite` (replace it, once the command is known to be usable). A non-empty folder
+    holding no run is refused: the run's files would mix with the user's, and a later
+    `--overwrite` would delete them all. The folder must be writable: that is checked now,
     not after hours of training.
     """
     if resume and overwrite:
@@ -63,15 +76,18 @@ def prepare_output_dir(path, *, resume=False, overwrite=False):
             "choose another folder (or empty this one yourself)."
         )
     holds_run = has_marker
-    if holds_run and overwrite:
-        shutil.rmtree(path)
-    elif holds_run and not resume:
+    if holds_run and not (resume or overwrite):
         raise OutputDirError(
             f"--output_dir={path} holds another run. Pass --resume to continue it, "
             "--overwrite to replace it, or choose another folder."
         )
-    elif resume and not holds_run:
+    if resume and not holds_run:
         raise OutputDirError(f"--resume was given but {path} holds no run to continue.")
+    if not holds_run and os.path.isdir(path) and os.listdir(path):
+        raise OutputDirError(
+            f"--output_dir={path} is not empty and holds no keras-prune run; give a new or empty folder "
+            "(a run folder holds one run only, and --overwrite would later delete everything in it)."
+        )
     try:
         os.makedirs(path, exist_ok=True)
         probe = os.path.join(path, ".write-test")
@@ -87,6 +103,15 @@ def prepare_output_dir(path, *, resume=False, overwrite=False):
             f"{MIN_FREE_BYTES / 2**20:.0f} MiB (checkpoints, models, logs). Free some space or choose another folder."
         )
     return path
+
+
+def replace_run(path):
+    """`--overwrite`: empties `path` if it holds a run (a folder `prepare_output_dir` accepted: a run
+    folder, or a new or empty one). Called once the new command has passed its checks, so a
+    mistyped one leaves the old run alone."""
+    if os.path.exists(os.path.join(path, RUN_MARKER)) and os.path.exists(os.path.join(path, RUN_CONFIG)):
+        shutil.rmtree(path)
+        os.makedirs(path)
 
 
 def check_resume_config(path, settings, *, resume, defaults=None):

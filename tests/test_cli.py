@@ -2,6 +2,7 @@
 
 import glob
 import os
+import re
 import subprocess
 import sys
 
@@ -55,6 +56,7 @@ def _prune(*args, cwd=ROOT, **env_vars):
         (["--method=l1", "--model=lenet5", "--target_flops=1.5"], "--target_flops must be in (0, 1]"),
         (["--method=l1", "--model=lenet5", "--target_flops=0"], "--target_flops must be in (0, 1]"),
         (["--method=l1", "--model=lenet5", "--round_to=0"], "--round_to must be >= 1"),
+        (["--method=l1", "--model=lenet5", "--seed=-1"], "--seed must be in [0, 2**32 - 1]"),
     ],
 )
 def test_flag_errors_are_one_line_without_traceback(args, expected, tmp_path):
@@ -144,7 +146,7 @@ def test_custom_modules_register_the_layers_of_an_own_model(tmp_path, monkeypatc
     common = ("--method=l1", f"--model={tmp_path / 'own.keras'}", "--target_flops=0.001")
     without = _prune(*common, f"--output_dir={tmp_path / 'a'}", PYTHONPATH=str(tmp_path))
     assert without.returncode == 2 and "could not be loaded" in without.stderr and "--custom_modules" in without.stderr
-    loaded = _prune(*common, "--custom_modules=my_layers", f"--output_dir={tmp_path / 'b'}", PYTHONPATH=str(tmp_path))
+    loaded = _prune(*common, "--custom_modules=my_layers", f"--output_dir={tmp_path / 'b'}", cwd=tmp_path)  # found here
     assert loaded.returncode == 2 and "--target_flops=0.001 is not reachable" in loaded.stderr, loaded.stderr[-2000:]
     missing = _prune(*common, "--custom_modules=no_such_module", f"--output_dir={tmp_path / 'c'}")
     assert missing.returncode == 2 and "cannot import 'no_such_module'" in missing.stderr
@@ -169,3 +171,37 @@ def test_flags_this_run_does_not_read_are_noted(tmp_path):
         "latency; to keep them, pass --export=tflite --export=saved_model --export=keras"
     ]
     assert notes("--method=l1", "--model=lenet5", "--export=saved_model", "--export=keras", "--export=tflite") == []
+    assert notes("--method=l1", "--model=lenet5", "--patience=3", "--olmp_delta=0.05", "--expansion=2") == [
+        "--method=l1 does not use the other methods' --expansion (scratch), --olmp_delta (olmp), --patience (lstm); "
+        "ignored"
+    ]
+    assert notes("--method=lstm", "--model=lenet5", "--patience=3", "--lstm_epochs=2") == []
+    own = ("--model=own.keras", "--pretrain_epochs=3", "--pretrain_learning_rate=0.1")
+    assert notes("--method=l1", *own) == [
+        "--model=own.keras is your own model, taken as trained: there is no pre-training, so --pretrain_epochs, "
+        "--pretrain_learning_rate are ignored"
+    ]
+    assert notes("--method=slimming", *own) == [  # slimming's sparsity training reads the rate
+        "--model=own.keras is your own model, taken as trained: there is no pre-training, so --pretrain_epochs is "
+        "ignored"
+    ]
+    assert notes("--method=l1", "--model=lenet5", "--pretrain_epochs=3", "--custom_modules=my_layers") == [
+        "--custom_modules registers the layers of your own --model file; --model=lenet5 is a zoo model, so it is "
+        "ignored"
+    ]
+    assert notes("--method=olmp", "--model=lenet5", "--olmp_constraint_examples=64") == [
+        "--olmp_constraint_examples is read with --olmp_constraint=validation only; ignored"
+    ]
+    assert notes("--method=olmp", "--model=lenet5", "--olmp_constraint_examples=64",
+                 "--olmp_constraint=validation") == []
+
+
+def test_every_method_flag_is_owned_by_the_method_its_help_names():
+    from keras_prune.cli.flags import flag_owner
+    from keras_prune.methods import GENERAL_SETTINGS, METHODS
+
+    fv = flags.FlagValues()
+    define_flags(fv)
+    for name in set(fv) - GENERAL_SETTINGS:  # those are noted by ignored_settings
+        prefix = re.sub(r"^<[^>]*>: ", "", fv[name].help).split(":", 1)[0]  # absl puts an enum's values first
+        assert flag_owner(name) == (prefix if prefix in METHODS else None), name

@@ -146,6 +146,17 @@ def test_normalisation_statistics_come_from_the_train_split_only(loaded):
     assert abs(x_test.mean()) > 1e-4  # Normalised with train statistics, not its own.
 
 
+def test_the_recorded_inputs_reproduce_what_the_model_is_fed(loaded):
+    """A report's `data` entry must let a server of the exported model feed it the same inputs."""
+    recorded = loaded.info.inputs()
+    assert recorded["input_shape"] == list(loaded.info.input_shape)
+    splits = embedded.load_embedded(loaded.info.name, validation_fraction=0.1)  # pixels / 255
+    assert recorded["train_validation_test"] == [len(splits.y_train), len(splits.y_validation), len(splits.y_test)]
+    mean, std = np.array(recorded["mean"]), np.array(recorded["std"])
+    x_test, _ = as_numpy(loaded.test)
+    np.testing.assert_allclose(x_test, (splits.x_test - mean) / std, atol=1e-5)
+
+
 def test_stratified_split_gives_every_class_its_share():
     labels = np.repeat(np.arange(4), [10, 20, 30, 41])
     kept, held_out = embedded.stratified_split(labels, 0.25, np.random.default_rng(0))

@@ -63,6 +63,8 @@ def test_cli_smoke_run_writes_consistent_artefacts(tmp_path):
         assert times["dense_ms"] > 0 and times["pruned_ms"] > 0 and times["repeats"] >= 5
         assert times["ratio"] == pytest.approx(times["pruned_ms"] / times["dense_ms"], rel=1e-3)
     assert "SavedModel latency, batch 32 (ms)" in (out / "report.md").read_text()
+    assert report["data"]["input_shape"] == [28, 28, 1] and len(report["data"]["mean"]) == 1
+    assert "## Model inputs" in (out / "report.md").read_text()
     assert report["baseline"]["accuracy"] > 0.5, "two epochs on mnist5k learn something"
     assert abs(report["pruned"]["flops"] / report["baseline"]["flops"] - 0.5) <= 0.02 * 0.5
     assert {"name", "channels_before", "channels_after", "flops_before", "flops_after", "sparsity"} <= set(report["layers"][0])
@@ -180,6 +182,42 @@ def test_an_own_model_that_does_not_give_one_logit_per_class_is_refused(tmp_path
     assert not os.listdir(tmp_path / "run"), "the folder stays free for the corrected command"
 
 
+def test_a_subclassed_own_model_is_refused_with_a_way_out(tmp_path):
+    @keras.saving.register_keras_serializable(package="test_pipeline")
+    class Subclassed(keras.Model):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.flatten, self.dense = keras.layers.Flatten(), keras.layers.Dense(10)
+
+        def call(self, inputs):
+            return self.dense(self.flatten(inputs))
+
+    model = Subclassed()
+    model(np.zeros((1, 28, 28, 1), "float32"))
+    model.save(tmp_path / "own.keras")
+    with pytest.raises(ValueError, match="without a layer graph to read .* Save it as a functional model"):
+        run(_smoke_config(tmp_path / "run", model=str(tmp_path / "own.keras")))
+
+
+def test_overwrite_keeps_the_old_run_until_the_new_command_passes_its_checks(tmp_path):
+    from keras_prune.data import DatasetNotFoundError
+    from keras_prune.errors import OutputDirError
+
+    inputs = keras.Input((28, 28, 1))
+    hidden = keras.layers.Dense(32, activation="relu")(keras.layers.Flatten()(inputs))
+    keras.Model(inputs, keras.layers.Dense(10)(hidden)).save(tmp_path / "own.keras")
+    model = str(tmp_path / "own.keras")
+    run(_smoke_config(tmp_path / "run", model=model, max_batches=2, export=()))
+    before = sorted(os.listdir(tmp_path / "run"))
+    with pytest.raises(DatasetNotFoundError):
+        run(_smoke_config(tmp_path / "run", model=model, overwrite=True, dataset="cifar10", data_dir=str(tmp_path)))
+    assert sorted(os.listdir(tmp_path / "run")) == before, "a mistyped --overwrite command leaves the old run"
+    with pytest.raises(OutputDirError, match="is inside --output_dir"):
+        run(_smoke_config(tmp_path / "run", model=str(tmp_path / "run" / "result" / "model.keras"), overwrite=True))
+    run(_smoke_config(tmp_path / "run", model=model, max_batches=2, export=(), overwrite=True, seed=1))
+    assert json.loads((tmp_path / "run" / "run_config.json").read_text())["seed"] == 1
+
+
 def test_an_own_model_named_without_a_folder_is_read_as_a_file(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     _own_model(tmp_path / "own.h5", classes=3)
@@ -229,13 +267,13 @@ def test_the_layer_table_lists_the_layers_of_nested_models_with_their_flops():
 
 
 def test_a_zoo_name_stays_one_beside_a_folder_of_that_name(tmp_path, monkeypatch):
-    from keras_prune.pipeline import _names_a_file
+    from keras_prune.pipeline import names_a_file
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "lenet5").mkdir()  # e.g. the run folder of an earlier --output_dir=lenet5
     (tmp_path / "mine").write_text("")
-    assert not _names_a_file("lenet5")
-    assert _names_a_file("mine") and _names_a_file("mine.keras") and _names_a_file(os.path.join("a", "b"))
+    assert not names_a_file("lenet5")
+    assert names_a_file("mine") and names_a_file("mine.keras") and names_a_file(os.path.join("a", "b"))
 
 
 def test_the_environment_names_the_cpu_and_its_vector_extensions(tmp_path):

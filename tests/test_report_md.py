@@ -108,6 +108,12 @@ def test_markdown_config_is_flattened_and_cells_are_escaped():
     assert "| `note` | a\\|b c |" in config
 
 
+def test_markdown_lists_the_model_inputs():
+    text = render_markdown(_report(data={"input_shape": [28, 28, 1], "mean": [0.13], "std": [0.31]}))
+    inputs = text.split("## Model inputs")[1].split("##")[0]
+    assert "| `input_shape` | [28, 28, 1] |" in inputs and "| `mean` | [0.13] |" in inputs
+
+
 def test_markdown_early_stop_renders_dashes():
     report = _report()
     report["pruned"].update(accuracy=None, latency_ms=None)

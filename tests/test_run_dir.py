@@ -8,7 +8,10 @@ import pytest
 
 from keras_prune import run_dir
 from keras_prune.errors import OutputDirError
-from keras_prune.run_dir import MODEL_DIGEST, RUN_CONFIG, RUN_MARKER, check_resume_config, file_digest, prepare_output_dir
+from keras_prune.run_dir import (
+    MODEL_DIGEST, RUN_CONFIG, RUN_MARKER, check_input_outside, check_resume_config, file_digest, prepare_output_dir,
+    replace_run,
+)
 
 SETTINGS = {"method": "l1", "model": "lenet5", "epochs": 10, "export": ["saved_model"], "verbose": 1}
 
@@ -26,7 +29,27 @@ def test_a_folder_holding_a_run_is_refused_unless_resumed_or_overwritten(tmp_pat
     assert prepare_output_dir(tmp_path / "run", resume=True) == str(tmp_path / "run")
     (tmp_path / "run" / "model.keras").write_text("old")
     prepare_output_dir(tmp_path / "run", overwrite=True)
+    assert (tmp_path / "run" / "model.keras").exists(), "checking the folder deletes nothing"
+    replace_run(str(tmp_path / "run"))
     assert os.listdir(tmp_path / "run") == [], "--overwrite starts from an empty folder"
+
+
+@pytest.mark.parametrize("flags", [{}, {"overwrite": True}])
+def test_a_folder_with_other_files_and_no_run_is_refused(tmp_path, flags):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(OutputDirError, match="is not empty and holds no keras-prune run"):
+        prepare_output_dir(tmp_path, **flags)
+    replace_run(str(tmp_path))  # holds no run: nothing to replace
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+    assert prepare_output_dir(tmp_path / "empty") == str(tmp_path / "empty"), "a new folder is fine"
+    assert prepare_output_dir(tmp_path / "empty") == str(tmp_path / "empty"), "and so is an empty one"
+
+
+def test_a_model_inside_the_run_folder_is_refused(tmp_path):
+    with pytest.raises(OutputDirError, match="is inside --output_dir"):
+        check_input_outside(tmp_path / "run", tmp_path / "run" / "sub" / "model.keras")
+    check_input_outside(tmp_path / "run", tmp_path / "run2" / "model.keras")  # a sibling with a longer name
+    check_input_outside(tmp_path / "run", tmp_path / "model.keras")
 
 
 @pytest.mark.parametrize("name", [RUN_MARKER, RUN_CONFIG])

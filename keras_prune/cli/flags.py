@@ -8,7 +8,23 @@ from keras_prune.methods import METHODS
 from keras_prune.training.fit import SCHEDULES
 from keras_prune.training.strategy import STRATEGIES
 
-__all__ = ["define_flags", "config_from_flags"]
+__all__ = ["define_flags", "config_from_flags", "flag_owner"]
+
+_OWN_FLAGS = {
+    "scratch": ("expansion", "balance_factor", "gate_sparsity", "gate_learning_rate"),
+    "slimming": ("slimming_sparsity",),
+    "lstm": ("prune_rate", "recovery_epochs", "patience"),
+}
+_OWN_PREFIXES = ("lstm", "olmp", "rnp")
+
+
+def flag_owner(name):
+    """The method that alone reads flag `name` (its help starts with "<method>: "), or None."""
+    for method, names in _OWN_FLAGS.items():
+        if name in names:
+            return method
+    prefix = name.split("_", 1)[0]
+    return prefix if prefix in _OWN_PREFIXES and "_" in name else None
 
 
 def define_flags(flag_values=None):
@@ -84,6 +100,7 @@ def define_flags(flag_values=None):
         message="--target_flops must be in (0, 1]: the fraction of FLOPs to keep.",
         flag_values=fv,
     )
+    _positive(fv, "seed", lambda v: 0 <= v < 2**32, "--seed must be in [0, 2**32 - 1] (NumPy's seed range).")
     for name in ("batch_size", "latency_repeats"):
         flags.register_validator(
             name, lambda v: v is not None and v > 0, message=f"--{name} must be > 0.", flag_values=fv

@@ -29,8 +29,9 @@ def main(argv):
     except tf.errors.ResourceExhaustedError as error:
         if FLAGS.traceback:
             raise
-        print(f"keras-prune: error: out of memory ({error.message.splitlines()[0]}); a smaller --batch_size "
-              f"needs less; {_resume_hint(config)} (--traceback shows where)", file=sys.stderr)
+        print(f"keras-prune: error: out of memory ({error.message.splitlines()[0]}); start a new run with a "
+              "smaller --batch_size (with --overwrite or another --output_dir: a resumed run keeps its own batch "
+              "size) (--traceback shows where)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         if FLAGS.traceback:
@@ -51,14 +52,31 @@ def main(argv):
 
 def unused_flag_notes(flag_values, config):
     """One line per flag given that this run does not read (it would be silently ignored)."""
+    from keras_prune.cli.flags import flag_owner
     from keras_prune.data import DATASET_NAMES
     from keras_prune.methods import GENERAL_SETTINGS, ignored_settings
+    from keras_prune.pipeline import names_a_file
 
     notes = []
     ignored = ignored_settings(config.method, [name for name in GENERAL_SETTINGS if flag_values[name].present])
     if ignored:  # e.g. --method=olmp --target_flops=0.1: OLMP searches its own compression
         given = ", ".join(f"--{name}" for name in ignored)
         notes.append(f"--method={config.method} does not use {given}; ignored")
+    others = [name for name in flag_values if flag_values[name].present and flag_owner(name) not in (None, config.method)]
+    if others:  # e.g. --method=l1 --patience=3 (lstm's)
+        given = ", ".join(f"--{name} ({flag_owner(name)})" for name in sorted(others))
+        notes.append(f"--method={config.method} does not use the other methods' {given}; ignored")
+    own_model = names_a_file(config.model)
+    pretraining = ["pretrain_epochs"] + ([] if config.method == "slimming" else ["pretrain_learning_rate", "pretrain_schedule"])
+    unread = [f"--{name}" for name in pretraining if own_model and flag_values[name].present]
+    if unread:  # slimming's sparsity training reads the rate and schedule
+        notes.append(f"--model={config.model} is your own model, taken as trained: there is no pre-training, so "
+                     f"{', '.join(unread)} {'is' if len(unread) == 1 else 'are'} ignored")
+    if flag_values["custom_modules"].present and not own_model:
+        notes.append(f"--custom_modules registers the layers of your own --model file; --model={config.model} "
+                     "is a zoo model, so it is ignored")
+    if config.method == "olmp" and flag_values["olmp_constraint_examples"].present and config.olmp_constraint != "validation":
+        notes.append("--olmp_constraint_examples is read with --olmp_constraint=validation only; ignored")
     if flag_values["data_dir"].present and config.dataset in DATASET_NAMES:
         notes.append(f"--data_dir is where tfds datasets are; --dataset={config.dataset} ships inside "
                      "keras-prune, so it is ignored")

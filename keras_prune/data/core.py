@@ -40,6 +40,23 @@ class DatasetInfo:
     std: tuple = (1.0,)
     augmentation: str = "none"
 
+    def inputs(self):
+        """What the model is fed, for a report: anyone serving the exported model must feed the same.
+
+        Returns a JSON-able dict: the split sizes, the input shape, and the per-channel
+        normalisation `(pixel / 255 - mean) / std` of RGB (or grey) pixels in 0..255.
+        """
+        return {
+            "name": self.name,
+            "source": self.source,
+            "train_validation_test": [self.num_train, self.num_validation, self.num_test],
+            "input_shape": list(self.input_shape),
+            "normalisation": "(pixel / 255 - mean) / std per channel",
+            "mean": [float(m) for m in self.mean],
+            "std": [float(s) for s in self.std],
+            "train_augmentation": self.augmentation,
+        }
+
     def describe(self):
         """Returns a one-line summary, e.g. for a log line or a report header."""
         height, width, channels = self.input_shape

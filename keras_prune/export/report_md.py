@@ -83,6 +83,8 @@ def render_markdown(report):
     details = report.get("method_details") or {}
     if details:
         parts.append(_method_details(details))
+    if report.get("data"):  # what a server of the exported model must feed it
+        parts.append("## Model inputs\n\n" + _key_value_table(flatten_keys(report["data"]), "Item"))
     if report.get("config"):
         parts.append("## Config\n\n" + _key_value_table(flatten_keys(report["config"]), "Flag"))
     environment = {**flatten_keys(report.get("versions") or {}), **flatten_keys(report.get("machine") or {})}

@@ -13,7 +13,7 @@ import sys
 
 import keras
 
-__all__ = ["Call", "Trace", "trace_model", "replay"]
+__all__ = ["Call", "Trace", "has_graph", "trace_model", "replay"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,6 +117,11 @@ def _as_functional(op):
     if isinstance(op, keras.Model) and hasattr(op, "_nodes_by_depth"):
         return op
     return None
+
+
+def has_graph(model):
+    """Whether keras_prune can read `model`'s layer graph (functional, or Sequential with an input)."""
+    return _as_functional(model) is not None
 
 
 def trace_model(model):
