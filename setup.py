@@ -22,7 +22,7 @@ setup(
     entry_points={"console_scripts": ["keras-prune=keras_prune.cli.main:run"]},
     install_requires=[
         "tensorflow>=2.16",
-        "keras>=3",
+        "keras>=3.8",  # scales each replica's loss in fit (keras-team/keras#20609); before, N replicas trained N-fold
         "keras-tuner>=1.4",
         "tensorflow-datasets",
         "absl-py",

@@ -4,6 +4,7 @@ and resumable search, distillation under MirroredStrategy, and the run end to en
 import dataclasses
 import json
 import os
+import time
 
 import keras
 import numpy as np
@@ -179,6 +180,26 @@ def test_a_model_with_fewer_than_two_prunable_groups_is_refused():
     outputs = keras.layers.Dense(10)(keras.layers.Flatten()(x))
     with pytest.raises(PruneError, match="at least two prunable"):
         StructureSpace(analyze(keras.Model(inputs, outputs)), prune_rate=0.2)
+
+
+def test_the_fewer_than_two_groups_error_suggests_prune_residual_only_when_it_would_help():
+    inputs = keras.Input((8, 8, 1))
+    stem = keras.layers.Conv2D(4, 3, padding="same")(inputs)
+    added = keras.layers.Add()([stem, keras.layers.Conv2D(4, 3, padding="same")(stem)])
+    graph = analyze(keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Flatten()(added))))
+    with pytest.raises(PruneError, match="1 more are tied by residual additions: pass --prune_residual"):
+        StructureSpace(graph, prune_rate=0.2)
+    # A residual addition of a concatenation: its group is made in parts, which lstm never searches,
+    # so --prune_residual would not help (nor does it when already given).
+    inputs = keras.Input((8, 8, 1))
+    stem = keras.layers.Conv2D(4, 3, padding="same")(inputs)
+    parts = [keras.layers.Conv2D(2, 1)(stem), keras.layers.Conv2D(2, 1)(stem)]
+    added = keras.layers.Add()([keras.layers.Concatenate()(parts), keras.layers.Conv2D(4, 1)(stem)])
+    graph = analyze(keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Flatten()(added))))
+    for prune_residual in (False, True):
+        with pytest.raises(PruneError, match="at least two prunable") as refused:
+            StructureSpace(graph, prune_rate=0.2, prune_residual=prune_residual)
+        assert "--prune_residual" not in str(refused.value)
 
 
 @pytest.mark.parametrize("rate", [0.0, 1.0, 1.5, -0.1])
@@ -525,6 +546,10 @@ def test_distillation_step_under_mirrored_strategy_trains_only_the_student(mirro
     assert any(not np.allclose(a, b) for a, b in zip(student.get_weights(), student_before))
     assert all(np.array_equal(a, b) for a, b in zip(teacher.get_weights(), teacher_before))
     assert teacher.trainable  # the teacher's flag is left alone (children copy layer configs)
+    bare = keras.optimizers.SGD(0.05, momentum=0.9)
+    bare.build([])
+    slots = len(history.model.optimizer.variables) - len(bare.variables)
+    assert slots == len(student.trainable_variables), "momentum for the student only, not for the teacher"
 
 
 def test_a_child_is_pruned_recovered_and_scored_under_mirrored_strategy(mirrored, digits, tmp_path):
@@ -600,11 +625,17 @@ def test_children_replayed_after_a_resume_are_not_cache_hits(digits, tmp_path, c
     assert counted_distill["n"] >= 3
     counted_distill.update(n=0, fail_after=2)  # killed while training the third child
     killed = _search(model, digits, tmp_path, recovery_epochs=0, max_epochs=2, children=4)
+    start = time.perf_counter()
     with pytest.raises(KeyboardInterrupt):
         killed.run()
+    killed_seconds = time.perf_counter() - start
     assert killed.pending["actions"] is not None, "killed inside a batch, some of whose children are trained"
     counted_distill.update(n=0, fail_after=None)
     resumed = _search(model, digits, tmp_path, recovery_epochs=0, max_epochs=2, children=4)
     resumed.run(resume=True)
     assert resumed.samples == reference.samples
     assert resumed.cache_hits == reference.cache_hits
+    # The killed process's time counts (up to its last checkpoint, after the second child), though it
+    # died inside the first controller epoch.
+    assert 0.3 * killed_seconds < resumed.seconds_before <= killed_seconds
+    assert resumed.seconds > resumed.seconds_before

@@ -4,7 +4,8 @@
 where `_T` are the softmaxes at temperature T; the teacher is frozen and runs in inference
 mode. It is a `keras.Model` with its own `train_step`, so `fit` distributes the data,
 reduces the metrics across replicas and sums the gradients; the Keras losses used here
-already divide each replica's loss by the replica count.
+already divide each replica's loss by the replica count (since Keras 3.8, keras-team/keras#20609,
+hence setup.py's floor).
 """
 
 import math
@@ -96,6 +97,8 @@ def distill(student, teacher, dataset, strategy, *, epochs, learning_rate, tempe
     with strategy.scope():
         distiller = Distiller(student, teacher, temperature=temperature, alpha=alpha)
         distiller.compile(optimizer=keras.optimizers.SGD(learning_rate, momentum=0.9))
+        # Slots for the student only: fit would build them for every tracked variable, the teacher's too.
+        distiller.optimizer.build(student.trainable_variables)
     history = distiller.fit(dataset, epochs=epochs, callbacks=[keras.callbacks.TerminateOnNaN()], verbose=verbose)
     if any(not math.isfinite(v) for v in history.history.get("loss", [])):
         raise TrainingDivergedError(

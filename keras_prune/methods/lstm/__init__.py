@@ -16,7 +16,8 @@
    `--lstm_epochs`.
 5. The best structure (by reward; with the "target" reward, among those at the target and
    within the accuracy tolerance, if any) is retrained on train + validation for `--finetune_epochs` at
-   `--learning_rate` with `--schedule` (constant by default: the paper's fixed 1e-3).
+   `--learning_rate` with `--schedule` (the same rate as the children's recovery; the paper's is a
+   fixed 1e-3, which the recipes set: the flag's default is 0.01).
 
 Children are cached by structure and the search is checkpointed after every child
 (`<output_dir>/lstm/checkpoint.npz`), so `--resume` continues it. docs/PAPERS.md 4 says what is

@@ -93,7 +93,7 @@ def run(model, data, ctx):
     with ctx.strategy.scope():
         structure = keras.models.clone_model(search.load(best))
         structure.set_weights(search.load(best).get_weights())
-    search_seconds = time.perf_counter() - start
+    search_seconds = time.perf_counter() - start + search.seconds_before  # a resumed run adds the killed ones
     retraining = (
         f"; retraining it on train + validation for {config.finetune_epochs} epoch(s)" if config.finetune_epochs else ""
     )

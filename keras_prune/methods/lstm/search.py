@@ -77,7 +77,9 @@ class LSTMSearch:
         self.decisions = np.zeros(len(space.groups), "int64")
         self.samples = 0
         self.cache_hits = 0
-        self.seconds = 0.0
+        self.seconds = 0.0  # the search's own time, over every process of a resumed run
+        self.seconds_before = 0.0  # the part of it spent by the processes before this one
+        self._clock = None
         self._models = {}
 
     # ----------------------------------------------------------------- the loop
@@ -92,6 +94,7 @@ class LSTMSearch:
                 f"lstm: resuming after {self.epoch} controller epoch(s) with {len(self.candidates)} "
                 f"evaluated structure(s) from {path}"
             )
+        self._clock = time.perf_counter()
         if not self.candidates:
             self.reference_accuracy = evaluate_accuracy(self.model, self.data.validation, self.strategy)
             self._add(self.space.original, parent=None, accuracy=self.reference_accuracy, model_file=None, seconds=0.0)
@@ -100,12 +103,10 @@ class LSTMSearch:
             if self.epoch >= settings.max_epochs:
                 self.stopped = f"reached --lstm_epochs={settings.max_epochs}"
                 break
-            start = time.perf_counter()
             if self.pending is None:
                 self.pending = {"parents": self.parents(), "next": 0, "actions": None, "rewards": [], "entropy": []}
             while self.pending["next"] < len(self.pending["parents"]):
                 self._feed(self.candidates[self.pending["parents"][self.pending["next"]]])
-            self.seconds += time.perf_counter() - start
             self._end_epoch()
             self.checkpoint()
         self._models.clear()
@@ -166,7 +167,16 @@ class LSTMSearch:
         pending["actions"] = None
         self.checkpoint()
 
+    def _tick(self):
+        """Adds the time since the last tick to `seconds` (kept in every checkpoint, so a kill
+        loses only the work it interrupts, which the resumed run does again)."""
+        if self._clock is not None:
+            now = time.perf_counter()
+            self.seconds += now - self._clock
+            self._clock = now
+
     def _end_epoch(self):
+        self._tick()
         best = self.best()
         # The best only ever moves up in `_rank` (the pool grows), so comparing with the last
         # epoch's is enough; an equal reward at fewer FLOPs is not an improvement.
@@ -313,6 +323,7 @@ class LSTMSearch:
 
     def checkpoint(self):
         """Writes the whole search state atomically (one file)."""
+        self._tick()
         arrays = {f"controller_{i}": np.asarray(v) for i, v in enumerate(self.controller.get_weights())}
         arrays.update({f"optimizer_{i}": np.asarray(v.numpy()) for i, v in enumerate(self.optimizer.variables)})
         write_state(os.path.join(self.workdir, CHECKPOINT), self.state(), arrays)
@@ -338,5 +349,5 @@ class LSTMSearch:
         self.decisions = np.asarray(state["decisions"], "int64")
         self.samples = state["samples"]
         self.cache_hits = state["cache_hits"]
-        self.seconds = state["seconds"]
+        self.seconds = self.seconds_before = state["seconds"]
         self.rng.bit_generator.state = state["rng"]

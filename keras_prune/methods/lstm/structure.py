@@ -69,7 +69,8 @@ class StructureSpace:
         self.round_to = check_round_to(round_to)
         self.groups = [g for g in select_groups(graph, prune_residual=prune_residual) if g.id not in graph.segments]
         if len(self.groups) < 2:
-            tied = len(graph.prunable_groups) - len(self.groups)
+            searchable = [g for g in select_groups(graph, prune_residual=True) if g.id not in graph.segments]
+            tied = 0 if prune_residual else len(searchable) - len(self.groups)
             hint = (
                 f"; {tied} more are tied by residual additions: pass --prune_residual to search them"
                 if tied
