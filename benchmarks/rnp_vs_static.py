@@ -42,7 +42,6 @@ from keras_prune.export import fold_batch_norms, serving_latency_report
 from keras_prune.export.report_io import read_json, write_json
 from keras_prune.export.summaries import RunSummaries
 from keras_prune.methods import l1, rnp
-from keras_prune.methods.rnp import sample_test_images
 from keras_prune.methods.base import RunContext
 from keras_prune.methods.rnp.report import operating_points, plot_operating_points
 from keras_prune.methods.rnp.serving import RNPServing, export_saved_model, serving_latency
@@ -139,7 +138,7 @@ def main():
     near = min(points, key=lambda p: abs(p["speedup"] - args.latency_speedup))
     dense_path = os.path.join(out, "dense_saved_model")
     fold_batch_norms(base).export(dense_path, verbose=False)
-    times = _serving_times(trainer, near["flops_bias"], dense_path, out, sample_test_images(data, count=128),
+    times = _serving_times(trainer, near["flops_bias"], dense_path, out, data.test_images(128),
                            args.latency_repeats)
     dense_latency, rnp_latency = times[1]
     serving = serving_latency_report(
@@ -233,10 +232,10 @@ def remeasure_latency(run_dir, output):
     flops_bias = result["latency"]["flops_bias"]
     before = dict(result["latency"])
     dense_latency, rnp_latency = _latency(trainer, flops_bias, os.path.join(run_dir, "dense_saved_model"), run_dir,
-                                          sample_test_images(data), args.latency_repeats)
+                                          data.test_images(), args.latency_repeats)
     result["dense"]["latency_ms"] = dense_latency
     result["latency"].update(rnp_ms=rnp_latency, dense_ms=dense_latency, latency_speedup=dense_latency / rnp_latency)
-    result["latency_parts"] = _latency_parts(run_dir, sample_test_images(data), args.latency_repeats)
+    result["latency_parts"] = _latency_parts(run_dir, data.test_images(), args.latency_repeats)
     result.setdefault("latency_remeasured", []).append({
         "before": before,
         "versions": _environment()["versions"],

@@ -437,7 +437,8 @@ def run(config, *, flags_text=None):
     serving = None
     if "saved_model" in exported and chief:
         flops_ratio = pruned["flops"] / baseline["flops"]
-        serving = compare_serving_latency(model, exported["saved_model"], flops_ratio, repeats=config.latency_repeats)
+        serving = compare_serving_latency(model, exported["saved_model"], flops_ratio, repeats=config.latency_repeats,
+                                          images=data.test_images())  # real inputs: rnp's cost depends on them
         _log("serving latency (SavedModel, dense -> pruned): " + ", ".join(
             f"{k.replace('_', ' ')} {v['dense_ms']:.2f} -> {v['pruned_ms']:.2f} ms" for k, v in serving.items()))
 
@@ -455,7 +456,7 @@ def run(config, *, flags_text=None):
         "search_seconds": result.search_seconds,
         "retrain_seconds": result.retrain_seconds,
         "total_seconds": time.perf_counter() - started,
-        "layers": layer_table(model, plain),
+        "layers": result.layers(layer_table(model, plain)) if result.layers else layer_table(model, plain),
         "method_details": result.details,
         "exported": {k: os.path.relpath(v, output_dir) for k, v in exported.items()},
         **_environment(),

@@ -3,6 +3,7 @@
 import time
 
 import keras
+import numpy as np
 import pytest
 
 from keras_prune.export import measure_latency, measure_saved_model_latency, serving_latency_report
@@ -94,3 +95,40 @@ def test_a_pair_measurement_stops_at_max_seconds_for_each_model(tmp_path):
     first, second = latency.measure_saved_model_pair_latency([path, path], (8, 8, 3), batch_sizes=(1,),
                                                              repeats=10**6, warmup=0, block=5, max_seconds=0.05)
     assert 5 <= first[1]["repeats"] < 10**6 and 5 <= second[1]["repeats"] < 10**6
+
+
+def _fake_serves(monkeypatch, seconds):
+    """SavedModel paths "0", "1", ... load as serves that take `seconds[i]` and record what they are fed."""
+    from keras_prune.export import latency
+
+    fed = {i: [] for i in range(len(seconds))}
+
+    def load(path):
+        def serve(x):
+            fed[int(path)].append(float(np.asarray(x)[0, 0, 0, 0]))
+            time.sleep(seconds[int(path)])
+            return x
+
+        return None, serve
+
+    monkeypatch.setattr(latency, "_load_serve", load)
+    return fed
+
+
+def test_real_images_are_fed_to_both_models_batch_by_batch(monkeypatch):
+    from keras_prune.export import latency
+
+    fed = _fake_serves(monkeypatch, [0.0, 0.0])
+    images = np.arange(6, dtype="float32").reshape(6, 1, 1, 1)
+    latency.measure_saved_model_pair_latency(["0", "1"], (1, 1, 1), batch_sizes=(2,), repeats=9, warmup=1, block=3,
+                                             images=images)
+    assert set(fed[0]) == set(fed[1]) == {0.0, 2.0, 4.0}, "the batches [0, 1], [2, 3], [4, 5] in turn"
+
+
+def test_both_models_stop_when_either_runs_out_of_time(monkeypatch):
+    from keras_prune.export import latency
+
+    _fake_serves(monkeypatch, [0.004, 0.001])  # the first is four times slower
+    slow, fast = latency.measure_saved_model_pair_latency(["0", "1"], (1, 1, 1), batch_sizes=(1,), repeats=10**6,
+                                                          warmup=0, block=5, max_seconds=0.1)
+    assert fast[1]["repeats"] == slow[1]["repeats"] < 10**6, "paired to the end, not the fast one timed alone"

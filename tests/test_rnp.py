@@ -301,6 +301,11 @@ def test_rnp_run_end_to_end_and_resume(tmp_path):
     for plot in details["plots"].values():
         assert os.path.getsize(tmp_path / "run" / plot) > 0
     assert os.path.exists(tmp_path / "run" / CHECKPOINT)
+    layers = {row["name"]: row for row in report["layers"]}
+    assert sum(row["flops_after"] for row in layers.values()) == pytest.approx(
+        report["pruned"]["flops"] - details["decision_net_macs"], abs=len(layers)), "the table adds up to the headline"
+    for name in details["prunable_convs"]:  # the mean channels computed
+        assert 0 < layers[name]["channels_after"] <= layers[name]["channels_before"]
     served = tf.saved_model.load(str(tmp_path / "run" / "saved_model")).signatures["serve"](
         images=tf.zeros((1, 8, 8, 1)))
     assert served["actions"].shape == (1, 2)
@@ -308,6 +313,32 @@ def test_rnp_run_end_to_end_and_resume(tmp_path):
     assert resumed["method_details"]["history"] == details["history"], "no round is repeated"
     with open(tmp_path / "run" / "report.json") as f:
         assert json.load(f)["method"] == "rnp"
+
+
+def test_the_backbone_is_fine_tuned_under_the_decisions_the_served_model_takes():
+    from keras_prune.methods.rnp.training import rollout
+
+    trainer = build(chain(), tf.distribute.get_strategy(), SETTINGS)
+    rng = np.random.default_rng(0)
+    for weight in trainer.decision.weights:  # a decision net whose choice follows the features
+        if len(weight.shape) == 2:
+            weight.assign(rng.normal(0, 0.5 / np.sqrt(weight.shape[0]), weight.shape).astype("float32"))
+    x = tf.constant(images(32) * rng.uniform(0.1, 8, (32, 1, 1, 1)).astype("float32"))  # images far apart
+    y = tf.constant(np.arange(32) % 5)
+    served = trainer.rollout(x, y, epsilon=0.0)["actions"]
+    assert len(np.unique(served)) > 1
+    _, _, batch_statistics = rollout(trainer.backbone, trainer.decision, x, epsilon=0.0, flops_bias=0.0, training=True)
+    assert (np.asarray(batch_statistics) != served).sum() >= 5, "training-mode features decide otherwise here"
+    _, actions = trainer.backbone_step(x, y)
+    assert (actions != served).sum() <= 1, "the same decisions (but for a near tie of Q-values in another graph)"
+
+
+def test_the_training_stream_has_only_full_batches():
+    from keras_prune.methods.rnp.method import full_batches
+
+    train = tf.data.Dataset.from_tensor_slices((images(10), np.arange(10) % 5)).batch(4)  # 4, 4, 2
+    shapes = [x.shape[0] for x, _ in full_batches(train, 4).take(10)]
+    assert shapes == [4] * 10
 
 
 def test_a_diverged_loss_is_a_clear_error():

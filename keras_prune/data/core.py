@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import numpy as np
 import tensorflow as tf
 
 __all__ = ["Dataset", "DatasetInfo", "DatasetNotFoundError"]
@@ -79,6 +80,17 @@ class Dataset:
     validation: tf.data.Dataset
     test: tf.data.Dataset
     info: DatasetInfo
+
+    def test_images(self, count=64):
+        """The first `count` test images as a NumPy array: real inputs, for timing a model whose
+        cost depends on what it is fed (rnp's decisions)."""
+        images, total = [], 0
+        for x, _ in self.test:
+            images.append(np.asarray(x))
+            total += len(images[-1])
+            if total >= count:
+                break
+        return np.concatenate(images)[:count]
 
     def limited(self, max_batches, batch_size):
         """The same data with at most `max_batches` batches of train and of validation.

@@ -60,7 +60,7 @@ def _load_serve(path):
 
 
 def measure_saved_model_pair_latency(paths, input_shape, *, batch_sizes=(1, 32), repeats=30, warmup=3, block=5,
-                                     max_seconds=20.0):
+                                     max_seconds=20.0, images=None):
     """`measure_saved_model_latency` of two SavedModels, timed in alternating blocks.
 
     Timing one model and then the other lets whatever changes on the machine between the
@@ -73,7 +73,11 @@ def measure_saved_model_pair_latency(paths, input_shape, *, batch_sizes=(1, 32),
         paths: the two SavedModel folders (e.g. dense, pruned).
         input_shape: one example's shape (no batch dimension).
         repeats: timed calls per model and batch size (at most; see `max_seconds`).
-        max_seconds: per model and batch size; each model gets at least one block.
+        max_seconds: per model and batch size; once one model has used it, both stop (each
+            gets at least one block).
+        images: optional real inputs `(n, *input_shape)`: each call takes the next batch of them
+            (cycling), for a model whose cost depends on its input (rnp). None: one fixed
+            random batch, which is all a static model's time depends on.
 
     Returns:
         One `{batch_size: {"median_ms", "p90_ms", "batch_size", "repeats"}}` per path.
@@ -82,22 +86,20 @@ def measure_saved_model_pair_latency(paths, input_shape, *, batch_sizes=(1, 32),
     serves = [serve for _, serve in loaded]
     results = [{} for _ in paths]
     for b in batch_sizes:
-        x = _batch(input_shape, b)
+        x = _batch(input_shape, b) if images is None else _batches(images, b)
         for serve in serves:
             for _ in range(warmup):
-                serve(x)
+                serve(_next(x))
         times = [[] for _ in paths]
         spent = [0.0 for _ in paths]
 
-        def active(i):
-            return len(times[i]) < repeats and spent[i] <= max_seconds
-
-        while any(active(i) for i in range(len(serves))):
-            for i, serve in enumerate(serves):
-                if not active(i):
-                    continue
+        while True:  # rounds of one block each; all stop once one is out of time, so the blocks stay paired
+            running = [i for i in range(len(serves)) if len(times[i]) < repeats and max(spent) <= max_seconds]
+            if not running:
+                break
+            for i in running:
                 started = time.perf_counter()
-                block_times = _time_block(serve, x, min(block, repeats - len(times[i])))
+                block_times = _time_block(serves[i], x, min(block, repeats - len(times[i])))
                 spent[i] += time.perf_counter() - started
                 times[i].extend(block_times)
         for i in range(len(paths)):
@@ -106,11 +108,13 @@ def measure_saved_model_pair_latency(paths, input_shape, *, batch_sizes=(1, 32),
 
 
 def _time_block(call, x, calls):
-    _fetch(call(x))  # untimed: this model's weights back in cache
+    """`calls` timed calls on `x` (a batch, or a `_Cycle` of them), after one untimed."""
+    _fetch(call(_next(x)))  # untimed: this model's weights back in cache
     times = []
     for _ in range(calls):
+        batch = _next(x)
         start = time.perf_counter()
-        _fetch(call(x))
+        _fetch(call(batch))
         times.append((time.perf_counter() - start) * 1000.0)
     return times
 
@@ -136,6 +140,30 @@ def serving_latency_report(dense, pruned, flops_ratio):
             "repeats": min(dense[b]["repeats"], pruned[b]["repeats"]),
         }
     return report
+
+
+class _Cycle:
+    """Batches taken in turn, endlessly."""
+
+    def __init__(self, batches):
+        self.batches, self.position = batches, 0
+
+    def next(self):
+        batch = self.batches[self.position % len(self.batches)]
+        self.position += 1
+        return batch
+
+
+def _batches(images, batch_size):
+    """A `_Cycle` of consecutive `batch_size` batches of `images` (repeated to fill one if too few)."""
+    images = np.asarray(images, "float32")
+    if len(images) < batch_size:
+        images = np.resize(images, (batch_size, *images.shape[1:]))
+    return _Cycle([tf.constant(images[i : i + batch_size]) for i in range(0, len(images) - batch_size + 1, batch_size)])
+
+
+def _next(x):
+    return x.next() if isinstance(x, _Cycle) else x
 
 
 def _batch(input_shape, batch_size):

@@ -46,6 +46,9 @@ class MethodResult:
         export: optional `fn(output_dir, formats) -> {name: path}` that writes the
             method's own artefacts instead of the stripped `model` (rnp: a SavedModel
             that computes only the chosen channel groups). None: the pipeline exports.
+        layers: optional `fn(rows) -> rows` that turns the report's static layer table
+            (dense against `model`) into what the method computes (rnp: each pruned conv's
+            mean channels and MACs per input). None: the static table.
     """
 
     model: object
@@ -55,6 +58,7 @@ class MethodResult:
     reference_flops: int = None
     stats: object = None
     export: object = None
+    layers: object = None
 
 
 def retrain(model, data, ctx, *, epochs, phase):

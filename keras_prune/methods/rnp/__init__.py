@@ -23,13 +23,13 @@ import importlib
 from keras_prune.methods.rnp.settings import ORDERS, RNPSettings, settings_from_config
 
 __all__ = [
-    "CHECKPOINT", "ORDERS", "RNPSettings", "build", "preflight", "run", "sample_test_images", "settings_from_config",
+    "CHECKPOINT", "ORDERS", "RNPSettings", "build", "preflight", "run", "settings_from_config",
     "train",
 ]
 
 # The TensorFlow parts load on first use, so the command line can read the settings (to
 # define and validate its flags) without them, as for lstm and olmp.
-_LAZY = frozenset({"CHECKPOINT", "build", "preflight", "run", "sample_test_images", "train"})
+_LAZY = frozenset({"CHECKPOINT", "build", "preflight", "run", "train"})
 
 
 def __getattr__(name):

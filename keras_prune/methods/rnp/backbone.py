@@ -191,9 +191,9 @@ class RuntimeBackbone:
         self.full_flops = int(sum(by_layer.values()))
         self.fixed_flops = sum(int(by_layer.get(layer.name, 0)) for layer in self.stem)
         self.stage_flops = [int(by_layer.get(stage[0].name, 0)) for stage in self.stages]
-        head_flops = [int(by_layer.get(layer.name, 0)) for layer in self.head if by_layer.get(layer.name)]
-        self.head_first_flops = head_flops[0] if head_flops else 0
-        self.fixed_flops += sum(head_flops[1:])
+        head_flops = [(layer.name, int(by_layer[layer.name])) for layer in self.head if by_layer.get(layer.name)]
+        self.head_first, self.head_first_flops = head_flops[0] if head_flops else (None, 0)
+        self.fixed_flops += sum(flops for _, flops in head_flops[1:])
 
     def flops_per_sample(self, actions):
         """MACs of the backbone per sample for 0-based actions (batch, steps).
@@ -202,14 +202,28 @@ class RuntimeBackbone:
         the kept fraction of its output channels; the first classifier layer is scaled by
         the last stage's kept fraction.
         """
+        return float(self.fixed_flops) + sum(flops for _, _, flops in self._layer_costs(actions))
+
+    def mean_layer_costs(self, actions):
+        """`{layer name: (mean output channels computed or None, mean MACs)}` over the samples of
+        0-based `actions` (batch, steps), for the prunable convs and the head's first layer (the
+        layers whose cost the decisions change; `flops_per_sample` adds the fixed rest)."""
+        return {name: (None if channels is None else float(np.mean(channels)), float(np.mean(flops)))
+                for name, channels, flops in self._layer_costs(actions)}
+
+    def _layer_costs(self, actions):
+        """(name, output channels per sample or None, MACs per sample) of each layer the actions scale."""
         actions = np.asarray(actions)
-        total = np.full(actions.shape[0], float(self.fixed_flops))
         in_fraction = np.ones(actions.shape[0])
+        costs = []
         for t in range(self.steps):
-            out_fraction = np.asarray(self.boundaries[t])[actions[:, t]] / self.channels[t]
-            total += self.stage_flops[t] * in_fraction * out_fraction
+            channels = np.asarray(self.boundaries[t])[actions[:, t]]
+            out_fraction = channels / self.channels[t]
+            costs.append((self.stages[t][0].name, channels, self.stage_flops[t] * in_fraction * out_fraction))
             in_fraction = out_fraction
-        return total + self.head_first_flops * in_fraction
+        if self.head_first is not None:
+            costs.append((self.head_first, None, self.head_first_flops * in_fraction))
+        return costs
 
 
 def _check_last_axis(layer):

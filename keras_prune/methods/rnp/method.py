@@ -16,20 +16,10 @@ from keras_prune.methods.rnp.serving import RNPServing, export_saved_model, serv
 from keras_prune.methods.rnp.settings import settings_from_config
 from keras_prune.methods.rnp.training import RNPTrainer
 
-__all__ = ["CHECKPOINT", "build", "preflight", "run", "sample_test_images", "train"]
+__all__ = ["CHECKPOINT", "build", "preflight", "run", "train"]
 
 CHECKPOINT = os.path.join("rnp", "training.npz")
 """Training state in the run folder, rewritten after the warm-up and after every round."""
-
-
-def sample_test_images(data, count=64):
-    """The first `count` test images (real inputs for latency: decisions depend on the input)."""
-    images = []
-    for x, _ in data.test:
-        images.append(np.asarray(x))
-        if sum(len(i) for i in images) >= count:
-            break
-    return np.concatenate(images)[:count]
 
 
 def build(model, strategy, settings, *, seed=0):
@@ -42,6 +32,15 @@ def build(model, strategy, settings, *, seed=0):
     return RNPTrainer(backbone, strategy, settings, seed=seed)
 
 
+def full_batches(train, batch_size):
+    """The training split as an endless stream of full batches (epochs reshuffled, none dropped).
+
+    An epoch's short last batch would leave a replica an empty share with several replicas (one
+    image on two replicas), and BatchNorm's training-mode moments over no rows are NaN, which
+    the mirrored update would average into every replica's moving statistics."""
+    return train.repeat().unbatch().batch(batch_size, drop_remainder=True)
+
+
 def train(trainer, data, ctx):
     """Warm-up, alpha calibration and the alternating rounds, resumable per round."""
     settings, log = trainer.settings, ctx.log
@@ -50,7 +49,7 @@ def train(trainer, data, ctx):
     if ctx.config.resume and os.path.exists(checkpoint):
         rounds_done = trainer.restore(checkpoint)
         log(f"rnp: resumed after round {rounds_done} of {settings.rounds} from {checkpoint}")
-    batches = iter(data.train.repeat())
+    batches = iter(full_batches(data.train, ctx.config.batch_size))
     if rounds_done is None:
         losses = [trainer.backbone_step(*next(batches), random_actions=True)[0] for _ in range(settings.warmup_steps)]
         if losses:
@@ -115,7 +114,7 @@ def run(model, data, ctx):
     def stats(data, strategy, repeats):
         params = count_params(backbone.model)
         extra = int(trainer.decision.count_params())
-        latency = serving_latency(serving.serve, sample_test_images(data), repeats=repeats)
+        latency = serving_latency(serving.serve, data.test_images(), repeats=repeats)
         return {
             "accuracy": default["accuracy"],
             "flops": default["mean_flops"],
@@ -132,6 +131,18 @@ def run(model, data, ctx):
             written["keras"] = save_keras(backbone.model, os.path.join(output_dir, "model.keras"))
             written["decision_net"] = save_keras(trainer.decision, os.path.join(output_dir, "rnp", "decision_net.keras"))
         return written
+
+    def layers(rows):
+        """Each layer the decisions scale, at its mean over the test inputs at the default bias (the
+        table's other layers always run whole); the channels after are the mean computed."""
+        means = backbone.mean_layer_costs(per_input[settings.flops_bias]["actions"])
+        for row in rows:
+            if row["name"] in means:
+                channels, flops = means[row["name"]]
+                row["flops_after"] = round(flops)
+                if channels is not None:
+                    row["channels_after"] = round(channels, 2)
+        return rows
 
     every_group = report.evaluate(trainer, data.test, -1e9)
     dense = {"flops": backbone.full_flops, "accuracy": float(every_group["correct"].mean())}
@@ -158,4 +169,5 @@ def run(model, data, ctx):
         details=details,
         stats=stats,
         export=export,
+        layers=layers,
     )

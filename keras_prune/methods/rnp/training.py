@@ -4,7 +4,8 @@ Phase (a) trains the decision network by deep Q-learning with the backbone froze
 epsilon-greedy rollouts of the masked backbone give per-step states, actions and
 rewards; the Q-loss is computed from the stored states only, so it can never reach the
 backbone. Phase (b) fine-tunes the backbone with cross-entropy under the decision
-network's greedy actions, with the decision network frozen. Every step runs each
+network's greedy actions, taken in inference mode as the served model takes them, with the
+decision network frozen. Every step runs each
 replica on its contiguous share of the global batch; losses are divided by the global
 batch size and `apply_gradients` sums the replicas' gradients.
 """
@@ -21,26 +22,31 @@ from keras_prune.export.report_io import read_state, write_state
 __all__ = ["RNPTrainer", "rollout"]
 
 
-def rollout(backbone, decision, x, *, epsilon, flops_bias, training=False):
+def rollout(backbone, decision, x, *, epsilon, flops_bias, training=False, actions=None):
     """Runs the masked backbone, choosing each step's action from the decision network.
 
     Actions are 0-based (action i computes i + 1 groups): greedy on the Q-values minus
-    `flops_bias` per extra group, random with probability `epsilon`.
+    `flops_bias` per extra group, random with probability `epsilon`; or, if `actions`
+    (batch, steps) is given, those (the decision network is not run).
 
     Returns:
         (logits, states: list of (batch, C_t) pooled features, actions (batch, steps) int32).
     """
     h = backbone.run_stem(x, training=training)
     batch = ops.shape(x)[0]
-    hidden = decision.initial_state(batch)
+    given = actions
+    hidden = decision.initial_state(batch) if given is None else None
     states, actions = [], []
     extra_groups = ops.arange(decision.actions, dtype="float32")
     for t in range(backbone.steps):
         state = ops.stop_gradient(ops.mean(h, axis=(1, 2)))
-        q, hidden = decision.step(t, state, hidden)
-        greedy = ops.cast(ops.argmax(q - flops_bias * extra_groups, axis=-1), "int32")
-        random = tf.random.uniform((batch,), 0, decision.actions, dtype="int32")
-        action = ops.where(tf.random.uniform((batch,)) < epsilon, random, greedy)
+        if given is None:
+            q, hidden = decision.step(t, state, hidden)
+            greedy = ops.cast(ops.argmax(q - flops_bias * extra_groups, axis=-1), "int32")
+            random = tf.random.uniform((batch,), 0, decision.actions, dtype="int32")
+            action = ops.where(tf.random.uniform((batch,)) < epsilon, random, greedy)
+        else:
+            action = ops.cast(given[:, t], "int32")
         h = backbone.run_stage(t, h, action + 1, training=training)
         states.append(state)
         actions.append(action)
@@ -138,9 +144,12 @@ class RNPTrainer:
         def replica(x, y):
             global_batch = tf.cast(tf.shape(x)[0], "float32")
             x, y = _shard(x, y)
+            # The decisions a served model would take: from inference-mode features (BatchNorm's
+            # moving statistics, no dropout). Training mode's batch statistics would make others.
+            _, _, actions = rollout(self.backbone, self.decision, x, epsilon=epsilon, flops_bias=0.0)
             with tf.GradientTape() as tape:
                 logits, _, actions = rollout(self.backbone, self.decision, x, epsilon=epsilon, flops_bias=0.0,
-                                             training=True)
+                                             training=True, actions=actions)
                 per_sample = _per_sample_ce(y, logits)
                 loss = ops.sum(per_sample) / global_batch
             variables = self.backbone.trainable_variables
