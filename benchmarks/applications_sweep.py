@@ -293,7 +293,8 @@ def main():
                         help="check these (again, if already recorded); default: every keras.applications model "
                              "not yet in --output")
     parser.add_argument("--output", default=None, help="default: applications_sweep.json in the results folder")
-    parser.add_argument("--fresh", action="store_true", help="re-check models already in --output")
+    parser.add_argument("--fresh", action="store_true",
+                        help="start a new --output file (drops the models not checked in this run)")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per model")
     parser.add_argument("--quick", action="store_true", help="three small models, written to a temporary folder")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)

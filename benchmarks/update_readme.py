@@ -447,6 +447,9 @@ def rnp_section(result=None):
 def main():
     readme = os.path.join(ROOT, "README.md")
     text = open(readme).read()
+    for marker in (START, END):  # a lost marker would drop the README's text after the results
+        if text.count(marker) != 1:
+            raise SystemExit(f"{readme} must hold {marker} exactly once (found {text.count(marker)}); restore it")
     head, _, rest = text.partition(START)
     _, _, tail = rest.partition(END)
     seeds = seeds_section()

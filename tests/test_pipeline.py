@@ -218,6 +218,19 @@ def test_overwrite_keeps_the_old_run_until_the_new_command_passes_its_checks(tmp
     assert json.loads((tmp_path / "run" / "run_config.json").read_text())["seed"] == 1
 
 
+def test_dense_and_pruned_are_timed_back_to_back_after_the_method(tmp_path, monkeypatch):
+    import keras_prune.methods.l1 as l1
+    import keras_prune.pipeline as pipeline
+
+    events = []
+    method, latency = l1.run, pipeline._latency
+    monkeypatch.setattr(l1, "run", lambda *args: events.append("method") or method(*args))
+    monkeypatch.setattr(pipeline, "_latency", lambda *args: events.append("latency") or latency(*args))
+    report = run(_smoke_config(tmp_path / "run", pretrain_epochs=1, finetune_epochs=0, max_batches=2, export=()))
+    assert events == ["method", "latency", "latency"], "not hours apart, with the method in between"
+    assert report["baseline"]["latency_ms"] > 0 and report["pruned"]["latency_ms"] > 0
+
+
 def test_an_own_model_named_without_a_folder_is_read_as_a_file(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     _own_model(tmp_path / "own.h5", classes=3)

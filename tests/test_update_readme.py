@@ -217,3 +217,13 @@ def test_a_latency_remeasured_once_says_once():
     before = {"latency_speedup": 0.86}
     text = "\n".join(update_readme.rnp_section(_rnp_result(latency_remeasured=[{"before": before}])))
     assert "Re-measured once since" in text and "0.86x" in text
+
+
+@pytest.mark.parametrize("markers", [(update_readme.START,), (update_readme.END,), ()])
+def test_a_readme_without_both_markers_once_is_left_alone(tmp_path, monkeypatch, markers):
+    text = "# Title\n" + "\n".join(markers) + "\n## After the results\n"
+    (tmp_path / "README.md").write_text(text)
+    monkeypatch.setattr(update_readme, "ROOT", str(tmp_path))
+    with pytest.raises(SystemExit, match="exactly once"):
+        update_readme.main()
+    assert (tmp_path / "README.md").read_text() == text

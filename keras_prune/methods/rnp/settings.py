@@ -14,7 +14,7 @@ ORDERS = ("norm", "natural")
 class RNPSettings:
     """Every RNP setting (the `--rnp_*` flags; see keras_prune/cli/flags.py).
 
-    `alpha` None: calibrated so that the mean alpha * L_cls is 1 after warm-up.
+    `alpha` None: calibrated so that the mean alpha * L_cls is 1 after warm-up, under random decisions (epsilon 1).
     `epsilon_steps` 0: epsilon anneals over the first half of all decision steps.
     `target_update` 0: no target network (bootstrap from the online network).
     `replay` 0: no replay (each step learns from its own rollouts).
