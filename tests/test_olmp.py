@@ -452,6 +452,31 @@ def test_a_model_without_dense_or_conv_layers_is_refused_before_pre_training():
         olmp.preflight(model, RunConfig(method="olmp", model="m", output_dir="o"))
 
 
+def test_a_model_with_one_prunable_layer_is_refused_before_pre_training():
+    inputs = keras.Input((8, 8, 1))
+    model = keras.Model(inputs, keras.layers.Dense(10, name="only")(keras.layers.Flatten()(inputs)))
+    with pytest.raises(PruneError, match="one prunable top-level layer \\('only'\\): NCS would never run"):
+        olmp.preflight(model, RunConfig(method="olmp", model="m", output_dir="o"))
+
+
+def test_training_seconds_are_ticked_into_every_checkpoint(pretrained, tmp_path, monkeypatch):
+    import types
+
+    import keras_prune.methods.olmp.loop as loop_module
+
+    masked, dns, trainer, settings, data = _setup(pretrained)
+    loop = OLMPLoop(trainer, dns, data.train, settings, workdir=tmp_path, log=lambda message: None)
+    now = [100.0]
+    monkeypatch.setattr(loop_module, "time", types.SimpleNamespace(perf_counter=lambda: now[0]))
+    loop._clock = (100.0, 0.0)  # as run() sets it
+    now[0], loop.search_seconds = 130.0, 10.0  # 30 s since, 10 of them searching
+    loop.save()
+    assert loop.train_seconds == 20.0
+    resumed = OLMPLoop(trainer, dns, data.train, settings, workdir=tmp_path, log=lambda message: None)
+    resumed.restore()
+    assert resumed.train_seconds == 20.0, "a killed process's training time survives it"
+
+
 @pytest.mark.parametrize(
     "arg, message",
     [

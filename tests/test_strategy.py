@@ -75,3 +75,5 @@ def test_one_process_is_the_chief_and_keras_tuner_ids_name_the_others(monkeypatc
     assert not is_chief(tf.distribute.get_strategy()) and task_name(tf.distribute.get_strategy()) == "tuner1"
     monkeypatch.setenv("KERASTUNER_TUNER_ID", "chief")
     assert is_chief(tf.distribute.get_strategy())
+    monkeypatch.setenv("KERASTUNER_TUNER_ID", "tuner-chief")  # Keras Tuner serves the oracle here too
+    assert is_chief(tf.distribute.get_strategy())

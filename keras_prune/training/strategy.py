@@ -105,7 +105,7 @@ def is_chief(strategy):
     """
     tuner = _tuner_id()
     if tuner is not None:
-        return tuner.startswith("chief")
+        return "chief" in tuner  # Keras Tuner's own test (dist_utils.is_chief_oracle)
     task_type, task_id, cluster = _task(strategy)
     if task_type is None:
         return True

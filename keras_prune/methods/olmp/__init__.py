@@ -72,8 +72,8 @@ def run(model, data, ctx):
     """Prunes `model`'s weights with OLMP; returns the masked, retrained model and its report.
 
     Raises:
-        PruneError: for invalid `olmp_*` settings, a model without Dense/Conv2D layers, or a
-            multi-worker strategy.
+        PruneError: for invalid `olmp_*` settings or a model with fewer than two top-level
+            Dense/Conv2D layers.
     """
     return importlib.import_module("keras_prune.methods.olmp.method").run(model, data, ctx)
 

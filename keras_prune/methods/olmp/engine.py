@@ -104,9 +104,9 @@ class MaskedSGD:
         return iter(self.strategy.experimental_distribute_dataset(dataset.repeat()))
 
     def gather(self, x, y):
-        """A distributed batch as one NumPy global batch `(x, y)`."""
-        local = self.strategy.experimental_local_results
-        return (np.concatenate([np.asarray(v) for v in local(x)]), np.concatenate([np.asarray(v) for v in local(y)]))
+        """A distributed batch as one NumPy global batch `(x, y)`: every worker's replicas, in
+        replica order (a worker's local results would hold only its own share of the batch)."""
+        return np.asarray(self.strategy.gather(x, axis=0)), np.asarray(self.strategy.gather(y, axis=0))
 
     def distribute(self, x, y):
         """A NumPy global batch split evenly across the replicas."""

@@ -15,9 +15,11 @@ Checkpoints (`<workdir>/checkpoint.npz`, written atomically) hold the weights, m
 optimizer state, c-rates, frozen statistics, trigger RNG, iteration and the NCS history.
 One is written just before every NCS call, with the batch it evaluates on (and, with the
 held-out constraint, the training batch of that iteration's step), so a resumed
-run continues that very search (Keras Tuner keeps its finished trials); then one after
-the call's SGD step, every `checkpoint_every` iterations and at the end. After a crash a
-resumed run therefore loses at most the trial in flight inside a search, and at most
+run continues that very search (Keras Tuner keeps its finished trials; with
+`--noolmp_tuner` the bare search keeps its finished generations); then one after the
+call's SGD step, every `checkpoint_every` iterations and at the end. After a crash a
+resumed run therefore loses at most the trial in flight inside a search (the generation
+in flight with `--noolmp_tuner`), and at most
 `checkpoint_every` iterations of training outside one. The data order restarts on resume
 (tf.data iterators are not checkpointed).
 """
@@ -82,7 +84,8 @@ class OLMPLoop:
         self.batch = None  # the global batch the pending call evaluates on
         self.step_batch = None  # the training batch of its iteration's SGD step (held-out constraint: another)
         self.search_seconds = 0.0
-        self.train_seconds = 0.0
+        self.train_seconds = 0.0  # over every process of a resumed run, ticked into each checkpoint
+        self._clock = None  # (time, search_seconds) at the last tick of this process
 
     @property
     def checkpoint_path(self):
@@ -100,8 +103,7 @@ class OLMPLoop:
             self.restore()
             self.log(f"olmp: resuming at iteration {self.iteration} from {self.checkpoint_path}")
         settings = self.settings
-        started = time.perf_counter()
-        search_before = self.search_seconds
+        self._clock = (time.perf_counter(), self.search_seconds)
         if self.pending is not None:
             x, y = self.trainer.distribute(*self.step_batch)
             self._finish_search(resume=True)
@@ -120,7 +122,6 @@ class OLMPLoop:
                 self._finish_search(resume=False)
                 triggered = np.zeros_like(triggered)  # the winner is applied already
             self._adjust(x, y, triggered, checkpoint=searching or (it + 1) % self.checkpoint_every == 0)
-        self.train_seconds += time.perf_counter() - started - (self.search_seconds - search_before)
         self.save()
         return self
 
@@ -296,6 +297,10 @@ class OLMPLoop:
 
     def save(self):
         """Writes the checkpoint atomically (a crash never leaves a half-written one)."""
+        if self._clock is not None:  # the training time since the last tick: all but the searches'
+            now, searched = time.perf_counter(), self.search_seconds
+            self.train_seconds += now - self._clock[0] - (searched - self._clock[1])
+            self._clock = (now, searched)
         arrays = self.trainer.state_arrays()
         if self.batch is not None:
             arrays["batch/x"], arrays["batch/y"] = self.batch

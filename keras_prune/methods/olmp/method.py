@@ -18,10 +18,16 @@ WORKDIR = "olmp"
 
 
 def preflight(model, config):
-    """Raises a PruneError, before pre-training, for invalid `olmp_*` settings, a model with no
-    top-level Dense or Conv2D layer, or Keras Tuner's distributed mode without the tuner."""
+    """Raises a PruneError, before pre-training, for invalid `olmp_*` settings, a model with fewer
+    than two top-level Dense or Conv2D layers, or Keras Tuner's distributed mode without the tuner."""
     settings = OLMPSettings.from_config(config)
-    prunable_layers(model)
+    prunable = prunable_layers(model)
+    if len(prunable) < 2:  # NCS runs when at least two layers are triggered (the paper's len(tmp_ind) > 1)
+        raise PruneError(
+            f"olmp searches the thresholds of several layers together, and model {model.name!r} has one "
+            f"prunable top-level layer ({prunable[0]!r}): NCS would never run. Prune it with a fixed "
+            "magnitude threshold instead, or give a model with two or more Dense/Conv2D layers."
+        )
     if distributed_tuning() and not settings.use_tuner:
         raise PruneError(
             "Keras Tuner's distributed mode (KERASTUNER_ORACLE_IP is set) shares OLMP's NCS calls through "
@@ -34,7 +40,7 @@ def run(model, data, ctx):
     """Prunes `model`'s weights with OLMP; returns the masked, retrained model and its report.
 
     Raises:
-        PruneError: for invalid `olmp_*` settings or a model without Dense/Conv2D layers.
+        PruneError: for invalid `olmp_*` settings or a model with fewer than two Dense/Conv2D layers.
     """
     settings = OLMPSettings.from_config(ctx.config)
     strategy = ctx.strategy
