@@ -17,8 +17,9 @@ from keras_prune.pipeline import RunConfig, run
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMON = dict(pretrain_epochs=2, finetune_epochs=1, epochs=1, batch_size=64, max_batches=10, latency_repeats=5,
               export=("saved_model",), verbose=0)
-# l1 (Keras fit), lstm (fit of a model with its own train_step) and olmp (Keras Tuner inside the run) cover the three ways a
-# method trains; scratch and rnp, 1.5 min each here, run on two replicas in test_strategy_methods.
+# l1 (Keras fit), lstm (fit of a model with its own train_step) and olmp (Keras Tuner inside the
+# run) cover the three ways a method trains; scratch and rnp, 1.5 min each here, run on two
+# replicas in test_strategy_methods.
 MULTI_WORKER_METHODS = ("l1", "lstm", "olmp")
 
 
