@@ -23,6 +23,20 @@ def group_and_graph():
     return next(g for g in select_groups(graph) if g.id == "block_1"), graph
 
 
+def test_the_filters_of_a_transposed_conv_are_its_kernels_output_axis():
+    import keras
+
+    inputs = keras.Input((4, 4, 2))
+    up = keras.layers.Conv2DTranspose(3, 3, strides=2, padding="same", name="up")(inputs)
+    model = keras.Model(inputs, keras.layers.Conv2D(2, 1)(up))
+    kernel = np.full(model.get_layer("up").kernel.shape, 0.01, "float32")  # (3, 3, out 3, in 2)
+    kernel[:, :, 1, :] = 1.0
+    model.get_layer("up").kernel.assign(kernel)
+    graph = analyze(model)
+    group = next(g for g in graph.prunable_groups if "up" in g.producers)
+    np.testing.assert_allclose(filter_norms(graph, group), [0.18, 18.0, 0.18], rtol=1e-5)
+
+
 @pytest.fixture
 def private_registry(monkeypatch):
     monkeypatch.setattr(registry, "_CRITERIA", dict(registry._CRITERIA))

@@ -164,6 +164,8 @@ def _scale_rule(ctx, call, layer, inputs, in_shapes, out_shapes):
         (lambda: layers.Conv2D(4, 1, groups=2), "grouped convolution"),
         (lambda: layers.Activation("softmax"), "softmax over channels"),
         (lambda: layers.Activation("log_softmax"), "softmax over channels"),
+        (lambda: layers.Activation("sparsemax"), "softmax over channels"),
+        (lambda: layers.Activation(layers.Softmax()), "softmax over channels"),  # a layer: no name to trust
     ],
 )
 def test_layers_that_mix_channels_statistically_are_frozen(make, reason):

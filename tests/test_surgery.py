@@ -202,3 +202,19 @@ def test_reinitialize_with_a_seed_draws_apart_what_the_zoo_seeded_the_same(name)
             assert abs(k1.std() / built.std() - 1) < 0.5, f"{layer.name}: the same initializer, only reseeded"
         elif isinstance(layer, layers.BatchNormalization):
             assert np.array_equal(layer.gamma.numpy(), first.get_layer(layer.name).gamma.numpy()), "constants stay"
+
+
+def test_weights_that_share_a_name_are_copied_by_position(rng):
+    """Bidirectional's two LSTMs both call their weights kernel, recurrent_kernel and bias."""
+    inputs = keras.Input((6, 4))
+    recurrent = layers.Bidirectional(layers.LSTM(5), name="bi")
+    hidden = layers.Dense(8, activation="relu", name="hidden")(recurrent(inputs))
+    model = keras.Model(inputs, layers.Dense(3)(hidden))
+    x = rng.normal(size=(2, 6, 4)).astype("float32")
+    np.testing.assert_allclose(prune_channels(model, {})(x), model(x), atol=1e-6)
+    keep = {"hidden": np.arange(4)}
+    np.testing.assert_allclose(prune_channels(model, keep)(x), masked_reference(model, keep)(x), atol=1e-5)
+    fresh = reinitialize(model, seed=1).get_layer("bi").weights
+    forward, backward = fresh[0], fresh[len(fresh) // 2]  # the two LSTMs' kernels
+    assert forward.name == backward.name == "kernel"
+    assert not np.allclose(forward.numpy(), backward.numpy()), "each LSTM keeps its own fresh draw"

@@ -124,13 +124,26 @@ def _weightless(rule):
     return check
 
 
-_COUPLING_ACTIVATIONS = ("softmax", "log_softmax")
-COUPLED = "softmax over channels"
+_ELEMENTWISE_ACTIVATIONS = frozenset({
+    "celu", "elu", "exponential", "gelu", "hard_shrink", "hard_sigmoid", "hard_silu", "hard_swish", "hard_tanh",
+    "leaky_relu", "linear", "log_sigmoid", "mish", "relu", "relu6", "selu", "sigmoid", "silu", "swish",
+    "soft_shrink", "softplus", "softsign", "sparse_plus", "sparse_sigmoid", "squareplus", "tanh", "tanh_shrink",
+    "threshold",
+})
+"""keras.activations that act on each channel alone; any other (softmax, log_softmax, sparsemax,
+glu, an unnamed callable such as a layer) may mix channels, so the channels behind it are frozen."""
+COUPLED = "softmax over channels (or another activation that may mix them)"
+
+
+def _activation_name(layer):
+    return getattr(getattr(layer, "activation", None), "__name__", None)
 
 
 def _coupling_activation(layer):
-    """Whether `layer`'s `activation` normalises across channels (softmax): removing one changes the rest."""
-    return getattr(getattr(layer, "activation", None), "__name__", "") in _COUPLING_ACTIVATIONS
+    """Whether `layer`'s `activation` may mix channels (softmax): removing one could change the rest."""
+    if getattr(layer, "activation", None) is None:
+        return False
+    return _activation_name(layer) not in _ELEMENTWISE_ACTIVATIONS
 
 
 def _new_outputs(ctx, layer, n):

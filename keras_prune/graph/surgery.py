@@ -83,6 +83,14 @@ def rebuild(graph, *, config_for=None, layer_for=None, weights_for=None, after_c
         new = new_ops.get(id(layer))
         if new is None or new is layer or new is _first_input or not new.weights:
             continue
+        if len({w.name for w in layer.weights}) < len(layer.weights):
+            # Weights that share a name (Bidirectional's two LSTMs: kernel, recurrent_kernel,
+            # bias twice) would all get the last one's values by name. No channel rule names
+            # such a layer's weights, so nothing of it is cut: copy by position, or keep the
+            # fresh draw of each that a re-initialisation asks for.
+            if weights_for is not _fresh_weights:
+                new.set_weights([w.numpy() for w in layer.weights])
+            continue
         if weights_for is None:
             values = {w.name: w.numpy() for w in layer.weights}
         else:
