@@ -25,6 +25,9 @@ and the same path may hold another one by then (retrained, re-exported)."""
 MIN_FREE_BYTES = 256 * 2**20
 """Free space a run needs to start (checkpoints, models, SavedModels, TensorBoard logs)."""
 
+_PROBE = ".write-test"
+"""The file `prepare_output_dir` writes and removes to check that the folder is writable."""
+
 RESUME_FREE = frozenset(
     {"resume", "overwrite", "output_dir", "data_dir", "verbose", "strategy", "tpu_address", "latency_repeats", "export"}
 )
@@ -83,14 +86,14 @@ def prepare_output_dir(path, *, resume=False, overwrite=False):
         )
     if resume and not holds_run:
         raise OutputDirError(f"--resume was given but {path} holds no run to continue.")
-    if not holds_run and os.path.isdir(path) and os.listdir(path):
+    if not holds_run and os.path.isdir(path) and set(os.listdir(path)) - {_PROBE}:  # a probe a crash left
         raise OutputDirError(
             f"--output_dir={path} is not empty and holds no keras-prune run; give a new or empty folder "
             "(a run folder holds one run only, and --overwrite would later delete everything in it)."
         )
     try:
         os.makedirs(path, exist_ok=True)
-        probe = os.path.join(path, ".write-test")
+        probe = os.path.join(path, _PROBE)
         with open(probe, "w") as f:
             f.write("ok")
         os.unlink(probe)

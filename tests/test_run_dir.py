@@ -43,6 +43,8 @@ def test_a_folder_with_other_files_and_no_run_is_refused(tmp_path, flags):
     assert (tmp_path / "notes.txt").read_text() == "mine"
     assert prepare_output_dir(tmp_path / "empty") == str(tmp_path / "empty"), "a new folder is fine"
     assert prepare_output_dir(tmp_path / "empty") == str(tmp_path / "empty"), "and so is an empty one"
+    (tmp_path / "empty" / ".write-test").write_text("ok")  # the probe of a run killed while checking
+    assert prepare_output_dir(tmp_path / "empty") == str(tmp_path / "empty")
 
 
 def test_a_model_inside_the_run_folder_is_refused(tmp_path):

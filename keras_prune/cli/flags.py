@@ -222,7 +222,8 @@ def _define_rnp(fv):
             "rnp: channel order inside a conv: by descending filter L2 norm, or as built.")
     _define(flags.DEFINE_float, fv, "rnp_penalty", 0.1, "rnp: p > 0, the reward lost per extra group at every layer.")
     _define(flags.DEFINE_float, fv, "rnp_alpha", None,
-            "rnp: alpha > 0, weight of the final cross-entropy in the reward (unset: mean alpha * L_cls = 1 under random decisions).")
+            "rnp: alpha > 0, weight of the final cross-entropy in the reward (unset: mean alpha * L_cls = 1 "
+            "under random decisions).")
     _define(flags.DEFINE_integer, fv, "rnp_rounds", 10, "rnp: M, rounds of decision-net then backbone training.")
     _define(flags.DEFINE_integer, fv, "rnp_decision_steps", 100, "rnp: N1, Q-learning minibatches per round.")
     _define(flags.DEFINE_integer, fv, "rnp_backbone_steps", 100, "rnp: N2, backbone minibatches per round.")
