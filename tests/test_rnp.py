@@ -198,6 +198,19 @@ def test_bad_settings_and_models_are_refused():
         check_head(head_layers, "norm")
 
 
+@pytest.mark.parametrize("between, scaled", [((), True), ((keras.layers.BatchNormalization,), False)])
+def test_the_classifier_saves_macs_only_when_the_skipped_channels_reach_it_as_zeros(between, scaled):
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.ReLU()(keras.layers.Conv2D(4, 3, padding="same")(inputs))
+    x = keras.layers.Flatten()(keras.layers.ReLU()(keras.layers.Conv2D(8, 3, padding="same")(x)))
+    for make in between:
+        x = make()(x)  # a BatchNormalization turns the zeros of uncomputed channels into its beta
+    backbone = RuntimeBackbone(keras.Model(inputs, keras.layers.Dense(5, name="out")(x)), 2)
+    fewest = np.zeros((3, backbone.steps), "int64")  # one group of two everywhere
+    _, head_macs = backbone.mean_layer_costs(fewest)["out"]
+    assert head_macs == pytest.approx(backbone.head_first_flops * (0.5 if scaled else 1.0))
+
+
 def test_the_logged_reward_is_the_current_episodes_not_the_replayed_ones():
     trainer = build(chain(), tf.distribute.get_strategy(), SETTINGS)
     x, y = tf.constant(images(8)), tf.constant(np.arange(8) % 5)

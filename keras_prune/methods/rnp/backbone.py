@@ -10,6 +10,7 @@ Two equivalent ways to run a stage with the first `a` groups:
 Channels are ordered so that group 1 holds the leading channels (`reorder_channels`).
 """
 
+import itertools
 import keras
 import numpy as np
 import tensorflow as tf
@@ -194,13 +195,17 @@ class RuntimeBackbone:
         head_flops = [(layer.name, int(by_layer[layer.name])) for layer in self.head if by_layer.get(layer.name)]
         self.head_first, self.head_first_flops = head_flops[0] if head_flops else (None, 0)
         self.fixed_flops += sum(flops for _, flops in head_flops[1:])
+        # The head's first layer skips the last stage's uncomputed channels only if they reach it
+        # as zeros: through pooling, Flatten or Dropout, not a BatchNormalization that shifts them.
+        before = list(itertools.takewhile(lambda layer: layer.name != self.head_first, self.head))
+        self.head_scaled = all(isinstance(layer, (*_HEAD_START, keras.layers.Dropout)) for layer in before)
 
     def flops_per_sample(self, actions):
         """MACs of the backbone per sample for 0-based actions (batch, steps).
 
         A conv costs its full MACs times the kept fraction of its input channels times
         the kept fraction of its output channels; the first classifier layer is scaled by
-        the last stage's kept fraction.
+        the last stage's kept fraction when the skipped channels reach it as zeros.
         """
         return float(self.fixed_flops) + sum(flops for _, _, flops in self._layer_costs(actions))
 
@@ -222,7 +227,7 @@ class RuntimeBackbone:
             costs.append((self.stages[t][0].name, channels, self.stage_flops[t] * in_fraction * out_fraction))
             in_fraction = out_fraction
         if self.head_first is not None:
-            costs.append((self.head_first, None, self.head_first_flops * in_fraction))
+            costs.append((self.head_first, None, self.head_first_flops * (in_fraction if self.head_scaled else 1.0)))
         return costs
 
 
