@@ -288,6 +288,29 @@ def counted_distill(monkeypatch):
     return calls
 
 
+def test_a_child_whose_recovery_diverges_scores_zero_and_the_search_goes_on(digits, tmp_path, monkeypatch):
+    import keras_prune.methods.lstm.search as search_module
+    from keras_prune.errors import TrainingDivergedError
+
+    calls = []
+
+    def diverging_first(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise TrainingDivergedError("Teacher-student recovery diverged (loss NaN/inf)")
+        return distill(*args, **kwargs)
+
+    monkeypatch.setattr(search_module, "distill", diverging_first)
+    keras.utils.set_random_seed(0)
+    search = _search(tiny_resnet(width=8), digits, tmp_path, children=3, recovery_epochs=1)
+    best = search.run()
+    (diverged,) = [r for r in search.candidates.values() if r.get("diverged")]
+    assert diverged["accuracy"] == 0.0 and diverged["model_file"] is None
+    assert search.epoch == 2, "the search went on"
+    assert diverged["key"] not in search.parents() and not best.get("diverged")
+    assert search.ranked()[-1] is diverged
+
+
 def test_search_trains_each_structure_once_and_reports_every_one(digits, tmp_path, counted_distill):
     keras.utils.set_random_seed(0)
     search = _search(tiny_resnet(width=8), digits, tmp_path, children=3, recovery_epochs=0)

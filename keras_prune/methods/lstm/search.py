@@ -20,7 +20,7 @@ import keras
 import numpy as np
 
 from keras_prune.criteria import channel_scores
-from keras_prune.errors import PruneError
+from keras_prune.errors import PruneError, TrainingDivergedError
 from keras_prune.export.report_io import read_state, save_keras, write_state
 from keras_prune.graph import analyze, prune_channels
 from keras_prune.methods.budget import top_channels
@@ -114,13 +114,17 @@ class LSTMSearch:
         return self.best()
 
     def parents(self):
-        """Keys of the best `settings.parents` structures by reward (ties: fewer FLOPs)."""
-        ranked = sorted(self.candidates.values(), key=lambda r: (-r["reward"], r["flops_ratio"], r["id"]))
+        """Keys of the best `settings.parents` structures by reward (ties: fewer FLOPs); a child whose
+        recovery diverged is never one (its weights are not finite)."""
+        usable = [r for r in self.candidates.values() if not r.get("diverged")]
+        ranked = sorted(usable, key=lambda r: (-r["reward"], r["flops_ratio"], r["id"]))
         return [r["key"] for r in ranked[: self.settings.parents]]
 
     def ranked(self):
-        """Every structure evaluated, the best first by `_rank` (ties: fewer FLOPs, then the earlier one)."""
-        return sorted(self.candidates.values(), key=lambda r: (self._rank(r), -r["flops_ratio"], -r["id"]), reverse=True)
+        """Every structure evaluated, the best first by `_rank` (ties: fewer FLOPs, then the earlier one);
+        diverged children last."""
+        return sorted(self.candidates.values(),
+                      key=lambda r: (not r.get("diverged"), self._rank(r), -r["flops_ratio"], -r["id"]), reverse=True)
 
     def best(self):
         """The structure the search returns: the first of `ranked`."""
@@ -239,16 +243,28 @@ class LSTMSearch:
         with self.strategy.scope():
             child = prune_channels(parent_model, keep, graph=graph)
         teacher = parent_model if settings.teacher == "parent" else self.model
-        distill(
-            child,
-            teacher,
-            self.data.train,
-            self.strategy,
-            epochs=settings.recovery_epochs,
-            learning_rate=settings.learning_rate,
-            temperature=settings.temperature,
-            alpha=settings.distill_weight,
-        )
+        try:
+            distill(
+                child,
+                teacher,
+                self.data.train,
+                self.strategy,
+                epochs=settings.recovery_epochs,
+                learning_rate=settings.learning_rate,
+                temperature=settings.temperature,
+                alpha=settings.distill_weight,
+            )
+        except TrainingDivergedError:
+            # One child whose recovery diverged should not end the search (a resumed run would
+            # meet it again): it scores zero accuracy, so its reward is the worst, and it is
+            # never a parent nor the result.
+            self.log(f"lstm:   warning: the recovery of a child of {parent['id']} diverged (loss NaN/inf); it "
+                     "scores zero accuracy (a smaller --learning_rate, in a new run, avoids it)")
+            record = self._add(counts, parent=parent["key"], accuracy=0.0, model_file=None,
+                               seconds=time.perf_counter() - start)
+            record["diverged"] = True
+            self.checkpoint()
+            return record
         accuracy = evaluate_accuracy(child, self.data.validation, self.strategy)
         model_file = os.path.join("children", f"s{len(self.candidates):04d}.keras")
         path = os.path.join(self.workdir, model_file)
