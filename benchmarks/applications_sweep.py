@@ -10,7 +10,7 @@ process so that one crash or hang costs one row:
 4. run      the pruned model on a batch;
 5. equal    its outputs to the zero-masked reference's (float64, so the check is exact);
 6. smaller  its FLOPs and params below the dense model's;
-7. saved_model  export, reload, same outputs;
+7. saved_model  export as a run does (`export_saved_model`: BatchNorm folded), reload, same outputs;
 8. tflite   conversion, same outputs from the interpreter.
 
 A model passes when every stage does. Writes benchmarks/results/applications_sweep.json
@@ -147,6 +147,7 @@ def check(name, workdir, *, log=print):
     import numpy as np
     import tensorflow as tf
 
+    from keras_prune.export import export_saved_model
     from keras_prune.graph import analyze, count_flops, count_params, prune_channels
 
     record = {"model": name, "input_size": input_size(name), "stages": {}, "passed": False}
@@ -200,13 +201,13 @@ def check(name, workdir, *, log=print):
         )
         stage = "saved_model"
         path = os.path.join(workdir, f"{name}_saved_model")
-        pruned.export(path, format="tf_saved_model", verbose=False)
+        export_saved_model(pruned, path)  # the served form a run ships: BatchNorm folded
         loaded = tf.saved_model.load(path)  # kept: its variables live as long as it does
         served = loaded.serve(tf.constant(x))
         error = _max_relative_error(served, out)
         if error > 1e-4:
             raise AssertionError(f"reloaded SavedModel differs: max relative error {error:.2e}")
-        done("saved_model")
+        done("saved_model", saved_model="batch_norm_folded")
         stage = "tflite"
         converter = tf.lite.TFLiteConverter.from_saved_model(path)
         interpreter = tf.lite.Interpreter(model_content=converter.convert())

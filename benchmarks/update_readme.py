@@ -178,8 +178,11 @@ def sweep_section():
         + (f" (BatchNorm: {sweep['batch_norm']})" if sweep.get("batch_norm") else "")
         + f": analyse, remove "
         f"{100 * sweep['prune_fraction']:.0f}% of the channels of every prunable group, run, outputs equal to the "
-        "zero-masked original's (float64), FLOPs and params lower, SavedModel round trip, TFLite conversion with "
-        f"the same outputs. **{len(passed)} of {len(models)} pass**" + (f"; fail: {', '.join(failed)}." if failed else ".")
+        "zero-masked original's (float64), FLOPs and params lower, "
+        + ("the SavedModel a run ships (BatchNorm folded) and its TFLite conversion with the same outputs"
+           if passed and all(models[n].get("saved_model") == "batch_norm_folded" for n in passed) else
+           "SavedModel round trip, TFLite conversion with the same outputs")
+        + f". **{len(passed)} of {len(models)} pass**" + (f"; fail: {', '.join(failed)}." if failed else ".")
         + " Channels outside prunable groups are frozen: the model's input and output, and layers with no channel "
         "rule (see `frozen_layers` in the results file).",
         "",

@@ -227,3 +227,13 @@ def test_a_readme_without_both_markers_once_is_left_alone(tmp_path, monkeypatch,
     with pytest.raises(SystemExit, match="exactly once"):
         update_readme.main()
     assert (tmp_path / "README.md").read_text() == text
+
+
+def test_the_sweep_says_it_checked_the_folded_saved_model_only_when_every_pass_did(tmp_path, monkeypatch):
+    monkeypatch.setattr(update_readme, "RESULTS", str(tmp_path))
+    sweep = _sweep()
+    (tmp_path / "applications_sweep.json").write_text(json.dumps(sweep))
+    assert "SavedModel round trip" in update_readme.sweep_section()[0]
+    sweep["models"]["ResNet50"]["saved_model"] = "batch_norm_folded"
+    (tmp_path / "applications_sweep.json").write_text(json.dumps(sweep))
+    assert "the SavedModel a run ships (BatchNorm folded)" in update_readme.sweep_section()[0]
