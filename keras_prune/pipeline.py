@@ -52,6 +52,7 @@ class RunConfig:
     learning_rate: float = 0.01
     pretrain_learning_rate: float = 0.01
     pretrain_schedule: str = "constant"
+    pretrain_weight_decay: float = 0.0
     seed: int = 0
     strategy: str = "auto"
     tpu_address: str = None
@@ -409,6 +410,7 @@ def run(config, *, flags_text=None):
             epochs=config.pretrain_epochs,
             learning_rate=config.pretrain_learning_rate,
             schedule=config.pretrain_schedule,
+            weight_decay=config.pretrain_weight_decay or None,
             phase="pretrain",
             callbacks=callbacks("pretrain"),
             verbose=verbose,

@@ -131,8 +131,9 @@ def test_pre_training_takes_the_pretrain_schedule(tmp_path, monkeypatch):
 
     monkeypatch.setattr(pipeline, "train_classifier", record)
     with pytest.raises(Stop):
-        run(_smoke_config(tmp_path / "run", pretrain_schedule="step", schedule="cosine"))
-    assert seen["phase"] == "pretrain" and seen["schedule"] == "step"
+        run(_smoke_config(tmp_path / "run", pretrain_schedule="step", schedule="cosine", pretrain_weight_decay=1e-4,
+                          weight_decay=5e-4))
+    assert seen["phase"] == "pretrain" and seen["schedule"] == "step" and seen["weight_decay"] == 1e-4
 
 
 def test_nan_loss_stops_with_a_clear_message(tmp_path):

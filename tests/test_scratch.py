@@ -199,6 +199,19 @@ def test_gate_learning_runs_under_mirrored_strategy(digits, mirrored):
     assert any(np.any(v < 1.0) for v in values.values()), "the gates moved"
 
 
+def test_held_out_accuracy_under_replicas_is_over_every_example(digits, mirrored):
+    with mirrored.scope():
+        _, _, _, _, gated, gates = _gated(tiny_resnet())
+        learner = GateLearner(gated, gates.values(), balance_factor=0.5, sparsity=0.2)
+        learner.compile(optimizer=keras.optimizers.Adam(0.01))
+    held_out = digits.validation.unbatch().take(71).batch(64)  # replica shares of 32 and 32, then 4 and 3
+    x, y = (np.concatenate(parts) for parts in zip(*held_out.as_numpy_iterator()))
+    expected = np.mean(np.argmax(gated(x, training=False), axis=-1) == y)
+    logs = learner.evaluate(held_out, return_dict=True, verbose=0)
+    assert logs["accuracy"] == pytest.approx(expected, abs=1e-6)
+    assert set(logs) == {"loss", "penalty", "accuracy"}
+
+
 def test_retrain_epochs_follow_the_budget_rule():
     config = RunConfig(method="scratch", model="m", output_dir="o", finetune_epochs=20, target_flops=0.4)
     assert retrain_epochs(config) == 20

@@ -79,7 +79,7 @@ def test_slimming_run_prunes_to_the_target(tmp_path, monkeypatch):
     real_sparsity_train = slimming.sparsity_train
 
     def recording(*args, **kwargs):
-        schedules.append(kwargs["schedule"])
+        schedules.append((kwargs["schedule"], kwargs["weight_decay"]))
         return real_sparsity_train(*args, **kwargs)
 
     monkeypatch.setattr(slimming, "sparsity_train", recording)
@@ -96,12 +96,13 @@ def test_slimming_run_prunes_to_the_target(tmp_path, monkeypatch):
             epochs=1,
             finetune_epochs=1,
             pretrain_schedule="step",
+            pretrain_weight_decay=1e-4,
             latency_repeats=2,
             export=("keras",),
             verbose=0,
         )
     )
-    assert schedules == ["step"], "the sparsity training is a training from scratch: the pre-training schedule"
+    assert schedules == [("step", 1e-4)], "the sparsity training is a training from scratch: pre-training settings"
     assert abs(report["flops_ratio"] - 0.6) <= 0.05 * 0.6
     assert report["method_details"]["groups_without_batchnorm"] == 0
     assert report["search_seconds"] > 0 and report["retrain_seconds"] > 0

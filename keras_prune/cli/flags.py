@@ -47,6 +47,9 @@ def define_flags(flag_values=None):
             "pretrain_schedule", "constant", list(SCHEDULES),
             "Learning-rate schedule of the trainings from scratch: pre-training and slimming's sparsity "
             "training (the papers' baselines decay theirs: step).")
+    _define(flags.DEFINE_float, fv, "pretrain_weight_decay", 0.0,
+            "Weight decay (L2, as --weight_decay) of the trainings from scratch: pre-training and slimming's sparsity "
+            "training (0: none).")
     _define(flags.DEFINE_integer, fv, "finetune_epochs", 5, "Epochs of fine-tuning after pruning.")
     _define(flags.DEFINE_integer, fv, 
         "epochs", 10, "Epochs of the method's search phase: scratch's gate learning, slimming's sparsity training."
@@ -108,7 +111,7 @@ def define_flags(flag_values=None):
     _positive(fv, "expansion", lambda v: 1.0 <= v <= 2.0, "--expansion must be in [1, 2].")
     _positive(fv, "gate_sparsity", lambda v: 0.0 < v < 1.0, "--gate_sparsity (r) must be in (0, 1).")
     _positive(fv, "label_smoothing", lambda v: 0.0 <= v < 1.0, "--label_smoothing must be in [0, 1).")
-    for name in ("balance_factor", "weight_decay", "slimming_sparsity"):
+    for name in ("balance_factor", "weight_decay", "pretrain_weight_decay", "slimming_sparsity"):
         _positive(fv, name, lambda v: v >= 0.0, f"--{name} must be >= 0.")
     for name in ("gate_learning_rate", "learning_rate", "pretrain_learning_rate"):
         _positive(fv, name, lambda v: v > 0.0, f"--{name} must be > 0.")

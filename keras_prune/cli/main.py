@@ -67,7 +67,9 @@ def unused_flag_notes(flag_values, config):
         given = ", ".join(f"--{name} ({flag_owner(name)})" for name in sorted(others))
         notes.append(f"--method={config.method} does not use the other methods' {given}; ignored")
     own_model = names_a_file(config.model)
-    pretraining = ["pretrain_epochs"] + ([] if config.method == "slimming" else ["pretrain_learning_rate", "pretrain_schedule"])
+    pretraining = ["pretrain_epochs"] + (
+        [] if config.method == "slimming" else ["pretrain_learning_rate", "pretrain_schedule", "pretrain_weight_decay"]
+    )
     unread = [f"--{name}" for name in pretraining if own_model and flag_values[name].present]
     if unread:  # slimming's sparsity training reads the rate and schedule
         notes.append(f"--model={config.model} is your own model, taken as trained: there is no pre-training, so "

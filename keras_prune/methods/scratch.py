@@ -109,9 +109,13 @@ class GateLearner(keras.Model):
     def test_step(self, data):
         x, y = data[0], data[1]
         logits = self.net(x, training=False)
-        self.loss_tracker.update_state(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
+        penalty = self.penalty()
+        self.loss_tracker.update_state(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True) + penalty)
+        self.penalty_tracker.update_state(penalty)
         self.accuracy.update_state(y, logits)
-        return {m.name: m.result() for m in (self.loss_tracker, self.accuracy)}
+        # Every metric, so that Keras reports their totals over the replicas (with a subset it
+        # keeps the last step's logs: the replicas' own accuracies, averaged unweighted).
+        return {m.name: m.result() for m in self.metrics}
 
 
 def _state_arrays(learner):

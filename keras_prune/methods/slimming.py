@@ -3,7 +3,7 @@
 Train the model from scratch (fresh weights from its initializers, as the paper does; the
 pipeline's pre-trained model is only the dense reference) with an L1 penalty on the
 BatchNorm scales (`--slimming_sparsity` s, `--epochs` epochs at `--pretrain_learning_rate`
-with `--pretrain_schedule`), rank every
+with `--pretrain_schedule` and `--pretrain_weight_decay`), rank every
 prunable channel by |gamma| in one global ranking, keep the top channels until the pruned
 model meets `--target_flops`, then fine-tune. Channel groups tied by residual additions sum
 the |gamma| of their BatchNorms and are left whole unless `--prune_residual`, as for `l1`
@@ -91,7 +91,8 @@ def gamma_l1(model, strength):
 
 
 def sparsity_train(
-    model, data, strategy, *, epochs, strength, learning_rate, schedule="constant", callbacks=(), verbose=2
+    model, data, strategy, *, epochs, strength, learning_rate, schedule="constant", weight_decay=None, callbacks=(),
+    verbose=2,
 ):
     """Trains `model` with the L1 penalty on its BatchNorm scales (the search of slimming).
 
@@ -110,6 +111,7 @@ def sparsity_train(
             epochs=epochs,
             learning_rate=learning_rate,
             schedule=schedule,
+            weight_decay=weight_decay,
             phase="sparsity",
             callbacks=callbacks,
             verbose=verbose,
@@ -163,6 +165,7 @@ def run(model, data, ctx):
             strength=config.slimming_sparsity,
             learning_rate=config.pretrain_learning_rate,
             schedule=config.pretrain_schedule,
+            weight_decay=config.pretrain_weight_decay or None,
             callbacks=[*ctx.callbacks("sparsity"), _ElapsedSeconds(elapsed, trained_before)],
             verbose=verbose,
         )
