@@ -65,7 +65,7 @@ def rerun_tfmot(key, workdir):
     overrides = dict(zip(PRETRAIN_SETTINGS, pretrain_values))
     olmp_vs_tfmot.pretrain(model, overrides, workdir)
     args = argparse.Namespace(model=model, sparsities=sparsities, tfmot_epochs=epochs)
-    return olmp_vs_tfmot.run_tfmot_process(args, workdir)
+    return olmp_vs_tfmot.run_tfmot_process(args, workdir, seed=0)  # the files it backfills trained with seed 0
 
 
 def backfill(path, tfmot, started_at):

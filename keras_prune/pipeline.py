@@ -317,6 +317,7 @@ def _environment():
     return {
         "versions": {
             "keras_prune": __version__,
+            "keras_prune_revision": _revision(),
             "tensorflow": tf.__version__,
             "keras": keras.__version__,
             "python": platform.python_version(),
@@ -329,6 +330,27 @@ def _environment():
             **_cpu(),
         },
     }
+
+
+def _revision():
+    """The commit of the keras_prune source (`git describe --always --dirty`, tags left out), or None
+    outside a git checkout: results made by different code must be told apart, and the version
+    number moves rarely."""
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if not os.path.exists(os.path.join(root, ".git")):  # installed: not this checkout's history
+        return None
+    try:
+        described = subprocess.run(
+            ["git", "describe", "--always", "--dirty", "--exclude=*"], cwd=root, capture_output=True, text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if described.returncode != 0:
+        return None
+    return described.stdout.strip() or None
 
 
 def _cpu(path="/proc/cpuinfo"):

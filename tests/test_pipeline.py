@@ -290,6 +290,18 @@ def test_a_zoo_name_stays_one_beside_a_folder_of_that_name(tmp_path, monkeypatch
     assert names_a_file("mine") and names_a_file("mine.keras") and names_a_file(os.path.join("a", "b"))
 
 
+def test_results_name_the_code_revision_that_made_them():
+    import re
+    import subprocess
+
+    from keras_prune.pipeline import _environment
+
+    revision = _environment()["versions"]["keras_prune_revision"]
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    assert head.returncode == 0, "the tests run in a git checkout (CI clones one)"
+    assert re.fullmatch(r"[0-9a-f]{7,}(-dirty)?", revision) and revision.startswith(head.stdout.strip()[:7])
+
+
 def test_the_environment_names_the_cpu_and_its_vector_extensions(tmp_path):
     from keras_prune.pipeline import _cpu
 
