@@ -430,8 +430,9 @@ def rnp_section(result=None):
         f"**Runtime Neural Pruning vs static uniform pruning** (`benchmarks/rnp_vs_static.py`, {settings['model']} "
         f"x{settings['width']:g} on mnist5k, test split; dense {100 * dense['accuracy']:.2f}% at "
         f"{_mega(dense['flops'])} MACs; one RNP model, its run-time `flops_bias` swept; static `l1` pruning "
-        "at the FLOPs of the RNP points nearest 2x, 3x and 4x, fine-tuned for as many minibatches as RNP's "
-        "backbone saw):",
+        "at the FLOPs of the RNP points nearest 2x, 3x and 4x, fine-tuned for about as many minibatches as RNP's "
+        "backbone saw, with its own optimizer: SGD (momentum 0.9) at 1e-3, where RNP's backbone takes RMSprop at "
+        "`--rnp_backbone_learning_rate`):",
         "",
         "| flops_bias | fewer MACs per input (mean) | rnp accuracy % | static at the same FLOPs % (rnp - static) |",
         "|---|---|---|---|",
