@@ -10,8 +10,10 @@ process so that one crash or hang costs one row:
 4. run      the pruned model on a batch;
 5. equal    its outputs to the zero-masked reference's (float64, so the check is exact);
 6. smaller  its FLOPs and params below the dense model's;
-7. saved_model  export as a run does (`export_saved_model`: BatchNorm folded), reload, same outputs;
-8. tflite   conversion, same outputs from the interpreter.
+7. fold     BatchNorm folded into the convolutions, as a run's SavedModel is: the same outputs
+            (float64: in float32 a deep random net amplifies the changed rounding to 4e-4);
+8. saved_model  export as a run does (`export_saved_model`), reload, the folded model's outputs;
+9. tflite   conversion, the folded model's outputs from the interpreter.
 
 A model passes when every stage does. Writes benchmarks/results/applications_sweep.json
 (one record per model, written after each model, so an interrupted sweep resumes where
@@ -41,7 +43,7 @@ MIN_SIZE = {  # the smallest input each architecture accepts
     "NASNetMobile": 32,
     "NASNetLarge": 32,
 }
-STAGES = ("build", "analyse", "prune", "run", "equal", "smaller", "saved_model", "tflite")
+STAGES = ("build", "analyse", "prune", "run", "equal", "smaller", "fold", "saved_model", "tflite")
 
 
 def application_names():
@@ -122,10 +124,25 @@ def _masked_reference_error(name):
     """Max relative difference between the pruned model and the zero-masked original, in float64:
     in float32 a different channel count changes the summation order, and a deep random
     network amplifies that rounding."""
+    from keras_prune.graph import masked_reference
+
+    return _float64_error(name, lambda model, graph, keep, pruned: masked_reference(model, keep, graph=graph))
+
+
+def _folding_error(name):
+    """Max relative difference between the pruned model and its BatchNorm-folded form, in float64
+    (as `_masked_reference_error`)."""
+    from keras_prune.export import fold_batch_norms
+
+    return _float64_error(name, lambda model, graph, keep, pruned: fold_batch_norms(pruned))
+
+
+def _float64_error(name, reference_of):
+    """`_max_relative_error` of the pruned model (float64) against `reference_of(model, graph, keep, pruned)`."""
     import keras
     import numpy as np
 
-    from keras_prune.graph import analyze, masked_reference, prune_channels
+    from keras_prune.graph import analyze, prune_channels
 
     # The dtype policy, not floatx, decides a new layer's dtypes once any layer exists.
     keras.config.set_floatx("float64")
@@ -135,7 +152,8 @@ def _masked_reference_error(name):
         graph = analyze(model)
         keep = prune_keep(graph)
         x = np.random.default_rng(1).normal(size=(2, *model.input_shape[1:]))
-        return _max_relative_error(prune_channels(model, keep, graph=graph)(x), masked_reference(model, keep, graph=graph)(x))
+        pruned = prune_channels(model, keep, graph=graph)
+        return _max_relative_error(pruned(x), reference_of(model, graph, keep, pruned)(x))
     finally:
         keras.config.set_floatx("float32")
         keras.config.set_dtype_policy("float32")
@@ -147,7 +165,7 @@ def check(name, workdir, *, log=print):
     import numpy as np
     import tensorflow as tf
 
-    from keras_prune.export import export_saved_model
+    from keras_prune.export import export_saved_model, fold_batch_norms
     from keras_prune.graph import analyze, count_flops, count_params, prune_channels
 
     record = {"model": name, "input_size": input_size(name), "stages": {}, "passed": False}
@@ -199,12 +217,18 @@ def check(name, workdir, *, log=print):
             flops={"dense": flops[0], "pruned": flops[1], "ratio": round(flops[1] / flops[0], 4)},
             params={"dense": params[0], "pruned": params[1], "ratio": round(params[1] / params[0], 4)},
         )
+        stage = "fold"
+        folding_error = _folding_error(name)
+        if folding_error > 1e-6:
+            raise AssertionError(f"BatchNorm folding changes the outputs: max relative error {folding_error:.2e} > 1e-6")
+        done("fold", fold_max_relative_error=folding_error)
         stage = "saved_model"
+        folded = np.asarray(fold_batch_norms(pruned)(x))  # what the SavedModel and TFLite must reproduce
         path = os.path.join(workdir, f"{name}_saved_model")
         export_saved_model(pruned, path)  # the served form a run ships: BatchNorm folded
         loaded = tf.saved_model.load(path)  # kept: its variables live as long as it does
         served = loaded.serve(tf.constant(x))
-        error = _max_relative_error(served, out)
+        error = _max_relative_error(served, folded)
         if error > 1e-4:
             raise AssertionError(f"reloaded SavedModel differs: max relative error {error:.2e}")
         done("saved_model", saved_model="batch_norm_folded")
@@ -217,7 +241,7 @@ def check(name, workdir, *, log=print):
         interpreter.allocate_tensors()
         interpreter.set_tensor(inp["index"], x)
         interpreter.invoke()
-        error = _max_relative_error(interpreter.get_tensor(outp["index"]), out)
+        error = _max_relative_error(interpreter.get_tensor(outp["index"]), folded)
         if error > 1e-3:
             raise AssertionError(f"TFLite output differs: max relative error {error:.2e}")
         done("tflite", tflite_max_relative_error=error)

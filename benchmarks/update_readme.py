@@ -179,7 +179,8 @@ def sweep_section():
         + f": analyse, remove "
         f"{100 * sweep['prune_fraction']:.0f}% of the channels of every prunable group, run, outputs equal to the "
         "zero-masked original's (float64), FLOPs and params lower, "
-        + ("the SavedModel a run ships (BatchNorm folded) and its TFLite conversion with the same outputs"
+        + ("BatchNorm folding exact (float64), the SavedModel a run ships (folded) and its TFLite conversion with "
+           "the folded model's outputs"
            if passed and all(models[n].get("saved_model") == "batch_norm_folded" for n in passed) else
            "SavedModel round trip, TFLite conversion with the same outputs")
         + f". **{len(passed)} of {len(models)} pass**" + (f"; fail: {', '.join(failed)}." if failed else ".")

@@ -236,4 +236,4 @@ def test_the_sweep_says_it_checked_the_folded_saved_model_only_when_every_pass_d
     assert "SavedModel round trip" in update_readme.sweep_section()[0]
     sweep["models"]["ResNet50"]["saved_model"] = "batch_norm_folded"
     (tmp_path / "applications_sweep.json").write_text(json.dumps(sweep))
-    assert "the SavedModel a run ships (BatchNorm folded)" in update_readme.sweep_section()[0]
+    assert "BatchNorm folding exact (float64), the SavedModel a run ships (folded)" in update_readme.sweep_section()[0]
