@@ -161,6 +161,8 @@ def _float64_error(name, reference_of):
 
 def check(name, workdir, *, log=print):
     """Runs every stage on one application; returns its record (stops at the first failure)."""
+    import gc
+
     import keras
     import numpy as np
     import tensorflow as tf
@@ -232,6 +234,10 @@ def check(name, workdir, *, log=print):
         if error > 1e-4:
             raise AssertionError(f"reloaded SavedModel differs: max relative error {error:.2e}")
         done("saved_model", saved_model="batch_norm_folded")
+        # The converter reads the SavedModel from disk; the models in memory go first (ConvNeXtXLarge's
+        # dense, pruned and reloaded copies plus the conversion outgrew 24 GiB).
+        del model, graph, groups, pruned, loaded, served
+        gc.collect()
         stage = "tflite"
         converter = tf.lite.TFLiteConverter.from_saved_model(path)
         interpreter = tf.lite.Interpreter(model_content=converter.convert())
