@@ -231,9 +231,12 @@ def check(name, workdir, *, log=print):
         loaded = tf.saved_model.load(path)  # kept: its variables live as long as it does
         served = loaded.serve(tf.constant(x))
         error = _max_relative_error(served, folded)
-        if error > 1e-4:
+        # 1e-3, as for TFLite: the fold stage checked the function exactly (float64); here, in float32,
+        # the SavedModel's graph runs other kernels than eager Keras, and EfficientNetV2B3's deep random
+        # net turns that into 1.2e-4. A wrong channel or a misfolded BatchNorm differs by O(0.1).
+        if error > 1e-3:
             raise AssertionError(f"reloaded SavedModel differs: max relative error {error:.2e}")
-        done("saved_model", saved_model="batch_norm_folded")
+        done("saved_model", saved_model="batch_norm_folded", saved_model_max_relative_error=error)
         # The converter reads the SavedModel from disk; the models in memory go first (ConvNeXtXLarge's
         # dense, pruned and reloaded copies plus the conversion outgrew 24 GiB).
         del model, graph, groups, pruned, loaded, served
