@@ -139,6 +139,8 @@ def _folding_error(name):
 
 def _float64_error(name, reference_of):
     """`_max_relative_error` of the pruned model (float64) against `reference_of(model, graph, keep, pruned)`."""
+    import gc
+
     import keras
     import numpy as np
 
@@ -157,6 +159,8 @@ def _float64_error(name, reference_of):
     finally:
         keras.config.set_floatx("float32")
         keras.config.set_dtype_policy("float32")
+        keras.backend.clear_session()  # the float64 copies (3 GB each for ConvNeXtXLarge) must not outlive this
+        gc.collect()
 
 
 def check(name, workdir, *, log=print):
@@ -265,6 +269,11 @@ def check(name, workdir, *, log=print):
     return record
 
 
+def _gib():
+    """This machine's memory in GiB (rounded), for a message."""
+    return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30)
+
+
 def _child(name, output):
     """One model in this process: its record to `output`."""
     from keras_prune.export.report_io import write_json
@@ -305,8 +314,11 @@ def sweep(names, path, *, fresh=False, recheck=False, timeout=1800):
                     record = read_json(output)
                 else:
                     tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-                    record = {"model": name, "passed": False, "failed_stage": "process",
-                              "reason": f"exit code {proc.returncode}: {tail[0][:300]}"}
+                    passed = [l.split(": ")[1].split(" ok")[0] for l in proc.stdout.splitlines() if " ok (" in l]
+                    after = f" after the {passed[-1]} stage" if passed else ""
+                    reason = (f"killed (SIGKILL: out of memory on this {_gib()} GiB machine?){after}"
+                              if proc.returncode == -9 else f"exit code {proc.returncode}{after}: {tail[0][:300]}")
+                    record = {"model": name, "passed": False, "failed_stage": "process", "reason": reason}
             except subprocess.TimeoutExpired:
                 record = {"model": name, "passed": False, "failed_stage": "process",
                           "reason": f"did not finish in {timeout} s"}
