@@ -1,5 +1,6 @@
 """Measured CPU inference latency: the number every report puts next to FLOPs."""
 
+import itertools
 import math
 import statistics
 import time
@@ -108,7 +109,7 @@ def measure_saved_model_pair_latency(paths, input_shape, *, batch_sizes=(1, 32),
 
 
 def _time_block(call, x, calls):
-    """`calls` timed calls on `x` (a batch, or a `_Cycle` of them), after one untimed."""
+    """`calls` timed calls on `x` (a batch, or a cycle of them), after one untimed."""
     _fetch(call(_next(x)))  # untimed: this model's weights back in cache
     times = []
     for _ in range(calls):
@@ -142,28 +143,17 @@ def serving_latency_report(dense, pruned, flops_ratio):
     return report
 
 
-class _Cycle:
-    """Batches taken in turn, endlessly."""
-
-    def __init__(self, batches):
-        self.batches, self.position = batches, 0
-
-    def next(self):
-        batch = self.batches[self.position % len(self.batches)]
-        self.position += 1
-        return batch
-
-
 def _batches(images, batch_size):
-    """A `_Cycle` of consecutive `batch_size` batches of `images` (repeated to fill one if too few)."""
+    """An endless `itertools.cycle` of consecutive `batch_size` batches of `images` (repeated to fill one
+    if too few)."""
     images = np.asarray(images, "float32")
     if len(images) < batch_size:
         images = np.resize(images, (batch_size, *images.shape[1:]))
-    return _Cycle([tf.constant(images[i : i + batch_size]) for i in range(0, len(images) - batch_size + 1, batch_size)])
+    return itertools.cycle([tf.constant(images[i : i + batch_size]) for i in range(0, len(images) - batch_size + 1, batch_size)])
 
 
 def _next(x):
-    return x.next() if isinstance(x, _Cycle) else x
+    return next(x) if isinstance(x, itertools.cycle) else x
 
 
 def _batch(input_shape, batch_size):
