@@ -40,3 +40,10 @@ def test_a_batch_norm_whose_input_is_also_a_model_output_stays(rng):
     xs = rng.normal(size=(2, 8, 8, 3)).astype("float32")
     for got, expected in zip(folded(xs), model(xs)):
         np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_a_model_with_nothing_to_fold_is_returned_as_it_is():
+    x = keras.Input((8, 8, 3))
+    h = layers.LayerNormalization(name="ln")(layers.Conv2D(4, 3, name="conv")(x))
+    model = keras.Model(x, layers.Dense(2, name="fc")(layers.Flatten()(h)))
+    assert fold_batch_norms(model) is model

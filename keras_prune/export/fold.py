@@ -58,9 +58,13 @@ def _folded(op, bn):
 
 
 def fold_batch_norms(model):
-    """Returns an inference-only copy of `model` with BN folded where it can be."""
+    """Returns an inference-only copy of `model` with BN folded where it can be, or `model`
+    itself when no BN can be folded (a copy would only double the memory of, e.g., ConvNeXt,
+    whose LayerNorms do not fold)."""
     graph = analyze(model)
     pairs = _foldable_pairs(graph)
+    if not pairs:
+        return model
     producers = {p: bn for bn, p in pairs.items()}
 
     def config_for(path, layer, config):
