@@ -191,6 +191,13 @@ def test_limited_caps_train_and_validation_but_keeps_the_test_split():
     assert full.limited(10_000, 128).info.num_validation == full.info.num_validation
 
 
+def test_embedded_pipelines_run_without_tf_data_autotuning(loaded):
+    # Tearing down an autotuned iterator stalled an epoch start by ~2 s (see build_pipeline).
+    for split in (loaded.train, loaded.validation, loaded.test, loaded.limited(2, 128).train):
+        assert split.options().autotune.enabled is False
+        assert split.options().experimental_distribute.auto_shard_policy == tf.data.experimental.AutoShardPolicy.DATA
+
+
 def test_as_numpy_respects_limit_and_single_examples():
     ds = tf.data.Dataset.from_tensor_slices((np.zeros((10, 2, 2, 1), np.float32), np.arange(10)))
     x, y = as_numpy(ds.batch(4), limit=5)

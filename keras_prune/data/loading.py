@@ -66,6 +66,7 @@ def _load_embedded(name, *, batch_size, validation_fraction, seed, augment, imag
             seed=seed,
             shuffle_buffer=max(1, len(splits.y_train)),  # The whole set: a perfect shuffle.
             auto_shard_by_data=True,
+            autotune=False,  # an in-memory pipeline this cheap gains nothing, and stalls (see build_pipeline)
         )
         for split, (x, y) in arrays.items()
     }

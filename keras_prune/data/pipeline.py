@@ -23,6 +23,7 @@ def build_pipeline(
     shuffle_buffer,
     decode=None,
     auto_shard_by_data=False,
+    autotune=True,
 ):
     """Turns a dataset of single examples into batches of `(images float32, labels int32)`.
 
@@ -39,6 +40,11 @@ def build_pipeline(
             applied after the shuffle so that the buffer holds small encoded images.
         auto_shard_by_data: Shard by element rather than by file when a multi-worker strategy
             distributes the pipeline: right for in-memory sources, which have no files.
+        autotune: False turns tf.data's autotuning off (parallel calls then default to the
+            core count). Tearing down an autotuned iterator, which Keras does at every epoch's
+            start, stalled ResNet-20 x0.5 on mnist5k for 2.1-2.4 s in 9 of 28 epochs (an epoch
+            takes 2.9 s), at no throughput gain for a pipeline this cheap: right for in-memory
+            sources.
 
     Returns:
         A batched, prefetched `tf.data.Dataset`.
@@ -62,11 +68,14 @@ def build_pipeline(
             num_parallel_calls=tf.data.AUTOTUNE,
         )
     ds = ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
     if auto_shard_by_data:
-        options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = (
             tf.data.experimental.AutoShardPolicy.DATA
         )
+    if not autotune:
+        options.autotune.enabled = False
+    if auto_shard_by_data or not autotune:
         ds = ds.with_options(options)
     return ds
 
