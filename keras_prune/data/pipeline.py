@@ -40,10 +40,11 @@ def build_pipeline(
             applied after the shuffle so that the buffer holds small encoded images.
         auto_shard_by_data: Shard by element rather than by file when a multi-worker strategy
             distributes the pipeline: right for in-memory sources, which have no files.
-        autotune: False turns tf.data's autotuning off (parallel calls then default to the
-            core count). Tearing down an autotuned iterator, which Keras does at every epoch's
-            start, stalled ResNet-20 x0.5 on mnist5k for 2.1-2.4 s in 9 of 28 epochs (an epoch
-            takes 2.9 s), at no throughput gain for a pipeline this cheap: right for in-memory
+        autotune: False turns tf.data's autotuning off: parallel calls then stay at their
+            starting value, min(16, tf.data's thread pool of one thread per core). Tearing
+            down an autotuned iterator, which Keras does at every epoch's start, stalled
+            ResNet-20 x0.5 on mnist5k for 2.1-2.4 s in 9 of 28 epochs (an epoch takes
+            2.9 s), at no throughput gain for a pipeline this cheap: right for in-memory
             sources.
 
     Returns:
