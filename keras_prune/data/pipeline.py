@@ -74,11 +74,8 @@ def build_pipeline(
         options.experimental_distribute.auto_shard_policy = (
             tf.data.experimental.AutoShardPolicy.DATA
         )
-    if not autotune:
-        options.autotune.enabled = False
-    if auto_shard_by_data or not autotune:
-        ds = ds.with_options(options)
-    return ds
+    options.autotune.enabled = autotune
+    return ds.with_options(options)
 
 
 def as_numpy(ds, limit=None):
