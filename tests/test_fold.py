@@ -5,6 +5,7 @@ import numpy as np
 from keras import layers
 
 from keras_prune.export import fold_batch_norms
+from keras_prune.layers import GatedBatchNormalization
 
 
 def test_fold_batch_norms_is_exact_and_removes_bn(rng):
@@ -47,3 +48,17 @@ def test_a_model_with_nothing_to_fold_is_returned_as_it_is():
     h = layers.LayerNormalization(name="ln")(layers.Conv2D(4, 3, name="conv")(x))
     model = keras.Model(x, layers.Dense(2, name="fc")(layers.Flatten()(h)))
     assert fold_batch_norms(model) is model
+
+
+def test_a_gated_batch_norm_folds_with_its_gate(rng):
+    x = keras.Input((8, 8, 3))
+    gated_bn = GatedBatchNormalization(name="gbn")
+    h = gated_bn(layers.Conv2D(4, 3, name="conv")(x))
+    model = keras.Model(x, layers.Dense(2, name="fc")(layers.Flatten()(layers.ReLU()(h))))
+    for w in gated_bn.weights:
+        w.assign(rng.uniform(0.5, 1.5, w.shape).astype("float32"))
+    gated_bn.gate.assign(np.array([0.0, 0.25, 1.0, 0.5], "float32"))
+    folded = fold_batch_norms(model)
+    assert "gbn" not in {l.name for l in folded.layers}
+    xs = rng.normal(size=(2, 8, 8, 3)).astype("float32")
+    np.testing.assert_allclose(folded(xs), model(xs), atol=1e-4, rtol=1e-4)

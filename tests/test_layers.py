@@ -12,6 +12,7 @@ from keras_prune.layers import (
     ChannelGate,
     ChannelGroupGate,
     ChannelMask,
+    GatedBatchNormalization,
     MaskedConv2D,
     MaskedDense,
     MaskedDepthwiseConv2D,
@@ -21,6 +22,7 @@ from keras_prune.layers import (
 LAYERS = {
     "ChannelMask": (lambda: ChannelMask(prune_mask=[1, 0, 1, 1], name="m"), (2, 5, 5, 4)),
     "ChannelGate": (lambda: ChannelGate(initial_value=0.5, name="g"), (2, 5, 5, 4)),
+    "GatedBatchNormalization": (lambda: GatedBatchNormalization(initial_gate=0.5, momentum=0.9, name="gbn"), (2, 5, 5, 4)),
     "MaskedDense": (lambda: MaskedDense(3, straight_through=True, activation="relu", name="d"), (2, 4)),
     "MaskedConv2D": (lambda: MaskedConv2D(3, 3, straight_through=True, padding="same", name="c"), (2, 5, 5, 4)),
     "MaskedDepthwiseConv2D": (
@@ -124,3 +126,46 @@ def test_group_gate_keeps_leading_groups_per_sample():
 def test_channel_mask_rejects_a_wrong_length():
     with pytest.raises(ValueError, match="prune_mask has 2 values for 4 channels"):
         ChannelMask([1, 0])(np.ones((1, 4), "float32"))
+
+
+def _bn_then_gate(momentum):
+    bn, gate = keras.layers.BatchNormalization(momentum=momentum), ChannelGate()
+    return bn, gate, lambda x, training: gate(bn(x, training=training))
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_gated_batch_norm_is_batch_norm_then_gate(training, rng):
+    """Same outputs, gate gradients and moving statistics as BatchNormalization + ChannelGate."""
+    x = tf.constant(rng.normal(1.0, 2.0, size=(6, 3, 3, 4)).astype("float32"))
+    fused = GatedBatchNormalization(momentum=0.9)
+    bn, gate, separate = _bn_then_gate(0.9)
+    fused.build(x.shape)
+    bn.build(x.shape)
+    gate.build(x.shape)
+    values = {w.name: rng.uniform(0.5, 1.5, size=4).astype("float32") for w in bn.weights}
+    values["gate"] = np.array([0.0, 0.3, 1.0, 0.6], "float32")
+    for w in [*bn.weights, gate.gate, *fused.weights]:
+        w.assign(values[w.name])
+    results = []
+    for call, variable in ((lambda x, training: fused(x, training=training), fused.gate), (separate, gate.gate)):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = call(x, training=training)
+            loss = tf.reduce_sum(y * tf.range(1.0, 5.0))
+        results.append([y, *tape.gradient(loss, [variable, x])])
+    for fused_value, separate_value in zip(*results):
+        np.testing.assert_allclose(fused_value, separate_value, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(fused.moving_mean.numpy(), bn.moving_mean.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(fused.moving_variance.numpy(), bn.moving_variance.numpy(), rtol=1e-6)
+    assert np.all(np.asarray(results[0][0])[..., 0] == 0), "a zero gate zeroes its channel exactly"
+
+
+def test_gated_batch_norm_rejects_what_it_cannot_compute():
+    with pytest.raises(ValueError, match="initial_gate"):
+        GatedBatchNormalization(initial_gate=1.5)
+    with pytest.raises(ValueError, match="scale=True and renorm=False"):
+        GatedBatchNormalization(scale=False)
+    with pytest.raises(ValueError, match="scale=True and renorm=False"):
+        GatedBatchNormalization(renorm=True)
+    with pytest.raises(ValueError, match="last .channel. axis"):
+        GatedBatchNormalization(axis=1)(np.ones((2, 3, 4), "float32"))

@@ -30,17 +30,17 @@ def digits():
     return load_dataset("digits", batch_size=64, seed=0)
 
 
-def _gated(model, *, prune_residual=False, initial_value=1.0):
+def _gated(model, *, prune_residual=False, initial_value=1.0, fuse=True):
     graph = analyze(model)
     groups = select_groups(graph, prune_residual=prune_residual)
     placement, skipped = gate_positions(graph, groups)
-    gated, gates = insert_gates(graph, placement, initial_value=initial_value)
+    gated, gates = insert_gates(graph, placement, initial_value=initial_value, fuse=fuse)
     return graph, groups, placement, skipped, gated, gates
 
 
 def test_gates_sit_after_batchnorm_and_leave_the_residual_stream_alone():
     model = tiny_resnet()
-    _, groups, placement, skipped, gated, gates = _gated(model)
+    _, groups, placement, skipped, gated, gates = _gated(model, fuse=False)
     assert not skipped
     assert set(placement) == {"block_1_bn", "plain_bn"}, "internal and plain groups, never the residual stream"
     assert sorted(gates) == sorted(g.id for g in groups)
@@ -55,12 +55,36 @@ def test_gates_sit_after_batchnorm_and_leave_the_residual_stream_alone():
 
 def test_prune_residual_shares_one_gate_across_the_tied_producers():
     model = tiny_resnet()
-    _, groups, placement, _, gated, gates = _gated(model, prune_residual=True)
+    _, groups, placement, _, gated, gates = _gated(model, prune_residual=True, fuse=False)
     residual = next(g for g in groups if len(g.producers) > 1)
     assert {p for p, gid in placement.items() if gid == residual.id} == {"stem_bn", "block_2_bn"}
     assert len(gates[residual.id]._inbound_nodes) == 2, "one layer, called after each producer"
     assert gates[residual.id].gate.shape == (residual.size,)
     assert len([layer for layer in gated.layers if isinstance(layer, ChannelGate)]) == len(groups)
+
+
+def test_a_gate_after_its_own_batch_norm_is_built_into_it_and_learns_what_the_separate_gate_learns(digits):
+    model, learned = tiny_resnet(), {}
+    for layer in model.layers:  # offsets that matter (a fresh BatchNormalization's are 0)
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.beta.assign(np.random.default_rng(0).uniform(-1, 1, layer.beta.shape).astype("float32"))
+    x, y = (np.concatenate(parts) for parts in zip(*digits.train.take(5).as_numpy_iterator()))
+    batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(64)  # the same batches for both
+    for fuse in (False, True):
+        _, groups, _, _, gated, gates = _gated(model, prune_residual=True, fuse=fuse)
+        learner = GateLearner(gated, gates.values(), balance_factor=0.5, sparsity=0.2)
+        learner.compile(optimizer=keras.optimizers.Adam(0.05))
+        learner.fit(batches, epochs=1, verbose=0)
+        learned[fuse] = gate_values(gates)
+        kinds = {group_id: type(layer).__name__ for group_id, layer in gates.items()}
+    residual = next(g for g in groups if len(g.producers) > 1)
+    assert kinds == {residual.id: "ChannelGate", "block_1": "GatedBatchNormalization",
+                     "plain": "GatedBatchNormalization"}, "a gate shared by two producers stays one layer"
+    assert len([layer for layer in gated.layers if isinstance(layer, ChannelGate)]) == 1
+    assert learned[True].keys() == learned[False].keys()
+    for group_id, values in learned[True].items():
+        assert np.any(values != 1.0), "the gates moved"
+        np.testing.assert_allclose(values, learned[False][group_id], atol=1e-4, err_msg=group_id)
 
 
 def test_only_gates_learn_batchnorm_uses_batch_statistics_and_gates_stay_in_unit_interval(digits):

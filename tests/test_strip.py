@@ -9,7 +9,8 @@ from keras import layers
 import keras_prune
 from keras_prune.export import strip
 from keras_prune.graph import count_flops
-from keras_prune.layers import ChannelGate, ChannelGroupGate, ChannelMask, MaskedConv2D, MaskedDense
+from keras_prune.layers import ChannelGate, ChannelGroupGate, ChannelMask, GatedBatchNormalization
+from keras_prune.layers import MaskedConv2D, MaskedDense
 
 
 def _no_keras_prune_layers(model):
@@ -41,6 +42,23 @@ def test_strip_removes_zero_gated_channels_and_folds_the_rest(rng):
     assert stripped.get_layer("c1").filters == 4
     np.testing.assert_allclose(stripped(x), model(x), atol=1e-4)
     assert count_flops(stripped).total < count_flops(model).total
+
+
+def test_strip_turns_a_gated_batch_norm_into_a_smaller_batch_norm(rng):
+    x = keras.Input((8, 8, 3))
+    h = layers.Conv2D(6, 3, padding="same", name="c1")(x)
+    gated_bn = GatedBatchNormalization(name="bn1")
+    h = layers.ReLU()(gated_bn(h))
+    model = keras.Model(x, layers.Dense(3, name="fc")(layers.Flatten()(layers.Conv2D(5, 3, name="c2")(h))))
+    for w in gated_bn.weights:
+        w.assign(rng.uniform(0.5, 1.5, w.shape).astype("float32"))
+    gated_bn.gate.assign(np.array([0.0, 0.3, 1.0, 0.0, 0.7, 1.0], "float32"))
+    inputs = rng.normal(size=(4, 8, 8, 3)).astype("float32")
+    stripped = strip(model)
+    assert _no_keras_prune_layers(stripped)
+    assert type(stripped.get_layer("bn1")) is layers.BatchNormalization
+    assert stripped.get_layer("c1").filters == 4
+    np.testing.assert_allclose(stripped(inputs), model(inputs), atol=1e-4)
 
 
 def test_strip_of_binary_channel_mask(rng):

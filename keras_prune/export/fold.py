@@ -10,6 +10,7 @@ from keras import layers
 
 from keras_prune.graph.dependency import analyze
 from keras_prune.graph.surgery import rebuild
+from keras_prune.layers.gates import GatedBatchNormalization
 
 __all__ = ["fold_batch_norms"]
 
@@ -43,8 +44,9 @@ def _foldable_pairs(graph):
 def _folded(op, bn):
     values = {w.name: np.asarray(w.numpy(), dtype="float64") for w in bn.weights}
     channels = values["moving_mean"].shape[0]
-    gamma = values.get("gamma", np.ones(channels))
-    beta = values.get("beta", np.zeros(channels))
+    gate = values["gate"] if isinstance(bn, GatedBatchNormalization) else 1.0
+    gamma = values.get("gamma", np.ones(channels)) * gate
+    beta = values.get("beta", np.zeros(channels)) * gate
     scale = gamma / np.sqrt(values["moving_variance"] + bn.epsilon)
     kernel = np.asarray(op.kernel.numpy(), dtype="float64")
     bias = np.asarray(op.bias.numpy(), dtype="float64") if op.use_bias else np.zeros(channels)

@@ -1,7 +1,7 @@
 """`strip`: turn a model with keras_prune layers into a plain, physically smaller one.
 
 Weight masks are multiplied into the kernels and the masked layers become the Keras
-layers they extend. A channel that a `ChannelMask` or `ChannelGate` sets to zero is
+layers they extend (a `GatedBatchNormalization` a BatchNormalization, its gate folded in). A channel that a `ChannelMask` or `ChannelGate` sets to zero is
 removed when that is exact: wherever the channel reaches a layer that mixes channels
 (convolution, Dense), it is zero there. Gate values that survive are folded into the
 BatchNormalization or linear layer just before the gate.
@@ -14,7 +14,7 @@ from keras import layers, ops
 from keras_prune.graph.dependency import analyze
 from keras_prune.graph.rules import SPATIAL_LAYERS
 from keras_prune.graph.surgery import kept_slices, rebuild, resized_config, sliced_weights
-from keras_prune.layers.gates import ChannelGate, ChannelGroupGate, ChannelMask
+from keras_prune.layers.gates import ChannelGate, ChannelGroupGate, ChannelMask, GatedBatchNormalization
 from keras_prune.layers.masked import MASKED_LAYERS
 
 __all__ = ["strip", "removable_channels"]
@@ -73,6 +73,8 @@ def _output_zeros(graph, call, zeros):
         return None
     if isinstance(op, (ChannelMask, ChannelGate)):
         return ins[0] | (_gate_values(op) == 0)
+    if isinstance(op, GatedBatchNormalization):  # BN shifts a zero input; only a zero gate zeroes
+        return _gate_values(op) == 0
     if isinstance(op, layers.Concatenate) and all(z is not None for z in ins):
         joined = np.concatenate(ins)
         return joined if joined.size == out_ids.size else None
@@ -165,8 +167,14 @@ def _fold_target(layer):
 
 
 def _plain_values(layer):
-    """{weight: value} with weight masks applied and the masks themselves dropped."""
+    """{weight: value} with weight masks applied and the masks themselves dropped (and a
+    GatedBatchNormalization's gate folded into its scale and offset)."""
     values = {w.name: np.asarray(w.numpy()) for w in layer.weights}
+    if isinstance(layer, GatedBatchNormalization):
+        gate = values.pop("gate")
+        for name in ("gamma", "beta"):
+            if name in values:
+                values[name] = values[name] * gate
     for weight_name, mask_name in getattr(layer, "prune_masks", {}).items():
         if mask_name in values:
             values[weight_name] = values[weight_name] * values.pop(mask_name)
@@ -174,6 +182,8 @@ def _plain_values(layer):
 
 
 def _plain_class(layer):
+    if type(layer) is GatedBatchNormalization:
+        return layers.BatchNormalization
     for plain, masked in MASKED_LAYERS.items():
         if type(layer) is masked:
             return plain
@@ -205,6 +215,8 @@ def strip(model):
             return None
         if hasattr(layer, "prune_masks"):
             config.pop("straight_through", None)
+        if isinstance(layer, GatedBatchNormalization):
+            config.pop("initial_gate", None)
         return _plain_class(layer).from_config(config)
 
     def weights_for(path, old, new):

@@ -244,9 +244,7 @@ def _dense(ctx, call, layer, inputs, in_shapes, out_shapes):
 _BN_WEIGHTS = ("gamma", "beta", "moving_mean", "moving_variance")
 
 
-@register_channel_rule(layers.BatchNormalization)
-@_with_guard(_BN_WEIGHTS)
-def _batch_norm(ctx, call, layer, inputs, in_shapes, out_shapes):
+def _batch_norm_channels(ctx, call, layer, inputs, in_shapes, out_shapes):
     """Per-channel statistics and affine parameters shrink with the channels."""
     rank = len(in_shapes[0])
     if layer.axis not in (-1, rank - 1):
@@ -254,6 +252,15 @@ def _batch_norm(ctx, call, layer, inputs, in_shapes, out_shapes):
     for w in layer.weights:
         ctx.member(layer, w.name, 0, inputs[0])
     return [inputs[0]]
+
+
+def batch_norm_rule(*extra_weights):
+    """The BatchNormalization rule for a subclass whose extra weights (`extra_weights`, by
+    name) are also one value per channel."""
+    return _with_guard((*_BN_WEIGHTS, *extra_weights))(_batch_norm_channels)
+
+
+register_channel_rule(layers.BatchNormalization)(batch_norm_rule())
 
 
 @register_channel_rule(layers.LayerNormalization)

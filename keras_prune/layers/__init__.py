@@ -4,6 +4,7 @@ from keras_prune.layers.gates import (
     ChannelGate,
     ChannelGroupGate,
     ChannelMask,
+    GatedBatchNormalization,
     UnitInterval,
     group_sizes,
 )
@@ -18,6 +19,7 @@ __all__ = [
     "ChannelGate",
     "ChannelGroupGate",
     "ChannelMask",
+    "GatedBatchNormalization",
     "MASKED_LAYERS",
     "MaskedConv2D",
     "MaskedDense",

@@ -3,16 +3,17 @@
 All multiply a channels-last tensor by a per-channel factor; they differ in where the
 factor comes from: a fixed 0/1 vector (`ChannelMask`), a learned vector kept in [0, 1]
 (`ChannelGate`, Pruning from Scratch), or a per-sample count of leading channel groups
-to compute (`ChannelGroupGate`, Runtime Neural Pruning).
+to compute (`ChannelGroupGate`, Runtime Neural Pruning). `GatedBatchNormalization` is a
+BatchNormalization and a `ChannelGate` after it in one layer, which costs less to train.
 """
 
 import keras
 import numpy as np
 from keras import ops
 
-from keras_prune.graph.rules import passthrough, register_channel_rule
+from keras_prune.graph.rules import batch_norm_rule, passthrough, register_channel_rule
 
-__all__ = ["ChannelGate", "ChannelGroupGate", "ChannelMask", "UnitInterval", "group_sizes"]
+__all__ = ["ChannelGate", "ChannelGroupGate", "ChannelMask", "GatedBatchNormalization", "UnitInterval", "group_sizes"]
 
 
 @keras.saving.register_keras_serializable(package="keras_prune")
@@ -34,6 +35,23 @@ def _channels(input_shape, layer):
             f"Received: input_shape={input_shape}"
         )
     return int(channels)
+
+
+def _unit_interval(name, value):
+    if not 0.0 <= float(value) <= 1.0:
+        raise ValueError(f"{name} must be in [0, 1]. Received: {name}={value}")
+    return float(value)
+
+
+def _add_gate(layer, input_shape, initial_value):
+    """`layer`'s trainable per-channel gate, kept in [0, 1]."""
+    return layer.add_weight(
+        name="gate",
+        shape=(_channels(input_shape, layer),),
+        initializer=keras.initializers.Constant(initial_value),
+        constraint=UnitInterval(),
+        trainable=True,
+    )
 
 
 @keras.saving.register_keras_serializable(package="keras_prune")
@@ -86,18 +104,10 @@ class ChannelGate(keras.layers.Layer):
 
     def __init__(self, initial_value=1.0, **kwargs):
         super().__init__(**kwargs)
-        if not 0.0 <= float(initial_value) <= 1.0:
-            raise ValueError(f"initial_value must be in [0, 1]. Received: initial_value={initial_value}")
-        self.initial_value = float(initial_value)
+        self.initial_value = _unit_interval("initial_value", initial_value)
 
     def build(self, input_shape):
-        self.gate = self.add_weight(
-            name="gate",
-            shape=(_channels(input_shape, self),),
-            initializer=keras.initializers.Constant(self.initial_value),
-            constraint=UnitInterval(),
-            trainable=True,
-        )
+        self.gate = _add_gate(self, input_shape, self.initial_value)
 
     def call(self, inputs):
         return inputs * ops.cast(self.gate, inputs.dtype)
@@ -107,6 +117,64 @@ class ChannelGate(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "initial_value": self.initial_value}
+
+
+@keras.saving.register_keras_serializable(package="keras_prune")
+class GatedBatchNormalization(keras.layers.BatchNormalization):
+    """BatchNormalization followed by a learned per-channel gate in [0, 1], in one pass.
+
+    `gate * (gamma * x_hat + beta)` is `(gate * gamma) * x_hat + gate * beta`: the gate
+    scales BatchNorm's per-channel scale and offset instead of the activation map, which
+    saves a pass over the activations forward and two backward (the product and the
+    gate's gradient). Scratch's gate learning puts it where a gate would directly follow
+    a BatchNormalization of its own. It normalises the last axis, always scales (the gate
+    needs `gamma` to fold into when stripped) and has no renormalisation.
+
+    Args:
+        initial_gate: the value every gate starts at (the paper uses 1.0).
+        **kwargs: BatchNormalization's.
+    """
+
+    def __init__(self, initial_gate=1.0, **kwargs):
+        super().__init__(**kwargs)
+        if not self.scale or self.renorm:
+            raise ValueError(
+                "GatedBatchNormalization needs scale=True and renorm=False. "
+                f"Received: scale={self.scale}, renorm={self.renorm}"
+            )
+        self.initial_gate = _unit_interval("initial_gate", initial_gate)
+
+    def build(self, input_shape):
+        if self.axis not in (-1, len(input_shape) - 1):
+            raise ValueError(
+                f"GatedBatchNormalization normalises the last (channel) axis. Received: axis={self.axis} "
+                f"for input_shape={input_shape}"
+            )
+        super().build(input_shape)
+        self.gate = _add_gate(self, input_shape, self.initial_gate)
+
+    def call(self, inputs, training=None, mask=None):
+        if mask is not None:
+            raise ValueError("GatedBatchNormalization does not take a mask; use BatchNormalization and a ChannelGate.")
+        dtype = keras.backend.result_type(inputs.dtype, "float32")  # BatchNormalization's float32 upcast
+        inputs = ops.cast(inputs, dtype)
+        gate = ops.cast(self.gate, dtype)
+        scale = ops.cast(self.gamma, dtype) * gate
+        offset = ops.cast(self.beta, dtype) * gate if self.center else None
+        if training and self.trainable:
+            axes = list(range(len(inputs.shape) - 1))
+            mean, variance = ops.moments(inputs, axes, synchronized=self.synchronized)
+            for moving, batch in ((self.moving_mean, mean), (self.moving_variance, variance)):
+                moving.assign(ops.cast(moving, dtype) * self.momentum + batch * (1.0 - self.momentum))
+        else:
+            mean, variance = ops.cast(self.moving_mean, dtype), ops.cast(self.moving_variance, dtype)
+        outputs = ops.batch_normalization(
+            inputs, mean, variance, axis=-1, offset=offset, scale=scale, epsilon=self.epsilon
+        )
+        return ops.cast(outputs, self.compute_dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "initial_gate": self.initial_gate}
 
 
 def group_sizes(channels, groups):
@@ -172,3 +240,6 @@ def _mask_rule(ctx, call, layer, inputs, in_shapes, out_shapes):
 def _gate_rule(ctx, call, layer, inputs, in_shapes, out_shapes):
     ctx.member(layer, "gate", 0, inputs[0])
     return passthrough(ctx, call, layer, inputs, in_shapes, out_shapes)
+
+
+register_channel_rule(GatedBatchNormalization)(batch_norm_rule("gate"))

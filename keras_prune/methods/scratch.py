@@ -58,7 +58,8 @@ class GateLearner(keras.Model):
 
     Args:
         net: the gated model.
-        gates: the `ChannelGate` layers inside `net`.
+        gates: the layers inside `net` that hold the gates (`ChannelGate`, or
+            `GatedBatchNormalization` where a gate follows a BatchNorm of its own).
         balance_factor: lambda.
         sparsity: r, the target mean gate value.
     """
@@ -220,7 +221,7 @@ def learn_gates(
     log=print,
     verbose=2,
 ):
-    """Stage 1: learns `gates` (`{group id: ChannelGate}`) on `net`'s frozen weights.
+    """Stage 1: learns `gates` (`{group id: layer with a .gate}`) on `net`'s frozen weights.
 
     Sets the momentum of `net`'s BatchNorm layers to `GATE_BN_MOMENTUM` (and, with several
     replicas, synchronises their batch statistics): `net` is the throw-away gated network.
