@@ -21,6 +21,8 @@ from keras_prune.errors import PruneError
 from keras_prune.export import compare_serving_latency, export_saved_model, fold_batch_norms, measure_latency, strip
 from keras_prune.export.report_io import atomic_write, read_json, save_keras, write_json
 from keras_prune.graph import count_flops, count_params
+from keras_prune.graph.surgery import rebuilt_names
+from keras_prune.graph.trace import trace_model
 from keras_prune.methods import get_method
 from keras_prune.methods.base import MethodResult, RunContext
 from keras_prune.run_dir import (
@@ -246,13 +248,13 @@ _COMPUTE = (
 )
 
 
-def _compute_layers(model, prefix=""):
-    """`(path, layer)` of every Conv and Dense layer, those of nested models included."""
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            yield from _compute_layers(layer, f"{prefix}{layer.name}/")
-        elif isinstance(layer, _COMPUTE):
-            yield f"{prefix}{layer.name}", layer
+def _compute_calls(trace):
+    """`{id(layer): [its calls]}` of every Conv and Dense layer of `trace`, in trace order."""
+    paths = {}
+    for call in trace.calls:
+        if isinstance(call.op, _COMPUTE):
+            paths.setdefault(id(call.op), []).append(call)
+    return paths
 
 
 def _width(layer):
@@ -275,22 +277,30 @@ def _nonzero(layer):
 
 
 def layer_table(dense, pruned):
-    """Per compute layer: channels, FLOPs and weight sparsity before and after."""
+    """Per compute layer: channels, FLOPs and weight sparsity before and after.
+
+    `pruned` is a rebuild of `dense` (flat, every layer named as `rebuilt_names` says): a
+    layer of a nested model is found again under the name the rebuild gave it, which is
+    also the name each row shows.
+    """
+    dense_trace, pruned_trace = trace_model(dense), trace_model(pruned)
     flops_before = count_flops(dense).by_layer
     flops_after = count_flops(pruned).by_layer
-    # Surgery inlines nested models and keeps layer names: a layer is found again by its name.
-    after = {layer.name: (path, layer) for path, layer in _compute_layers(pruned)}
+    names = rebuilt_names(dense_trace)
+    after = {calls[0].op.name: calls for calls in _compute_calls(pruned_trace).values()}
     rows = []
-    for path, layer in _compute_layers(dense):
-        new_path, new = after.get(layer.name, (None, None))
+    for calls in _compute_calls(dense_trace).values():
+        layer, name = calls[0].op, names[calls[0].path]
+        new_calls = after.get(name)
+        new = new_calls[0].op if new_calls else None
         params_before = sum(int(np.prod(w.shape)) for w in layer.weights if "mask" not in w.name)
         rows.append(
             {
-                "name": layer.name,
+                "name": name,
                 "channels_before": _width(layer),
                 "channels_after": _width(new) if new is not None else 0,
-                "flops_before": int(flops_before.get(path, 0)),
-                "flops_after": int(flops_after.get(new_path, 0)),
+                "flops_before": int(sum(flops_before.get(p, 0) for p in {c.path for c in calls})),
+                "flops_after": int(sum(flops_after.get(p, 0) for p in {c.path for c in new_calls or []})),
                 "sparsity": round(1.0 - (_nonzero(new) if new is not None else 0) / max(params_before, 1), 6),
             }
         )

@@ -280,6 +280,24 @@ def test_the_layer_table_lists_the_layers_of_nested_models_with_their_flops():
     assert sum(r["flops_before"] for r in rows.values()) == count_flops(model).total
 
 
+def test_the_layer_table_tells_apart_a_nested_layer_that_shares_an_outer_layers_name():
+    """The rebuild renames the nested `conv` (`block_conv`); the row must find that layer, not the outer `conv`."""
+    from keras_prune.graph import prune_channels
+    from keras_prune.pipeline import layer_table
+
+    inputs = keras.Input((8, 8, 1))
+    inner_in = keras.Input((6, 6, 6))
+    inner = keras.Model(inner_in, keras.layers.Conv2D(8, 3, name="conv")(inner_in), name="block")
+    h = inner(keras.layers.Conv2D(6, 3, name="conv")(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(10, name="head")(keras.layers.GlobalAveragePooling2D()(h)))
+    pruned = prune_channels(model, {"conv": [0, 1, 2], "block/conv": [0, 1, 2, 3, 4]})
+    rows = {row["name"]: row for row in layer_table(model, pruned)}
+    assert set(rows) == {"conv", "block_conv", "head"}
+    assert (rows["conv"]["channels_before"], rows["conv"]["channels_after"]) == (6, 3)
+    assert (rows["block_conv"]["channels_before"], rows["block_conv"]["channels_after"]) == (8, 5)
+    assert sum(r["flops_after"] for r in rows.values()) == count_flops(pruned).total
+
+
 def test_a_zoo_name_stays_one_beside_a_folder_of_that_name(tmp_path, monkeypatch):
     from keras_prune.pipeline import names_a_file
 

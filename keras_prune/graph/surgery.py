@@ -21,6 +21,7 @@ __all__ = [
     "masked_reference",
     "prune_channels",
     "rebuild",
+    "rebuilt_names",
     "reinitialize",
     "resized_config",
     "sliced_weights",
@@ -42,6 +43,22 @@ def _unique_namer():
     return name_for
 
 
+def rebuilt_names(trace):
+    """`{call path: layer name}` that `rebuild` gives each layer of `trace`'s model.
+
+    Nested models are inlined, and a layer keeps its name unless an earlier one took it;
+    then its nested models' names go in front (`block_conv`, then `block_conv_1`, ...). A
+    layer called at several paths (a shared layer, a nested model called twice) is one layer.
+    """
+    name_for, named, names = _unique_namer(), {}, {}
+    for call in trace.calls:
+        if isinstance(call.op, keras.layers.Layer):
+            if id(call.op) not in named:
+                named[id(call.op)] = name_for(call)
+            names[call.path] = named[id(call.op)]
+    return names
+
+
 def rebuild(graph, *, config_for=None, layer_for=None, weights_for=None, after_call=None, name=None):
     """Rebuilds `graph`'s model layer by layer.
 
@@ -60,7 +77,7 @@ def rebuild(graph, *, config_for=None, layer_for=None, weights_for=None, after_c
         The new `keras.Model`.
     """
     new_ops = {}
-    name_for = _unique_namer()
+    names = rebuilt_names(graph.trace)
 
     def make_op(call):
         if id(call.op) in new_ops:
@@ -69,7 +86,7 @@ def rebuild(graph, *, config_for=None, layer_for=None, weights_for=None, after_c
         new = op
         if isinstance(op, keras.layers.Layer):
             config = op.get_config()
-            config["name"] = name_for(call)
+            config["name"] = names[call.path]
             if config_for is not None:
                 config = config_for(call.path, op, config)
             new = layer_for(call.path, op, config) if layer_for else type(op).from_config(config)
