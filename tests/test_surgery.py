@@ -218,3 +218,43 @@ def test_weights_that_share_a_name_are_copied_by_position(rng):
     forward, backward = fresh[0], fresh[len(fresh) // 2]  # the two LSTMs' kernels
     assert forward.name == backward.name == "kernel"
     assert not np.allclose(forward.numpy(), backward.numpy()), "each LSTM keeps its own fresh draw"
+
+
+def test_a_dropout_noise_shape_that_names_the_channels_shrinks_with_them(rng):
+    x = keras.Input((6, 6, 3))
+    h = layers.Dropout(0.5, noise_shape=(None, 1, 1, 8), name="drop")(layers.Conv2D(8, 3, name="conv")(x))
+    model = keras.Model(x, layers.Dense(2, name="head")(layers.GlobalAveragePooling2D()(h)))
+    keep = {"conv": [0, 3, 5]}
+    pruned = prune_channels(model, keep)
+    assert tuple(pruned.get_layer("drop").noise_shape) == (None, 1, 1, 3)
+    x_in = _inputs(model, rng)
+    np.testing.assert_allclose(pruned(x_in), masked_reference(model, keep)(x_in), atol=1e-5)
+    assert pruned(x_in, training=True).shape == (2, 2), "the noise broadcasts over the kept channels"
+
+
+def test_a_shared_reshape_ties_the_channels_it_sizes_at_each_call(rng):
+    reshape = layers.Reshape((16, 4), name="shared_reshape")
+    x = keras.Input((4, 4, 3))
+    a = reshape(layers.Conv2D(4, 1, name="a")(x))
+    b = reshape(layers.Conv2D(4, 1, name="b")(x))
+    flat = layers.Concatenate()([layers.Flatten()(a), layers.Flatten()(b)])  # nothing else ties a and b
+    model = keras.Model(x, layers.Dense(2, name="head")(flat))
+    graph = analyze(model)
+    tied = [g for g in graph.groups if "a" in g.producers]
+    assert len(tied) == 1 and "b" in tied[0].producers, "one config: both calls must keep the same channels"
+    keep = {tied[0].id: [1, 2]}
+    pruned = prune_channels(model, keep, graph=graph)
+    assert pruned.get_layer("shared_reshape").target_shape == (16, 2)
+    x_in = _inputs(model, rng)
+    np.testing.assert_allclose(pruned(x_in), masked_reference(model, keep)(x_in), atol=1e-5)
+
+
+def test_a_shared_reshape_sizing_different_channel_counts_freezes_them():
+    flatten = layers.Reshape((64,), name="shared_flatten")
+    x = keras.Input((4, 4, 3))
+    a = flatten(layers.Conv2D(4, 1, name="a")(x))  # 4 x 4 x 4
+    b = flatten(layers.Conv2D(16, 1, name="b")(layers.MaxPooling2D()(x)))  # 2 x 2 x 16
+    model = keras.Model(x, layers.Dense(2, name="head")(layers.Concatenate()([a, b])))
+    graph = analyze(model)
+    assert not any({"a", "b"} & set(g.producers) for g in graph.prunable_groups)
+    assert "different channel count at each call" in graph.frozen_layers["shared_flatten"]

@@ -122,9 +122,22 @@ class RuleContext:
         self.members.append((*key, arr))
 
     def resize(self, layer, arr, update):
-        """`update(config, kept)` rewrites `layer`'s config once `arr` keeps `kept` channels."""
-        if update is not None:
-            self.resizes[self.path_of[id(layer)]] = (np.asarray(arr), update)
+        """`update(config, kept)` rewrites `layer`'s config once `arr` keeps `kept` channels.
+
+        A shared layer has one config for all its calls: the channels it sizes at each call
+        are then one set of channels (as with `member`), or frozen if their counts differ.
+        """
+        if update is None:
+            return
+        path, arr = self.path_of[id(layer)], np.asarray(arr)
+        if path not in self.resizes:
+            self.resizes[path] = (arr, update)
+        elif len(self.resizes[path][0]) == len(arr):
+            self.union(self.resizes[path][0], arr)
+        else:
+            reason = "a shared layer whose config names a different channel count at each call"
+            self.freeze(self.resizes[path][0], layer, reason)
+            self.freeze(arr, layer, reason)
 
 
 class ChannelGraph:

@@ -463,11 +463,25 @@ def _activation(ctx, call, layer, inputs, in_shapes, out_shapes):
     return passthrough(ctx, call, layer, inputs, in_shapes, out_shapes)
 
 
+@register_channel_rule(layers.Dropout)
+@_weightless
+def _dropout(ctx, call, layer, inputs, in_shapes, out_shapes):
+    """Dropout passes channels through; a `noise_shape` that names the channel count shrinks with them."""
+    noise = layer.noise_shape
+    if inputs[0] is not None and noise is not None and noise[-1] not in (None, 1):
+
+        def resize_noise(config, kept):
+            config["noise_shape"] = (*config["noise_shape"][:-1], kept)
+            return config
+
+        ctx.resize(layer, inputs[0], resize_noise)
+    return passthrough(ctx, call, layer, inputs, in_shapes, out_shapes)
+
+
 PASSTHROUGH_LAYERS = (
     layers.ReLU,
     layers.LeakyReLU,
     layers.ELU,
-    layers.Dropout,
     layers.SpatialDropout1D,
     layers.SpatialDropout2D,
     layers.SpatialDropout3D,
