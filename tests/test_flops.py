@@ -144,3 +144,24 @@ def test_convolutions_count_the_same_in_either_data_format(make, channels_last):
 
     assert macs("channels_last", (32, 32, 16)) == channels_last()
     assert macs("channels_first", (16, 32, 32)) == channels_last()
+
+
+def _dynamic_base():
+    base_in = keras.Input((None, None, 3))
+    h = layers.Conv2D(8, 3, padding="same", name="c1")(base_in)
+    return keras.Model(base_in, layers.Conv2D(8, 3, strides=2, padding="same", name="c2")(h), name="base")
+
+
+def test_a_nested_model_built_on_a_dynamic_input_counts_at_the_size_it_is_called_with(rng):
+    """E.g. `MobileNetV2(include_top=False)` built without an input shape, then called on a fixed one."""
+    base = _dynamic_base()
+    x = keras.Input((16, 16, 3))
+    model = keras.Model(x, layers.Dense(2, name="head")(layers.Flatten()(base(x))))
+    flat = keras.Model(x, model.get_layer("head")(layers.Flatten()(base.get_layer("c2")(base.get_layer("c1")(x)))))
+    assert count_flops(model).total == count_flops(flat).total > 0
+    graph = analyze(model)
+    assert "base/c1" in {g.id for g in graph.prunable_groups}, "the Flatten after the nested model knows its size"
+    pruned = prune_channels(model, {"base/c1": [0, 2, 5], "base/c2": [1, 3]}, graph=graph)
+    inputs = rng.normal(size=(2, 16, 16, 3)).astype("float32")
+    assert pruned(inputs).shape == (2, 2)
+    assert count_flops(pruned).total < count_flops(model).total

@@ -96,9 +96,30 @@ class Trace:
                     continue
                 inputs = tuple(self._key(scope, t) for t in node.input_tensors)
                 outputs = tuple(self._key(scope, t) for t in node.outputs)
-                for key, tensor in zip(outputs, node.outputs):
-                    self.shapes[key] = tuple(tensor.shape)
+                for key, shape in zip(outputs, self._output_shapes(node, inputs)):
+                    self.shapes[key] = shape
                 self.calls.append(Call(node.operation, node, scope, inputs, outputs))
+
+    def _output_shapes(self, node, inputs):
+        """The shapes of `node`'s outputs in this model.
+
+        A nested model built on a dynamic input shape (`MobileNetV2(include_top=False)`
+        with no input shape, called on a fixed-size input) recorded None where its caller
+        gives sizes; the FLOPs and the rules need those sizes, so the outputs of a call
+        whose inputs are more specific here than when it was built are worked out again.
+        """
+        recorded = [tuple(t.shape) for t in node.outputs]
+        here = [self.shapes.get(k, tuple(t.shape)) for k, t in zip(inputs, node.input_tensors)]
+        if all(shape == tuple(t.shape) for shape, t in zip(here, node.input_tensors)):
+            return recorded
+        fill = {id(t): keras.KerasTensor(shape, dtype=t.dtype) for t, shape in zip(node.input_tensors, here)}
+        args, kwargs = node.arguments.fill_in(fill)
+        try:
+            spec = node.operation.compute_output_spec(*args, **kwargs)
+        except Exception:  # noqa: BLE001 - any op's own failure: the recorded shapes stay (less specific, not wrong)
+            return recorded
+        shapes = [tuple(t.shape) for t in keras.tree.flatten(spec)]
+        return shapes if len(shapes) == len(recorded) else recorded
 
     def _inline(self, node, inner, scope):
         index = node.operation._inbound_nodes.index(node)
