@@ -120,10 +120,11 @@ class LSTMSearch:
         ranked = sorted(usable, key=lambda r: (-r["reward"], r["flops_ratio"], r["id"]))
         return [r["key"] for r in ranked[: self.settings.parents]]
 
-    def ranked(self):
-        """Every structure evaluated, the best first by `_rank` (ties: fewer FLOPs, then the earlier one);
-        diverged children last."""
-        return sorted(self.candidates.values(),
+    def ranked(self, records=None):
+        """Every structure evaluated (or `records`), the best first by `_rank` (ties: fewer FLOPs, then
+        the earlier one); diverged children last."""
+        records = self.candidates.values() if records is None else records
+        return sorted(records,
                       key=lambda r: (not r.get("diverged"), self._rank(r), -r["flops_ratio"], -r["id"]), reverse=True)
 
     def best(self):
@@ -182,16 +183,7 @@ class LSTMSearch:
     def _end_epoch(self):
         self._tick()
         best = self.best()
-        # The best only ever moves up in `_rank` (the pool grows), so comparing with the last
-        # epoch's is enough; an equal reward at fewer FLOPs is not an improvement.
-        improved = True
-        if self.history:
-            last = self.history[-1]
-            meeting, reward_ = self._rank(best)
-            was_meeting, was = self._rank({"flops_ratio": last["best_flops_ratio"], "reward": last["best_reward"],
-                                           "accuracy": last["best_accuracy"]})
-            improved = meeting > was_meeting or (meeting == was_meeting and reward_ > was + 1e-12)
-        stale = 0 if improved else self.history[-1]["epochs_without_improvement"] + 1
+        stale = self._epochs_without_improvement(best, self.history[-1] if self.history else None)
         rewards = self.pending["rewards"]
         record = {
             "epoch": self.epoch + 1,
@@ -225,6 +217,31 @@ class LSTMSearch:
             )
         elif stale >= self.settings.patience:
             self.stopped = f"no better structure for {stale} epoch(s) (--patience={self.settings.patience})"
+
+    def _epochs_without_improvement(self, best, last):
+        """`last` epoch's count plus one, or 0 if `best` beats `last` epoch's best.
+
+        The best only ever moves up in `_rank` (the pool grows), so comparing with the last
+        epoch's is enough; an equal reward at fewer FLOPs is not an improvement.
+        """
+        if last is None:
+            return 0
+        meeting, reward_ = self._rank(best)
+        was_meeting, was = self._rank({"flops_ratio": last["best_flops_ratio"], "reward": last["best_reward"],
+                                       "accuracy": last["best_accuracy"]})
+        improved = meeting > was_meeting or (meeting == was_meeting and reward_ > was + 1e-12)
+        return 0 if improved else last["epochs_without_improvement"] + 1
+
+    def _rerank_history(self):
+        """Each epoch's best and its count of epochs without improvement, again under these settings,
+        from the structures evaluated by the end of that epoch (after `restore` recomputed the rewards)."""
+        last = None
+        for entry in self.history:
+            best = self.ranked([r for r in self.candidates.values() if r["epoch"] <= entry["epoch"]])[0]
+            entry.update(best_reward=best["reward"], best_flops_ratio=best["flops_ratio"],
+                         best_accuracy=best["accuracy"])
+            entry["epochs_without_improvement"] = self._epochs_without_improvement(best, last)
+            last = entry
 
     # --------------------------------------------------------------- candidates
     def evaluate(self, parent, counts):
@@ -360,6 +377,7 @@ class LSTMSearch:
                 self.settings.reward(record["accuracy"], record["flops_ratio"], self.reference_accuracy)
             )
         self.history = state["history"]
+        self._rerank_history()
         self.pending = state["pending"]
         self.stopped = state["stopped"]
         self.decisions = np.asarray(state["decisions"], "int64")
