@@ -22,7 +22,10 @@ from keras_prune.layers import (
 LAYERS = {
     "ChannelMask": (lambda: ChannelMask(prune_mask=[1, 0, 1, 1], name="m"), (2, 5, 5, 4)),
     "ChannelGate": (lambda: ChannelGate(initial_value=0.5, name="g"), (2, 5, 5, 4)),
-    "GatedBatchNormalization": (lambda: GatedBatchNormalization(initial_gate=0.5, momentum=0.9, name="gbn"), (2, 5, 5, 4)),
+    "GatedBatchNormalization": (
+        lambda: GatedBatchNormalization(initial_gate=0.5, momentum=0.9, name="gbn"),
+        (2, 5, 5, 4),
+    ),
     "MaskedDense": (lambda: MaskedDense(3, straight_through=True, activation="relu", name="d"), (2, 4)),
     "MaskedConv2D": (lambda: MaskedConv2D(3, 3, straight_through=True, padding="same", name="c"), (2, 5, 5, 4)),
     "MaskedDepthwiseConv2D": (

@@ -527,10 +527,12 @@ def test_a_resumed_search_recomputes_rewards_with_its_settings(digits, tmp_path)
         assert record["reward"] != pytest.approx(first.candidates[record["key"]]["reward"])
     # The history's best is compared with the next epoch's best: it must be on the same scale.
     for entry, before in zip(resumed.history, first.history, strict=True):
-        expected = resumed.settings.reward(entry["best_accuracy"], entry["best_flops_ratio"], resumed.reference_accuracy)
+        reference = resumed.reference_accuracy
+        expected = resumed.settings.reward(entry["best_accuracy"], entry["best_flops_ratio"], reference)
         assert entry["best_reward"] == pytest.approx(expected)
         assert entry["best_reward"] != pytest.approx(before["best_reward"])
-        assert entry["best_reward"] == max(r["reward"] for r in resumed.candidates.values() if r["epoch"] <= entry["epoch"])
+        pool = [r["reward"] for r in resumed.candidates.values() if r["epoch"] <= entry["epoch"]]
+        assert entry["best_reward"] == max(pool)
     same = _search(model, digits, tmp_path, max_epochs=1, recovery_epochs=0)
     same.restore(os.path.join(same.workdir, "checkpoint.npz"))
     assert same.history == first.history, "resumed with the same settings, the history is the one written"
