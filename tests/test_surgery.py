@@ -258,3 +258,18 @@ def test_a_shared_reshape_sizing_different_channel_counts_freezes_them():
     graph = analyze(model)
     assert not any({"a", "b"} & set(g.producers) for g in graph.prunable_groups)
     assert "different channel count at each call" in graph.frozen_layers["shared_flatten"]
+
+
+@pytest.mark.parametrize("name", ["vgg16", "resnet20"])
+def test_a_fresh_pruned_structure_is_the_reinitialised_pruned_model(name, rng):
+    model = get_model(name, (16, 16, 3), 10, width=0.25, seed=0)  # the zoo seeds its initializers
+    graph = analyze(model)
+    keep = random_keep(graph, rng, fraction=0.5)
+    fresh = prune_channels(model, keep, graph=graph, fresh=True)
+    sliced = prune_channels(model, keep, graph=graph)
+    two_step = reinitialize(sliced)
+    assert [w.shape for w in fresh.weights] == [w.shape for w in sliced.weights]
+    for a, b in zip(fresh.weights, two_step.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+    kernels = [(a, b) for a, b in zip(fresh.weights, sliced.weights) if "kernel" in a.path]
+    assert any(not np.array_equal(a.numpy(), b.numpy()) for a, b in kernels), "not the surviving weights"

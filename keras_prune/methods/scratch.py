@@ -27,7 +27,7 @@ import tensorflow as tf
 
 from keras_prune.errors import PruneError
 from keras_prune.export.report_io import assign_arrays, read_state, variable_arrays, write_state
-from keras_prune.graph import analyze, count_flops, expand_channels, expanded_widths, prune_channels, reinitialize
+from keras_prune.graph import analyze, count_flops, expand_channels, expanded_widths, prune_channels
 from keras_prune.methods.base import MethodResult, retrain
 from keras_prune.methods.budget import check_reachable, global_budget, round_count, why_nothing_to_prune
 from keras_prune.methods.gating import gate_positions, gate_values, insert_gates
@@ -405,7 +405,7 @@ def run(model, data, ctx):
         step = "one channel" if config.round_to == 1 else f"one step of --round_to={config.round_to} channels"
         ctx.log(f"scratch: warning: {step} more or less moves the FLOPs by over 1% of the target here")
     with ctx.strategy.scope():
-        structure = reinitialize(prune_channels(expanded, budget.keep, graph=graph), name=f"{model.name}_scratch")
+        structure = prune_channels(expanded, budget.keep, graph=graph, name=f"{model.name}_scratch", fresh=True)
     search_seconds = time.perf_counter() - start + before
 
     epochs = retrain_epochs(config)
