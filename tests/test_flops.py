@@ -165,3 +165,16 @@ def test_a_nested_model_built_on_a_dynamic_input_counts_at_the_size_it_is_called
     inputs = rng.normal(size=(2, 16, 16, 3)).astype("float32")
     assert pruned(inputs).shape == (2, 2)
     assert count_flops(pruned).total < count_flops(model).total
+
+
+def test_a_nested_model_built_on_fixed_sizes_keeps_them_when_called_on_a_dynamic_input():
+    """Only sizes that were unknown are worked out again; known ones are not made unknown."""
+    from keras_prune.graph.trace import trace_model
+
+    base_in = keras.Input((16, 16, 3))
+    base = keras.Model(base_in, layers.Conv2D(8, 3, name="c1")(base_in), name="base")
+    x = keras.Input((None, None, 3))
+    model = keras.Model(x, layers.Dense(2, name="head")(layers.GlobalAveragePooling2D()(base(x))))
+    trace = trace_model(model)
+    conv = next(call for call in trace.calls if call.path == "base/c1")
+    assert trace.shapes[conv.outputs[0]] == (None, 14, 14, 8)

@@ -172,3 +172,27 @@ def test_gated_batch_norm_rejects_what_it_cannot_compute():
         GatedBatchNormalization(renorm=True)
     with pytest.raises(ValueError, match="last .channel. axis"):
         GatedBatchNormalization(axis=1)(np.ones((2, 3, 4), "float32"))
+
+
+def test_gated_batch_norm_under_a_mask_and_mixed_precision_is_batch_norm_then_gate(rng):
+    tokens = np.array([[3, 5, 0, 0], [2, 0, 0, 0], [7, 1, 4, 6]])
+    inputs = keras.Input((4,), dtype="int32")
+    embedded = keras.layers.Embedding(10, 6, mask_zero=True, name="embed")(inputs)
+    fused = GatedBatchNormalization(momentum=0.5, name="gbn")
+    bn, gate, separate = _bn_then_gate(0.5)
+    model = keras.Model(inputs, [fused(embedded, training=True), separate(embedded, training=True)])
+    gates = rng.uniform(size=6).astype("float32")
+    gate.gate.assign(gates)
+    fused.gate.assign(gates)
+    got, expected = model(tokens)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(fused.moving_mean.numpy(), bn.moving_mean.numpy(), rtol=1e-6, atol=1e-7)
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        half = GatedBatchNormalization()
+        half.build((None, 3, 3, 4))
+        assert half.gate.dtype == half.gamma.dtype == "float32", "kept in float32 like gamma and beta"
+        assert half(np.ones((2, 3, 3, 4), "float16"), training=True).dtype == "float16"
+    finally:
+        keras.config.set_dtype_policy(previous)

@@ -516,9 +516,10 @@ def test_which_structure_is_best_and_when_the_search_stops_depend_on_the_reward(
 
 def test_a_resumed_search_recomputes_rewards_with_its_settings(digits, tmp_path):
     model = tiny_resnet(width=8)
-    first = _search(model, digits, tmp_path, max_epochs=1, recovery_epochs=0)
+    first = _search(model, digits, tmp_path, max_epochs=2, recovery_epochs=0, patience=5)
     first.run()
-    resumed = _search(model, digits, tmp_path, max_epochs=1, recovery_epochs=0, reward_form="linear", beta=0.3)
+    assert len(first.history) == 2, "two epochs: the second's count of epochs without improvement is recomputed"
+    resumed = _search(model, digits, tmp_path, max_epochs=2, recovery_epochs=0, reward_form="linear", beta=0.3)
     resumed.restore(os.path.join(resumed.workdir, "checkpoint.npz"))
     assert len(resumed.candidates) == len(first.candidates) > 1
     for record in resumed.candidates.values():
@@ -533,7 +534,7 @@ def test_a_resumed_search_recomputes_rewards_with_its_settings(digits, tmp_path)
         assert entry["best_reward"] != pytest.approx(before["best_reward"])
         pool = [r["reward"] for r in resumed.candidates.values() if r["epoch"] <= entry["epoch"]]
         assert entry["best_reward"] == max(pool)
-    same = _search(model, digits, tmp_path, max_epochs=1, recovery_epochs=0)
+    same = _search(model, digits, tmp_path, max_epochs=2, recovery_epochs=0, patience=5)
     same.restore(os.path.join(same.workdir, "checkpoint.npz"))
     assert same.history == first.history, "resumed with the same settings, the history is the one written"
 

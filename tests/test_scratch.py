@@ -258,6 +258,32 @@ def test_a_resumed_gate_learning_counts_the_seconds_of_the_interrupted_process(t
     assert 40.0 <= resumed.seconds_before < 41.0 and resumed.seconds() >= resumed.seconds_before
 
 
+def _selection(fuse):
+    _, _, _, _, gated, gates = _gated(tiny_resnet(), prune_residual=True, fuse=fuse)
+    learner = GateLearner(gated, gates.values(), balance_factor=0.5, sparsity=0.2)
+    learner.compile(optimizer=keras.optimizers.Adam(0.01))
+    learner.optimizer.build(learner.gate_variables)
+    return GateSelection(learner, gates, 0.2, log=lambda m: None)
+
+
+def test_a_gate_checkpoint_of_another_layout_is_refused_and_an_unfused_one_resumes_unfused(tmp_path):
+    from keras_prune.export.report_io import read_state, write_state
+    from keras_prune.methods.scratch import _unfused_checkpoint
+
+    path = str(tmp_path / "ckpt.npz")
+    _selection(fuse=True).save(path, 1)
+    with pytest.raises(PruneError, match="written for another network"):
+        _selection(fuse=False).restore(path)
+    config = RunConfig(method="scratch", model="m", output_dir=str(tmp_path), resume=True)
+    assert not _unfused_checkpoint(path, config)
+    state, arrays = read_state(path)  # as written before gates moved into their BatchNorm
+    del state["fused_gates"], state["weight_paths"]
+    write_state(path, state, arrays)
+    assert _unfused_checkpoint(path, config)
+    assert not _unfused_checkpoint(path, dataclasses.replace(config, resume=False))
+    assert not _unfused_checkpoint(str(tmp_path / "none.npz"), config)
+
+
 def test_scratch_without_gate_epochs_is_refused():
     from keras_prune.methods.scratch import preflight
 

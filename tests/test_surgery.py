@@ -220,9 +220,10 @@ def test_weights_that_share_a_name_are_copied_by_position(rng):
     assert not np.allclose(forward.numpy(), backward.numpy()), "each LSTM keeps its own fresh draw"
 
 
-def test_a_dropout_noise_shape_that_names_the_channels_shrinks_with_them(rng):
+@pytest.mark.parametrize("dropout", [layers.Dropout, layers.AlphaDropout])
+def test_a_dropout_noise_shape_that_names_the_channels_shrinks_with_them(dropout, rng):
     x = keras.Input((6, 6, 3))
-    h = layers.Dropout(0.5, noise_shape=(None, 1, 1, 8), name="drop")(layers.Conv2D(8, 3, name="conv")(x))
+    h = dropout(0.5, noise_shape=(None, 1, 1, 8), name="drop")(layers.Conv2D(8, 3, name="conv")(x))
     model = keras.Model(x, layers.Dense(2, name="head")(layers.GlobalAveragePooling2D()(h)))
     keep = {"conv": [0, 3, 5]}
     pruned = prune_channels(model, keep)

@@ -1,7 +1,8 @@
 """`strip`: turn a model with keras_prune layers into a plain, physically smaller one.
 
 Weight masks are multiplied into the kernels and the masked layers become the Keras
-layers they extend (a `GatedBatchNormalization` a BatchNormalization, its gate folded in). A channel that a `ChannelMask` or `ChannelGate` sets to zero is
+layers they extend (a `GatedBatchNormalization` becomes a BatchNormalization, its gate
+folded in). A channel that a `ChannelMask` or `ChannelGate` sets to zero is
 removed when that is exact: wherever the channel reaches a layer that mixes channels
 (convolution, Dense), it is zero there. Gate values that survive are folded into the
 BatchNormalization or linear layer just before the gate.

@@ -463,7 +463,7 @@ def _activation(ctx, call, layer, inputs, in_shapes, out_shapes):
     return passthrough(ctx, call, layer, inputs, in_shapes, out_shapes)
 
 
-@register_channel_rule(layers.Dropout)
+@register_channel_rule(layers.Dropout, layers.AlphaDropout)
 @_weightless
 def _dropout(ctx, call, layer, inputs, in_shapes, out_shapes):
     """Dropout passes channels through; a `noise_shape` that names the channel count shrinks with them."""
@@ -487,7 +487,6 @@ PASSTHROUGH_LAYERS = (
     layers.SpatialDropout3D,
     layers.GaussianNoise,
     layers.GaussianDropout,
-    layers.AlphaDropout,
     layers.ActivityRegularization,
     layers.Identity,
 )

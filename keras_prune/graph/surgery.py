@@ -183,14 +183,14 @@ def prune_channels(model, keep, *, graph=None, name=None, fresh=False):
             group keeps at least one.
         graph: an existing `analyze(model)` result, to avoid re-analysing.
         name: the new model's name (defaults to the original's).
-        fresh: give the smaller layers fresh weights from their initializers instead of
-            the surviving ones: the pruned structure to train from scratch, as
+        fresh: give every layer fresh weights from its initializer instead of the
+            surviving ones: the pruned structure to train from scratch, as
             `reinitialize(prune_channels(...))` builds it, in one rebuild instead of two.
 
     Returns:
         A new `keras.Model` with the same inputs and output shapes, smaller layers, and
         the surviving weights copied (unless `fresh`). Keeping everything reproduces the
-        model exactly.
+        model exactly (without `fresh`).
     """
     graph = graph or analyze(model)
     alive = graph.alive(keep)

@@ -110,7 +110,8 @@ class Trace:
         """
         recorded = [tuple(t.shape) for t in node.outputs]
         here = [self.shapes.get(k, tuple(t.shape)) for k, t in zip(inputs, node.input_tensors)]
-        if all(shape == tuple(t.shape) for shape, t in zip(here, node.input_tensors)):
+        built = [tuple(t.shape) for t in node.input_tensors]
+        if here == built or not all(_refines(h, b) for h, b in zip(here, built)):
             return recorded
         fill = {id(t): keras.KerasTensor(shape, dtype=t.dtype) for t, shape in zip(node.input_tensors, here)}
         args, kwargs = node.arguments.fill_in(fill)
@@ -129,6 +130,11 @@ class Trace:
         self._walk(inner, inner_scope)
         for outer, inner_output in zip(node.outputs, inner._outputs):
             self._alias[(scope, id(outer))] = self._key(inner_scope, inner_output)
+
+
+def _refines(shape, built):
+    """Whether `shape` is `built` with some of its None sizes known."""
+    return len(shape) == len(built) and all(b is None or s == b for s, b in zip(shape, built))
 
 
 def _as_functional(op):

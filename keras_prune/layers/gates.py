@@ -43,7 +43,7 @@ def _unit_interval(name, value):
     return float(value)
 
 
-def _add_gate(layer, input_shape, initial_value):
+def _add_gate(layer, input_shape, initial_value, *, autocast=True):
     """`layer`'s trainable per-channel gate, kept in [0, 1]."""
     return layer.add_weight(
         name="gate",
@@ -51,6 +51,7 @@ def _add_gate(layer, input_shape, initial_value):
         initializer=keras.initializers.Constant(initial_value),
         constraint=UnitInterval(),
         trainable=True,
+        autocast=autocast,
     )
 
 
@@ -151,19 +152,18 @@ class GatedBatchNormalization(keras.layers.BatchNormalization):
                 f"for input_shape={input_shape}"
             )
         super().build(input_shape)
-        self.gate = _add_gate(self, input_shape, self.initial_gate)
+        # Not autocast, like gamma and beta: under mixed precision the gate stays float32.
+        self.gate = _add_gate(self, input_shape, self.initial_gate, autocast=False)
 
     def call(self, inputs, training=None, mask=None):
-        if mask is not None:
-            raise ValueError("GatedBatchNormalization does not take a mask; use BatchNormalization and a ChannelGate.")
         dtype = keras.backend.result_type(inputs.dtype, "float32")  # BatchNormalization's float32 upcast
         inputs = ops.cast(inputs, dtype)
         gate = ops.cast(self.gate, dtype)
         scale = ops.cast(self.gamma, dtype) * gate
         offset = ops.cast(self.beta, dtype) * gate if self.center else None
         if training and self.trainable:
-            axes = list(range(len(inputs.shape) - 1))
-            mean, variance = ops.moments(inputs, axes, synchronized=self.synchronized)
+            # BatchNormalization's own moments: masked, and all-reduced when `synchronized`.
+            mean, variance = self._moments(inputs, mask)
             for moving, batch in ((self.moving_mean, mean), (self.moving_variance, variance)):
                 moving.assign(ops.cast(moving, dtype) * self.momentum + batch * (1.0 - self.momentum))
         else:

@@ -186,7 +186,13 @@ class GateSelection(keras.callbacks.Callback):
         return gate_values(self.gates), len(self.history)
 
     def save(self, path, epochs_done):
-        state = {"epochs_done": epochs_done, "history": self.history, "seconds": self.seconds()}
+        state = {
+            "epochs_done": epochs_done,
+            "history": self.history,
+            "seconds": self.seconds(),
+            "weight_paths": [w.path for w in self.learner.net.weights],  # the layout the arrays follow
+            "fused_gates": True,  # written since gates live inside their BatchNorm (see `run`)
+        }
         arrays = _state_arrays(self.learner)
         if self.best is not None:
             state["best"] = {"epoch": self.best["epoch"], "accuracy": self.best["accuracy"]}
@@ -194,8 +200,19 @@ class GateSelection(keras.callbacks.Callback):
         write_state(path, state, arrays)
 
     def restore(self, path):
-        """Loads a checkpoint written by `save`; returns the number of epochs done."""
+        """Loads a checkpoint written by `save`; returns the number of epochs done.
+
+        Raises:
+            PruneError: if the checkpoint's network is not this one (its weights differ).
+        """
         state, arrays = read_state(path)
+        paths = [w.path for w in self.learner.net.weights]
+        if state.get("weight_paths", paths) != paths:
+            raise PruneError(
+                f"The gate-learning checkpoint {path} was written for another network (its weights "
+                "differ from this run's): resume with the same --model and settings, or start a new "
+                "run (--overwrite)."
+            )
         _restore_arrays(self.learner, arrays)
         self.history = state["history"]
         self.seconds_before, self._clock = float(state.get("seconds", 0.0)), time.perf_counter()
@@ -366,8 +383,11 @@ def run(model, data, ctx):
         original_graph, reference_flops, expanded, graph, groups, placement, skipped = _gated_groups(model, config)
     for group_id, reason in skipped.items():
         ctx.log(f"scratch: group {group_id} is not gated ({reason}); it keeps every channel")
+    checkpoint = os.path.join(ctx.output_dir, CHECKPOINT)
     with ctx.strategy.scope():
-        gated, gates = insert_gates(graph, placement, name=f"{model.name}_gated")
+        gated, gates = insert_gates(
+            graph, placement, name=f"{model.name}_gated", fuse=not _unfused_checkpoint(checkpoint, config)
+        )
     ctx.log(
         f"scratch: learning {sum(g.size for g in groups)} gates in {len(groups)} groups on a "
         f"{config.expansion:g}x-wide random network for {config.epochs} epoch(s)"
@@ -381,7 +401,7 @@ def run(model, data, ctx):
         balance_factor=config.balance_factor,
         sparsity=config.gate_sparsity,
         learning_rate=config.gate_learning_rate,
-        checkpoint=os.path.join(ctx.output_dir, CHECKPOINT),
+        checkpoint=checkpoint,
         resume=config.resume,
         summaries=ctx.summaries,
         log=ctx.log,
@@ -438,6 +458,12 @@ def run(model, data, ctx):
             "groups_not_gated": len(graph.prunable_groups) - len(groups),
         },
     )
+
+
+def _unfused_checkpoint(path, config):
+    """Whether `--resume` continues a gate learning checkpointed before gates moved inside their
+    BatchNorm (the network is then built as it was, so its weights line up with the arrays)."""
+    return config.resume and os.path.exists(path) and not read_state(path)[0].get("fused_gates", False)
 
 
 def _plot_gate_channels(ctx, model, graph, groups, budget):
