@@ -50,7 +50,8 @@ def test_histograms_under_gates(tmp_path):
     step, plugin, value = _events(tmp_path)["gates/conv1"][0]
     assert (step, plugin) == (2, "histograms")
     buckets = tf.make_ndarray(value.tensor)  # rows of (left edge, right edge, count)
-    assert buckets[:, 2].sum() == 20
+    assert buckets.shape == (30, 3), "TensorBoard's default bucket count"
+    assert buckets[:, 2].sum() == 20 and buckets[0, 0] == 0.0 and buckets[-1, 1] == 1.0
 
 
 def test_text_keeps_markdown(tmp_path):
