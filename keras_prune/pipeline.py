@@ -397,6 +397,11 @@ def run(config, *, flags_text=None):
         check_input_outside(config.output_dir, config.model)
     run_folder = config.output_dir if chief else f"{os.path.abspath(config.output_dir)}.{task_name(strategy)}"
     output_dir = prepare_output_dir(run_folder, resume=config.resume, overwrite=config.overwrite)
+    settings, defaults = config.as_dict(), _defaults()
+    if names_a_file(config.model):  # an own file: resuming from another model at that path would mix two runs
+        settings[MODEL_DIGEST] = defaults[MODEL_DIGEST] = file_digest(config.model)  # old records: trusted
+    if config.resume:  # a changed setting is named now, before the data and the model are loaded
+        check_resume_config(output_dir, settings, resume=True, defaults=defaults)
     data = load_dataset(config.dataset, data_dir=config.data_dir, batch_size=config.batch_size, seed=config.seed)
     if config.max_batches:
         data = data.limited(config.max_batches, config.batch_size)
@@ -410,11 +415,8 @@ def run(config, *, flags_text=None):
     # a mistyped command leaves it free for the corrected one, and an --overwrite leaves the old run.
     if config.overwrite:
         replace_run(output_dir)
-    settings, defaults = config.as_dict(), _defaults()
-    if not untrained:  # an own file: resuming from another model at that path would mix two runs
-        settings[MODEL_DIGEST] = defaults[MODEL_DIGEST] = file_digest(config.model)  # old records: trusted
-    check_resume_config(output_dir, settings, resume=config.resume, defaults=defaults)
-    if not config.resume:  # a resumed run keeps the flags it started with
+    if not config.resume:  # a resumed run keeps the flags it started with (checked above)
+        check_resume_config(output_dir, settings, resume=False, defaults=defaults)
         atomic_write(os.path.join(output_dir, RUN_MARKER), flags_text or _config_text(config))
     verbose = config.verbose if config.verbose is not None else (1 if sys.stdout.isatty() else 2)
     summaries = RunSummaries(os.path.join(output_dir, "tensorboard"))
@@ -573,4 +575,20 @@ def _write_summaries(summaries, report):
 
 
 def _config_text(config):
-    return "".join(f"--{k}={v}\n" for k, v in config.as_dict().items() if v is not None)
+    """`config` as the flagfile `bin/prune` writes (flags.txt), for a run started from the Python
+    API: `bin/prune --flagfile=<run>/flags.txt --resume` must read it back."""
+    from absl import flags as absl_flags
+
+    from keras_prune.cli.flags import define_flags
+    from keras_prune.cli.main import RUN_CONTROL_FLAGS
+
+    flag_values = absl_flags.FlagValues()
+    define_flags(flag_values)
+    lines = []
+    for name, value in config.as_dict().items():
+        if name not in flag_values or name in RUN_CONTROL_FLAGS or value is None:
+            continue  # not a flag (verbose), about this invocation only, or unset
+        flag = flag_values[name]
+        flag.value = list(value) if isinstance(value, (list, tuple)) else value
+        lines.extend(line for line in flag.serialize().splitlines() if line)
+    return "".join(f"{line}\n" for line in lines)

@@ -113,8 +113,16 @@ def replace_run(path):
     folder, or a new or empty one). Called once the new command has passed its checks, so a
     mistyped one leaves the old run alone."""
     if os.path.exists(os.path.join(path, RUN_MARKER)) and os.path.exists(os.path.join(path, RUN_CONFIG)):
-        shutil.rmtree(path)
-        os.makedirs(path)
+        # Renamed away first (atomic): a deletion cut short leaves a sibling to remove, never a
+        # half-emptied run folder that neither --resume nor --overwrite accepts.
+        old = f"{path}.replaced-{os.getpid()}"
+        try:
+            os.rename(path, old)
+        except OSError:  # a folder that cannot move (a mount point, the working directory): emptied in place
+            shutil.rmtree(path)
+        else:
+            shutil.rmtree(old, ignore_errors=True)  # what it cannot delete stays in the sibling, apart from the run
+        os.makedirs(path, exist_ok=True)
 
 
 def check_resume_config(path, settings, *, resume, defaults=None):

@@ -196,6 +196,22 @@ def test_flags_this_run_does_not_read_are_noted(tmp_path):
                  "--olmp_constraint=validation") == []
 
 
+def test_only_flags_written_on_the_command_line_are_noted(tmp_path):
+    """A flagfile sets flags for several methods (smoke.flags), a run's flags.txt every flag: not noted."""
+    from keras_prune.cli.main import command_line_flags, unused_flag_notes
+
+    flagfile = tmp_path / "recipe.flags"
+    flagfile.write_text("--patience=3\n--olmp_delta=0.05\n--export=tflite\n")
+    argv = ["prune", f"--flagfile={flagfile}", "--method=l1", "--model=lenet5", f"--output_dir={tmp_path}",
+            "--expansion=2", "--noresume", "-seed=3"]
+    fv = _parse(*argv[1:])
+    assert command_line_flags(argv, fv) == {"method", "model", "output_dir", "expansion", "resume", "seed"}
+    assert unused_flag_notes(fv, config_from_flags(fv), command_line=command_line_flags(argv, fv)) == [
+        "--method=l1 does not use the other methods' --expansion (scratch); ignored"
+    ]
+    assert len(unused_flag_notes(fv, config_from_flags(fv))) == 2, "without command_line: every flag given"
+
+
 def test_every_method_flag_is_owned_by_the_method_its_help_names():
     from keras_prune.cli.flags import flag_owner
     from keras_prune.methods import GENERAL_SETTINGS, METHODS

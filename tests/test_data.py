@@ -317,6 +317,8 @@ def _prepare_fake_tfds(name, data_dir, split_sizes):
         ("mnist", {"train": 40, "test": 10}, (28, 28, 1), "none"),
         ("cifar10", {"train": 40, "test": 10}, (32, 32, 3), "random crop with pad 4"),
         ("imagenet2012", {"train": 8, "validation": 10}, (224, 224, 3), "random resized crop"),
+        # Its unlabelled test split (labels -1 in real ImageNet) is not the one scored.
+        ("imagenet2012", {"train": 8, "validation": 10, "test": 6}, (224, 224, 3), "random resized crop"),
         ("svhn_cropped", {"train": 40, "test": 10}, (32, 32, 3), "none"),  # Statistics computed.
     ],
 )

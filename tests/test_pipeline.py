@@ -1,5 +1,6 @@
 """The run pipeline end to end: every artefact exists and agrees with the others."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -261,6 +262,23 @@ def test_a_resumed_run_refuses_another_model_at_its_own_model_path(tmp_path):
     del record[MODEL_DIGEST]  # a run recorded before the digest: its file is taken on trust
     (tmp_path / "run" / RUN_CONFIG).write_text(json.dumps(record))
     run(_smoke_config(tmp_path / "run", model=config.model, max_batches=2, resume=True))
+
+
+def test_a_python_api_run_writes_a_flags_txt_the_cli_reads_back(tmp_path):
+    from absl import flags
+
+    from keras_prune.cli.flags import config_from_flags, define_flags
+    from keras_prune.pipeline import _config_text
+
+    config = RunConfig(method="scratch", model="resnet20", output_dir=str(tmp_path), export=("saved_model", "keras"),
+                       target_flops=0.4, budget_train=True, resume=True, overwrite=True, verbose=0)
+    path = tmp_path / "flags.txt"
+    path.write_text(_config_text(config))
+    assert "resume" not in path.read_text() and "verbose" not in path.read_text(), "about one invocation only"
+    fv = flags.FlagValues()
+    define_flags(fv)
+    fv(["prune", f"--flagfile={path}", "--resume"])
+    assert config_from_flags(fv) == dataclasses.replace(config, overwrite=False, verbose=None)
 
 
 def test_the_layer_table_lists_the_layers_of_nested_models_with_their_flops():

@@ -32,6 +32,7 @@ def test_a_folder_holding_a_run_is_refused_unless_resumed_or_overwritten(tmp_pat
     assert (tmp_path / "run" / "model.keras").exists(), "checking the folder deletes nothing"
     replace_run(str(tmp_path / "run"))
     assert os.listdir(tmp_path / "run") == [], "--overwrite starts from an empty folder"
+    assert os.listdir(tmp_path) == ["run"], "the old run, moved aside first, is deleted"
 
 
 @pytest.mark.parametrize("flags", [{}, {"overwrite": True}])

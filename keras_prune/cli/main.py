@@ -7,7 +7,7 @@ from absl import app, flags
 
 from keras_prune.cli.flags import config_from_flags, define_flags
 
-__all__ = ["main", "run", "run_flags_text", "unused_flag_notes"]
+__all__ = ["command_line_flags", "main", "run", "run_flags_text", "unused_flag_notes"]
 
 FLAGS = flags.FLAGS
 
@@ -22,7 +22,7 @@ def main(argv):
     from keras_prune.pipeline import run as run_pipeline
 
     config = config_from_flags(FLAGS)
-    for note in unused_flag_notes(FLAGS, config):
+    for note in unused_flag_notes(FLAGS, config, command_line=command_line_flags(sys.argv, FLAGS)):
         print(f"keras-prune: note: {note}", file=sys.stderr)
     try:
         run_pipeline(config, flags_text=run_flags_text(FLAGS))
@@ -50,19 +50,42 @@ def main(argv):
     return 0
 
 
-def unused_flag_notes(flag_values, config):
-    """One line per flag given that this run does not read (it would be silently ignored)."""
+def command_line_flags(argv, flag_values):
+    """Names of the flags written in `argv` itself; those read from a --flagfile are not among them."""
+    names = set()
+    for token in argv[1:]:
+        if not token.startswith("-") or token == "--":
+            continue
+        name = token.lstrip("-").split("=", 1)[0]
+        if name not in flag_values and name.startswith("no") and name[2:] in flag_values:
+            name = name[2:]  # --noresume
+        if name in flag_values and name != "flagfile":
+            names.add(name)
+    return names
+
+
+def unused_flag_notes(flag_values, config, *, command_line=None):
+    """One line per flag given that this run does not read (it would be silently ignored).
+
+    Args:
+        command_line: the flags written on the command line (`command_line_flags`), the only
+            ones noted: a flagfile sets flags for several methods (flags/smoke.flags), and a
+            run's flags.txt every flag. None notes every flag given.
+    """
     from keras_prune.cli.flags import flag_owner
     from keras_prune.data import DATASET_NAMES
     from keras_prune.methods import GENERAL_SETTINGS, ignored_settings
     from keras_prune.pipeline import names_a_file
 
+    def written(name):
+        return flag_values[name].present and (command_line is None or name in command_line)
+
     notes = []
-    ignored = ignored_settings(config.method, [name for name in GENERAL_SETTINGS if flag_values[name].present])
+    ignored = ignored_settings(config.method, [name for name in GENERAL_SETTINGS if written(name)])
     if ignored:  # e.g. --method=olmp --target_flops=0.1: OLMP searches its own compression
         given = ", ".join(f"--{name}" for name in ignored)
         notes.append(f"--method={config.method} does not use {given}; ignored")
-    others = [name for name in flag_values if flag_values[name].present and flag_owner(name) not in (None, config.method)]
+    others = [name for name in flag_values if written(name) and flag_owner(name) not in (None, config.method)]
     if others:  # e.g. --method=l1 --patience=3 (lstm's)
         given = ", ".join(f"--{name} ({flag_owner(name)})" for name in sorted(others))
         notes.append(f"--method={config.method} does not use the other methods' {given}; ignored")
@@ -70,21 +93,21 @@ def unused_flag_notes(flag_values, config):
     pretraining = ["pretrain_epochs"] + (
         [] if config.method == "slimming" else ["pretrain_learning_rate", "pretrain_schedule", "pretrain_weight_decay"]
     )
-    unread = [f"--{name}" for name in pretraining if own_model and flag_values[name].present]
+    unread = [f"--{name}" for name in pretraining if own_model and written(name)]
     if unread:  # slimming's sparsity training reads the rate and schedule
         notes.append(f"--model={config.model} is your own model, taken as trained: there is no pre-training, so "
                      f"{', '.join(unread)} {'is' if len(unread) == 1 else 'are'} ignored")
-    if flag_values["custom_modules"].present and not own_model:
+    if written("custom_modules") and not own_model:
         notes.append(f"--custom_modules registers the layers of your own --model file; --model={config.model} "
                      "is a zoo model, so it is ignored")
-    if config.method == "olmp" and flag_values["olmp_constraint_examples"].present and config.olmp_constraint != "validation":
+    if config.method == "olmp" and written("olmp_constraint_examples") and config.olmp_constraint != "validation":
         notes.append("--olmp_constraint_examples is read with --olmp_constraint=validation only; ignored")
-    if flag_values["data_dir"].present and config.dataset in DATASET_NAMES:
+    if written("data_dir") and config.dataset in DATASET_NAMES:
         notes.append(f"--data_dir is where tfds datasets are; --dataset={config.dataset} ships inside "
                      "keras-prune, so it is ignored")
-    if flag_values["tpu_address"].present and config.strategy != "tpu":
+    if written("tpu_address") and config.strategy != "tpu":
         notes.append(f"--tpu_address is used with --strategy=tpu only (now --strategy={config.strategy}); ignored")
-    if flag_values["export"].present:  # a given --export replaces the default list, it does not add to it
+    if written("export"):  # a given --export replaces the default list, it does not add to it
         dropped = [name for name in flag_values["export"].default if name not in config.export]
         if dropped:
             without = ", and the report has no serving latency" if "saved_model" in dropped else ""

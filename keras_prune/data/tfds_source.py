@@ -2,7 +2,8 @@
 
 Validation is carved from the end of tfds's `train` split (`train[:n_train]` /
 `train[n_train:]`, in exact example counts); the test pipeline reads `test`, or `validation`
-for datasets without a `test` split (ImageNet). Which preprocessing a dataset gets is decided by
+for datasets without a `test` split and for ImageNet, whose `test` split (prepared when its
+test archive was given) has no labels. Which preprocessing a dataset gets is decided by
 `preprocessing_for`: a table of known names, then the image shape.
 """
 
@@ -136,7 +137,9 @@ def load_tfds(name, *, data_dir, batch_size, validation_fraction, seed, augment,
             f"Expected a supervised tfds dataset with a 'train' split. Received: name={name!r} "
             f"with splits {sorted(splits)} and supervised_keys={keys}"
         )
-    test_split = next((s for s in ("test", "validation") if s in splits), None)
+    # ImageNet's tfds `test` split labels every image -1: it is scored on `validation`.
+    order = ("validation", "test") if base_name in _IMAGENET_LIKE else ("test", "validation")
+    test_split = next((s for s in order if s in splits), None)
     if test_split is None:
         raise ValueError(
             f"Expected a tfds dataset with a 'test' or 'validation' split. Received: "
