@@ -258,6 +258,12 @@ def test_a_tfds_version_neither_prepared_nor_known_raises_not_found(tmp_path):
         load_dataset("cifar10:0.0.1", data_dir=tmp_path)
 
 
+def test_a_data_dir_that_does_not_exist_is_named_as_such(tmp_path):
+    with pytest.raises(DatasetNotFoundError, match=r"data_dir=.*/nowhere does not exist \(a mistyped --data_dir"):
+        load_dataset("cifar10", data_dir=tmp_path / "nowhere")
+    assert not (tmp_path / "nowhere").exists()
+
+
 @pytest.mark.parametrize("name", ["mnist", "cifar10", "imagenet2012"])
 def test_unprepared_tfds_dataset_raises_one_line_not_found(tmp_path, name):
     with pytest.raises(DatasetNotFoundError) as error:

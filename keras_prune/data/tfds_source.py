@@ -121,6 +121,11 @@ def load_tfds(name, *, data_dir, batch_size, validation_fraction, seed, augment,
     if base_name not in tfds.list_builders(with_community_datasets=False):
         raise _unknown_name_error(name)
     root = os.fspath(data_dir) if data_dir is not None else tfds.core.constants.DATA_DIR
+    if data_dir is not None and "://" not in root and not os.path.isdir(root):
+        raise core.DatasetNotFoundError(
+            f"Dataset {name!r}: data_dir={root} does not exist (a mistyped --data_dir?); give the folder "
+            "that holds the prepared tfds datasets."
+        )
     try:
         builder = tfds.builder(name, data_dir=root)
     except AssertionError as error:  # tfds asserts on a version neither prepared nor in its code
