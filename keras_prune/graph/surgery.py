@@ -96,6 +96,8 @@ def rebuild(graph, *, config_for=None, layer_for=None, weights_for=None, after_c
         return new
 
     model = replay(graph.trace, make_op, after_call=after_call, name=name)
+    if weights_for is _fresh_weights:  # the new layers keep what their initializers drew
+        return model
     for path, layer in graph.layers.items():
         new = new_ops.get(id(layer))
         if new is None or new is layer or new is _first_input or not new.weights:
@@ -103,10 +105,8 @@ def rebuild(graph, *, config_for=None, layer_for=None, weights_for=None, after_c
         if len({w.name for w in layer.weights}) < len(layer.weights):
             # Weights that share a name (Bidirectional's two LSTMs: kernel, recurrent_kernel,
             # bias twice) would all get the last one's values by name. No channel rule names
-            # such a layer's weights, so nothing of it is cut: copy by position, or keep the
-            # fresh draw of each that a re-initialisation asks for.
-            if weights_for is not _fresh_weights:
-                new.set_weights([w.numpy() for w in layer.weights])
+            # such a layer's weights, so nothing of it is cut: copy by position.
+            new.set_weights([w.numpy() for w in layer.weights])
             continue
         if weights_for is None:
             values = {w.name: w.numpy() for w in layer.weights}
@@ -297,5 +297,6 @@ def _reseeded_config(seed, path, layer, config):
 
 
 def _fresh_weights(path, old, new):
-    """A `weights_for` that keeps the new layer's freshly initialised values."""
+    """A `weights_for` that keeps the new layer's freshly initialised values (`rebuild` then
+    copies nothing)."""
     return {w.name: w.numpy() for w in new.weights}
