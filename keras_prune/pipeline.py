@@ -398,8 +398,9 @@ def run(config, *, flags_text=None):
     run_folder = config.output_dir if chief else f"{os.path.abspath(config.output_dir)}.{task_name(strategy)}"
     output_dir = prepare_output_dir(run_folder, resume=config.resume, overwrite=config.overwrite)
     settings, defaults = config.as_dict(), _defaults()
-    if names_a_file(config.model):  # an own file: resuming from another model at that path would mix two runs
-        settings[MODEL_DIGEST] = defaults[MODEL_DIGEST] = file_digest(config.model)  # old records: trusted
+    if names_a_file(config.model) and os.path.exists(config.model):  # (a missing one: _build_model says so)
+        # An own file: resuming from another model at that path would mix two runs; old records: trusted.
+        settings[MODEL_DIGEST] = defaults[MODEL_DIGEST] = file_digest(config.model)
     if config.resume:  # a changed setting is named now, before the data and the model are loaded
         check_resume_config(output_dir, settings, resume=True, defaults=defaults)
     data = load_dataset(config.dataset, data_dir=config.data_dir, batch_size=config.batch_size, seed=config.seed)
