@@ -6,8 +6,8 @@ import pytest
 from keras import layers
 
 from keras_prune.graph import (
-    analyze, channel_groups, count_flops, expand_channels, expanded_widths, passthrough, prune_channels,
-    register_channel_rule,
+    analyze, channel_groups, count_flops, expand_channels, expanded_widths, masked_reference, passthrough,
+    prune_channels, register_channel_rule,
 )
 from keras_prune.methods.budget import global_budget, min_reachable_ratio, uniform_budget
 
@@ -112,6 +112,40 @@ def test_keras_op_arithmetic_with_a_per_channel_constant_is_frozen():
     out = layers.Dense(2, name="head")(layers.Flatten()(h))
     groups = _ids(analyze(keras.Model(x, out)))
     assert not groups["a"].prunable and "array constant" in groups["a"].reason
+
+
+def test_keras_op_holding_a_per_channel_constant_is_frozen():
+    # keras.ops.clip keeps its bounds on the operation, not among the call's arguments.
+    x = keras.Input((5, 5, 3))
+    a = layers.Conv2D(4, 3, name="a")(x)
+    h = keras.ops.clip(a, np.array([0.0, -1.0, 0.0, -1.0]), np.array([6.0, 1.0, 6.0, 1.0]))
+    groups = _ids(analyze(keras.Model(x, layers.Conv2D(2, 1, name="out")(h))))
+    assert not groups["a"].prunable and "array constant in Clip" in groups["a"].reason
+
+
+def test_keras_op_holding_scalar_constants_stays_prunable(rng):
+    x = keras.Input((5, 5, 3))
+    a = layers.Conv2D(4, 3, name="a")(x)
+    h = keras.ops.leaky_relu(keras.ops.clip(a, -1.0, 6.0), negative_slope=0.3)
+    model = keras.Model(x, layers.Conv2D(2, 1, name="out")(h))
+    graph = analyze(model)
+    assert _ids(graph)["a"].prunable, graph.frozen_layers
+    keep = {"a": np.array([0, 3])}
+    xs = rng.normal(size=(2, 5, 5, 3)).astype("float32")
+    np.testing.assert_allclose(prune_channels(model, keep, graph=graph)(xs),
+                               masked_reference(model, keep, graph=graph)(xs), atol=1e-5)
+
+
+def test_a_shared_weightless_layer_at_two_widths_gives_each_call_its_channels(rng):
+    x = keras.Input((8,))
+    softmax = layers.Softmax()
+    left = layers.Dense(4, name="left")(softmax(layers.Dense(3, name="three")(x)))
+    right = layers.Dense(4, name="right")(softmax(layers.Dense(5, name="five")(x)))
+    model = keras.Model(x, layers.Concatenate()([left, right]))
+    xs = rng.normal(size=(2, 8)).astype("float32")
+    np.testing.assert_allclose(prune_channels(model, {})(xs), model(xs), atol=1e-6)
+    groups = _ids(analyze(model))
+    assert not groups["three"].prunable and not groups["five"].prunable  # a softmax mixes its channels
 
 
 def test_unknown_layer_freezes_the_channels_it_touches():

@@ -64,10 +64,17 @@ class RuleContext:
         self.path_of = {}
 
     def new(self, layer, n, *, tag="out", frozen=None, name=None):
-        """Ids for the `n` channels `layer` creates (the same ids on every call)."""
+        """Ids for the `n` channels `layer` creates (the same ids on every call).
+
+        A shared weightless layer may create a different number of channels at each call
+        (a Softmax over 3 and over 5 features): those are different channels, with ids of
+        their own.
+        """
         if n is None:
             return None
         key = (id(layer), tag)
+        if key in self._made and len(self._made[key]) != n:
+            key = (id(layer), tag, n)
         if key not in self._made:
             start = len(self.parent)
             ids = np.arange(start, start + n)

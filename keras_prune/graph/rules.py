@@ -328,11 +328,16 @@ register_channel_rule(*_ELEMENTWISE)(_weightless(_elementwise))
 
 
 def _scalar_operands_only(call):
-    """True when every operand of `call` that is not a tensor is a scalar (`x + 3.0`)."""
+    """True when every operand of `call` that is not a tensor is a scalar (`x + 3.0`).
+
+    The operands are the call's arguments and the constants the operation keeps on itself:
+    `keras.ops.clip(x, low, high)` records `Clip(low, high)`, `leaky_relu` its slope.
+    """
     arguments = getattr(call.node, "arguments", None)
     if arguments is None:
         return False
-    values = keras.tree.flatten((arguments.args, arguments.kwargs))
+    held = [v for k, v in vars(call.op).items() if not k.startswith("_") and k != "name"]
+    values = keras.tree.flatten((arguments.args, arguments.kwargs)) + keras.tree.flatten(held)
     return all(np.size(v) == 1 for v in values if not isinstance(v, keras.KerasTensor))
 
 
