@@ -147,6 +147,59 @@ def test_nested_model_is_inlined_by_surgery(rng):
     )
 
 
+def test_a_nested_layer_named_like_an_input_of_the_model_is_renamed(rng):
+    inner_input = keras.Input((4,))
+    inner = keras.Model(inner_input, layers.Dense(4, name="features")(inner_input), name="inner")
+    x = keras.Input((4,), name="features")
+    model = keras.Model(x, layers.Dense(2, name="head")(inner(x)))
+    pruned = prune_channels(model, {"inner/features": [0, 2]})
+    assert "inner_features" in {l.name for l in pruned.layers}
+    x_in = _inputs(model, rng)
+    np.testing.assert_allclose(pruned(x_in), masked_reference(model, {"inner/features": [0, 2]})(x_in), atol=1e-5)
+
+
+class _NoKwargs(layers.Layer):
+    """A custom layer whose config does not round-trip: `from_config` passes `trainable`,
+    `dtype` and `name`, which its `__init__` does not take."""
+
+    def __init__(self, weighted=False):
+        super().__init__()
+        self.weighted = weighted
+
+    def build(self, input_shape):
+        if self.weighted:
+            self.scale = self.add_weight(shape=(), initializer="ones", name="scale")
+
+    def call(self, x):
+        return x * self.scale if self.weighted else x * 2.0
+
+
+def _model_around(frozen):
+    x = keras.Input((4,))
+    hidden = layers.Dense(6, name="hidden")(x)
+    return keras.Model(x, layers.Dense(2, name="head")(frozen(layers.Dense(5, name="mixed")(hidden))))
+
+
+@pytest.mark.parametrize(
+    "frozen", [lambda: layers.Lambda(lambda t: t[..., ::-1] * 2.0, name="lambda"), lambda: _NoKwargs()],
+    ids=["python_lambda", "custom_without_kwargs"],
+)
+def test_a_weightless_layer_whose_config_does_not_round_trip_is_kept_as_it_is(frozen, rng):
+    model = _model_around(frozen())
+    keep = {"hidden": [0, 2, 5]}
+    pruned = prune_channels(model, keep)
+    assert pruned.get_layer("hidden").units == 3
+    x_in = _inputs(model, rng)
+    np.testing.assert_allclose(pruned(x_in), masked_reference(model, keep)(x_in), atol=1e-5)
+
+
+def test_a_weighted_layer_whose_config_does_not_round_trip_is_refused_by_name():
+    model = _model_around(_NoKwargs(weighted=True))
+    name = model.layers[-2].name
+    with pytest.raises(ValueError, match=rf"Cannot rebuild layer '{name}' \(_NoKwargs\).*\*\*kwargs"):
+        prune_channels(model, {"hidden": [0, 2, 5]})
+
+
 class _Scale(layers.Layer):
     """A weight created without a name, as ConvNeXt's LayerScale does: Keras names it
     "variable_<global counter>", so a rebuilt copy's weight has another name."""

@@ -9,7 +9,7 @@ import numpy as np
 from keras import layers
 
 from keras_prune.graph.dependency import analyze
-from keras_prune.graph.surgery import rebuild
+from keras_prune.graph.surgery import layer_from_config, rebuild
 from keras_prune.layers.gates import GatedBatchNormalization
 
 __all__ = ["fold_batch_norms"]
@@ -79,7 +79,7 @@ def fold_batch_norms(model):
     def layer_for(path, layer, config):
         if path in pairs:
             return None
-        return type(layer).from_config(config)
+        return layer_from_config(layer, config)
 
     def weights_for(path, old, new):
         if path in producers:

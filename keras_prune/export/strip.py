@@ -14,7 +14,7 @@ from keras import layers, ops
 
 from keras_prune.graph.dependency import analyze
 from keras_prune.graph.rules import SPATIAL_LAYERS
-from keras_prune.graph.surgery import kept_slices, rebuild, resized_config, sliced_weights
+from keras_prune.graph.surgery import kept_slices, layer_from_config, rebuild, resized_config, sliced_weights
 from keras_prune.layers.gates import ChannelGate, ChannelGroupGate, ChannelMask, GatedBatchNormalization
 from keras_prune.layers.masked import MASKED_LAYERS
 
@@ -225,7 +225,7 @@ def strip(model):
             config.pop("straight_through", None)
         if isinstance(layer, GatedBatchNormalization):
             config.pop("initial_gate", None)
-        return _plain_class(layer).from_config(config)
+        return layer_from_config(layer, config, _plain_class(layer))
 
     def weights_for(path, old, new):
         values = folded.get(path) or _plain_values(old)

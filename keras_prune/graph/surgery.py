@@ -18,6 +18,7 @@ __all__ = [
     "expand_channels",
     "expanded_widths",
     "kept_slices",
+    "layer_from_config",
     "masked_reference",
     "prune_channels",
     "rebuild",
@@ -28,8 +29,8 @@ __all__ = [
 ]
 
 
-def _unique_namer():
-    used = set()
+def _unique_namer(reserved=()):
+    used = set(reserved)
 
     def name_for(call):
         base = call.op.name if not call.scope else "_".join([*call.scope, call.op.name])
@@ -46,17 +47,56 @@ def _unique_namer():
 def rebuilt_names(trace):
     """`{call path: layer name}` that `rebuild` gives each layer of `trace`'s model.
 
-    Nested models are inlined, and a layer keeps its name unless an earlier one took it;
-    then its nested models' names go in front (`block_conv`, then `block_conv_1`, ...). A
-    layer called at several paths (a shared layer, a nested model called twice) is one layer.
+    Nested models are inlined, and a layer keeps its name unless an earlier one took it, or
+    the model's inputs or its `keras.ops` operations (which keep theirs) have it; then its
+    nested models' names go in front (`block_conv`, then `block_conv_1`, ...). A layer called
+    at several paths (a shared layer, a nested model called twice) is one layer.
     """
-    name_for, named, names = _unique_namer(), {}, {}
+    kept = [t._keras_history.operation.name for t in trace.input_tensors]
+    kept += [c.op.name for c in trace.calls if not isinstance(c.op, keras.layers.Layer)]
+    name_for, named, names = _unique_namer(kept), {}, {}
     for call in trace.calls:
         if isinstance(call.op, keras.layers.Layer):
             if id(call.op) not in named:
                 named[id(call.op)] = name_for(call)
             names[call.path] = named[id(call.op)]
     return names
+
+
+def layer_from_config(layer, config, cls=None):
+    """A new layer like `layer`, built as `cls.from_config(config)` (`cls`: `layer`'s class).
+
+    Surgery rebuilds every layer, also those it leaves alone. A weightless layer whose config
+    does not round-trip but is left unchanged (a `Lambda` of a Python lambda, which Keras' safe
+    mode will not rebuild; a custom layer whose `__init__` takes no `**kwargs`) is used as it
+    is: having no weights, it shares nothing with the original model.
+
+    Raises:
+        ValueError: naming the layer, if it cannot be rebuilt from `config`.
+    """
+    cls = cls or type(layer)
+    try:
+        return cls.from_config(config)
+    except Exception as error:  # whatever the layer's own from_config raises
+        if cls is type(layer) and not layer.weights and _unchanged(layer, config):
+            return layer
+        raise ValueError(
+            f"Cannot rebuild layer {layer.name!r} ({type(layer).__name__}) from its config. Surgery "
+            "rebuilds each layer as `from_config(get_config())`: make its config round-trip (an "
+            f"`__init__` that accepts every key `get_config` returns, and `**kwargs`). The error: {error}"
+        ) from error
+
+
+def _unchanged(layer, config):
+    """Whether `config` is `layer`'s own, under `layer`'s own name."""
+    config = dict(config)
+    if config.pop("name", layer.name) != layer.name:
+        return False
+    own = {k: v for k, v in layer.get_config().items() if k != "name"}
+    try:
+        return bool(config == own)
+    except ValueError:  # arrays inside: no truth value
+        return False
 
 
 def rebuild(graph, *, config_for=None, layer_for=None, weights_for=None, after_call=None, name=None):
@@ -67,7 +107,7 @@ def rebuild(graph, *, config_for=None, layer_for=None, weights_for=None, after_c
         config_for: `fn(path, layer, config) -> config` to change a layer's config.
         layer_for: `fn(path, layer, config) -> layer or None` to build the new layer
             (None drops the layer: its first input passes through). Defaults to
-            `type(layer).from_config(config)`.
+            `layer_from_config(layer, config)`.
         weights_for: `fn(path, old_layer, new_layer) -> {weight name: array}`, or None
             to copy the old weights unchanged.
         after_call: passed to `trace.replay` (insert layers after a call).
@@ -89,7 +129,7 @@ def rebuild(graph, *, config_for=None, layer_for=None, weights_for=None, after_c
             config["name"] = names[call.path]
             if config_for is not None:
                 config = config_for(call.path, op, config)
-            new = layer_for(call.path, op, config) if layer_for else type(op).from_config(config)
+            new = layer_for(call.path, op, config) if layer_for else layer_from_config(op, config)
             if new is None:
                 new = _first_input
         new_ops[id(op)] = new

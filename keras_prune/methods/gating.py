@@ -12,7 +12,7 @@ import keras
 import numpy as np
 
 from keras_prune.graph.rules import PASSTHROUGH_LAYERS, SPATIAL_LAYERS
-from keras_prune.graph.surgery import rebuild
+from keras_prune.graph.surgery import layer_from_config, rebuild
 from keras_prune.layers.gates import ChannelGate, GatedBatchNormalization
 
 __all__ = ["GatePlacement", "gate_positions", "gate_values", "insert_gates", "linear_outputs"]
@@ -168,7 +168,7 @@ def insert_gates(graph, placement, *, initial_value=1.0, name=None, fuse=True):
 
     def layer_for(path, layer, config):
         if path not in fused:
-            return type(layer).from_config(config)
+            return layer_from_config(layer, config)
         gated = GatedBatchNormalization.from_config({**config, "initial_gate": initial_value})
         gates[fused[path]] = gated
         return gated

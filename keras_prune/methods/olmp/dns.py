@@ -22,6 +22,7 @@ import numpy as np
 from keras import ops
 
 from keras_prune.errors import PruneError
+from keras_prune.graph.surgery import layer_from_config
 from keras_prune.layers.masked import MaskedConv2D, MaskedDense
 
 __all__ = [
@@ -147,7 +148,7 @@ def to_masked(model):
             return _PRUNABLE[type(layer)].from_config({**config, "straight_through": True})
         if type(layer) in masked_types:
             return type(layer).from_config({**config, "straight_through": True})
-        return type(layer).from_config(config)
+        return layer_from_config(layer, config)
 
     copy = keras.models.clone_model(model, clone_function=clone)
     for old in model.layers:
