@@ -81,6 +81,19 @@ def test_strip_keeps_channels_still_used_elsewhere(rng):
     np.testing.assert_allclose(stripped(xs), model(xs), atol=1e-5)
 
 
+@pytest.mark.parametrize("fill_value, removed", [(0.0, True), (0.5, False)])
+def test_a_zeroed_channel_padded_with_a_constant_is_kept(fill_value, removed, rng):
+    # Resizing that pads to the aspect ratio writes fill_value into every channel, a zeroed one too.
+    x = keras.Input((8, 8, 3))
+    h = ChannelMask([1, 0, 1, 1], name="mask")(layers.Conv2D(4, 1, name="a")(x))
+    h = layers.Resizing(8, 12, pad_to_aspect_ratio=True, fill_value=fill_value, name="pad")(h)
+    model = keras.Model(x, layers.Dense(2, name="head")(layers.Flatten()(layers.Conv2D(3, 1, name="b")(h))))
+    stripped = strip(model)
+    assert stripped.get_layer("a").filters == (3 if removed else 4)
+    xs = rng.normal(size=(2, 8, 8, 3)).astype("float32")
+    np.testing.assert_allclose(stripped(xs), model(xs), atol=1e-5)
+
+
 def test_a_gate_after_a_batch_norm_without_beta_folds_into_gamma(rng):
     x = keras.Input((8, 8, 3))
     h = layers.BatchNormalization(center=False, name="bn")(layers.Conv2D(4, 1, name="a")(x))

@@ -58,6 +58,8 @@ def _gate_values(layer):
 
 
 def _zero_at_zero(layer):
+    if isinstance(layer, layers.Resizing) and layer.pad_to_aspect_ratio and layer.fill_value != 0:
+        return False  # the padding it adds is fill_value in every channel
     if isinstance(layer, _ZERO_PRESERVING):
         return True
     if isinstance(layer, layers.Activation):
