@@ -150,11 +150,14 @@ def test_the_recorded_inputs_reproduce_what_the_model_is_fed(loaded):
     """A report's `data` entry must let a server of the exported model feed it the same inputs."""
     recorded = loaded.info.inputs()
     assert recorded["input_shape"] == list(loaded.info.input_shape)
-    splits = embedded.load_embedded(loaded.info.name, validation_fraction=0.1)  # pixels / 255
+    splits = embedded.load_embedded(loaded.info.name, validation_fraction=0.1)
     assert recorded["train_validation_test"] == [len(splits.y_train), len(splits.y_validation), len(splits.y_test)]
+    brightest = {"mnist5k": 255, "digits": 16}[loaded.info.name]  # the raw sets' own ranges
+    raw = np.round(splits.x_test * brightest)
+    assert raw.max() == brightest and f"pixel / {brightest} " in recorded["normalisation"]
     mean, std = np.array(recorded["mean"]), np.array(recorded["std"])
     x_test, _ = as_numpy(loaded.test)
-    np.testing.assert_allclose(x_test, (splits.x_test - mean) / std, atol=1e-5)
+    np.testing.assert_allclose(x_test, (raw / recorded["pixel_max"] - mean) / std, atol=1e-5)
 
 
 def test_stratified_split_gives_every_class_its_share():

@@ -28,6 +28,8 @@ class DatasetInfo:
             normalisation when a report shows an example image: `pixel = x * std + mean`.
         std: Per-channel standard deviation images in `[0, 1]` are divided by.
         augmentation: The train-time augmentation, in words (`"none"` when there is none).
+        pixel_max: The brightest raw pixel value (255 for 8-bit images; 16 for sklearn's
+            digits); raw pixels are divided by it into `[0, 1]`.
     """
 
     name: str
@@ -40,19 +42,22 @@ class DatasetInfo:
     mean: tuple = (0.0,)
     std: tuple = (1.0,)
     augmentation: str = "none"
+    pixel_max: float = 255.0
 
     def inputs(self):
         """What the model is fed, for a report: anyone serving the exported model must feed the same.
 
         Returns a JSON-able dict: the split sizes, the input shape, and the per-channel
-        normalisation `(pixel / 255 - mean) / std` of RGB (or grey) pixels in 0..255.
+        normalisation `(pixel / pixel_max - mean) / std` of RGB (or grey) pixels in
+        `0..pixel_max`.
         """
         return {
             "name": self.name,
             "source": self.source,
             "train_validation_test": [self.num_train, self.num_validation, self.num_test],
             "input_shape": list(self.input_shape),
-            "normalisation": "(pixel / 255 - mean) / std per channel",
+            "normalisation": f"(pixel / {self.pixel_max:g} - mean) / std per channel",
+            "pixel_max": float(self.pixel_max),
             "mean": [float(m) for m in self.mean],
             "std": [float(s) for s in self.std],
             "train_augmentation": self.augmentation,

@@ -17,6 +17,7 @@ import numpy as np
 
 __all__ = [
     "DATASET_NAMES",
+    "PIXEL_MAX",
     "SPLIT_SEED",
     "TEST_FRACTION",
     "EmbeddedSplits",
@@ -25,6 +26,8 @@ __all__ = [
 ]
 
 DATASET_NAMES = ("mnist5k", "digits")
+PIXEL_MAX = {"mnist5k": 255.0, "digits": 16.0}
+"""The brightest pixel value of each set: images are divided by it into [0, 1]."""
 TEST_FRACTION = 0.2
 SPLIT_SEED = 1234
 
@@ -110,13 +113,13 @@ def _raw(name):
     """Returns read-only `(images float32 NHWC in [0, 1], labels int32)` for an embedded name."""
     if name == "mnist5k":
         features, labels = _mnist_data()
-        images = features.reshape(-1, 28, 28, 1) / 255.0
+        images = features.reshape(-1, 28, 28, 1) / PIXEL_MAX[name]
     elif name == "digits":
         from sklearn.datasets import load_digits
 
         bunch = load_digits()
         features, labels = bunch.data, bunch.target
-        images = features.reshape(-1, 8, 8, 1) / 16.0
+        images = features.reshape(-1, 8, 8, 1) / PIXEL_MAX[name]
     else:
         raise ValueError(f"Expected one of {DATASET_NAMES}. Received: name={name!r}")
     images = images.astype(np.float32)

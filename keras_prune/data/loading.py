@@ -86,6 +86,7 @@ def _load_embedded(name, *, batch_size, validation_fraction, seed, augment, imag
         mean=recipe.mean,
         std=recipe.std,
         augmentation=recipe.augmentation,
+        pixel_max=embedded.PIXEL_MAX[name],
     )
     return core.Dataset(**pipelines, info=info)
 
