@@ -1,6 +1,9 @@
 """strip(): a plain Keras model, physically smaller where gates zeroed channels, with the
 same outputs."""
 
+import json
+import zipfile
+
 import keras
 import numpy as np
 import pytest
@@ -11,6 +14,8 @@ from keras_prune.export import strip
 from keras_prune.graph import count_flops
 from keras_prune.layers import ChannelGate, ChannelGroupGate, ChannelMask, GatedBatchNormalization
 from keras_prune.layers import MaskedConv2D, MaskedDense
+from keras_prune.models import get_model
+from keras_prune.models._common import FanOutNormal
 
 
 def _no_keras_prune_layers(model):
@@ -92,6 +97,23 @@ def test_a_zeroed_channel_padded_with_a_constant_is_kept(fill_value, removed, rn
     assert stripped.get_layer("a").filters == (3 if removed else 4)
     xs = rng.normal(size=(2, 8, 8, 3)).astype("float32")
     np.testing.assert_allclose(stripped(xs), model(xs), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["resnet20", "mobilenet_v2"])
+def test_a_stripped_zoo_model_names_only_keras_objects(name, tmp_path):
+    # Its .keras file must load where keras_prune is not imported: no zoo initializer in its config.
+    model = get_model(name, (32, 32, 3), 10, width=0.25, seed=0)
+    path = tmp_path / "model.keras"
+    strip(model).save(path)
+    with zipfile.ZipFile(path) as archive:
+        config = archive.read("config.json").decode()
+    assert "FanOutNormal" in json.dumps(model.get_config()) and "keras_prune" not in config
+
+
+@pytest.mark.parametrize("depthwise, shape", [(False, (3, 3, 8, 16)), (True, (3, 3, 8, 2))])
+def test_the_plain_initializer_draws_what_the_zoo_initializer_draws(depthwise, shape):
+    zoo = FanOutNormal(depthwise=depthwise, seed=7)
+    np.testing.assert_array_equal(zoo.plain(shape)(shape), zoo(shape))
 
 
 def test_a_gate_after_a_batch_norm_without_beta_folds_into_gamma(rng):

@@ -17,6 +17,7 @@ from keras_prune.graph.rules import SPATIAL_LAYERS
 from keras_prune.graph.surgery import kept_slices, layer_from_config, rebuild, resized_config, sliced_weights
 from keras_prune.layers.gates import ChannelGate, ChannelGroupGate, ChannelMask, GatedBatchNormalization
 from keras_prune.layers.masked import MASKED_LAYERS
+from keras_prune.models._common import FanOutNormal
 
 __all__ = ["pruning_layers", "strip", "removable_channels"]
 
@@ -233,4 +234,25 @@ def strip(model):
         values = folded.get(path) or _plain_values(old)
         return sliced_weights(path, old, slices, values)
 
-    return rebuild(graph, config_for=resized_config(graph, alive), layer_for=layer_for, weights_for=weights_for)
+    plain = rebuild(graph, config_for=resized_config(graph, alive), layer_for=layer_for, weights_for=weights_for)
+    return _plain_initializers(plain)
+
+
+_INITIALIZED = {  # initializer: the weights it may draw (DepthwiseConv2D's is its `kernel`)
+    "kernel_initializer": ("kernel",),
+    "depthwise_initializer": ("depthwise_kernel", "kernel"),
+    "pointwise_initializer": ("pointwise_kernel",),
+}
+
+
+def _plain_initializers(model):
+    """Gives the layers of `model` that the zoo built with `FanOutNormal` the stock Keras
+    initializer that draws the same way: the stripped model's config then names only Keras
+    objects, and its .keras file loads where keras_prune is not installed."""
+    for layer in model.layers:
+        for attribute, weights in _INITIALIZED.items():
+            initializer = getattr(layer, attribute, None)
+            if isinstance(initializer, FanOutNormal):
+                weight = next(getattr(layer, w) for w in weights if hasattr(layer, w))
+                setattr(layer, attribute, initializer.plain(tuple(weight.shape)))
+    return model

@@ -67,6 +67,15 @@ class FanOutNormal(keras.initializers.RandomNormal):
         config.pop("stddev", None)
         return {**config, "depthwise": self.depthwise}
 
+    def plain(self, shape):
+        """The stock Keras initializer with this one's distribution for a kernel of `shape`:
+        `VarianceScaling` with fan-out, which counts a depthwise kernel's multiplier but not
+        its channels. An exported model names it, so that it loads without keras_prune."""
+        scale = 2.0 / shape[-2] if self.depthwise else 2.0
+        return keras.initializers.VarianceScaling(
+            scale, mode="fan_out", distribution="untruncated_normal", seed=self.get_config()["seed"]
+        )
+
 
 def conv_normal(seed, name, *, depthwise=False):
     """`FanOutNormal` seeded for layer `name` (see there)."""
