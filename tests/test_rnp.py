@@ -179,6 +179,30 @@ def test_saved_model_serves_logits_and_actions_and_bias_buys_speed(tmp_path):
     np.testing.assert_array_equal(loaded.serve(tf.constant(x))["actions"], default["actions"])
 
 
+def test_a_sequential_model_loaded_from_a_file_is_a_chain(tmp_path):
+    # Keras calls a loaded Sequential's layers several times while it rebuilds the model.
+    layers = keras.layers
+    model = keras.Sequential([
+        keras.Input((8, 8, 1)), layers.Conv2D(6, 3, padding="same"), layers.BatchNormalization(), layers.ReLU(),
+        layers.Conv2D(8, 3, padding="same"), layers.ReLU(), layers.MaxPooling2D(),
+        layers.Conv2D(8, 3, padding="same"), layers.ReLU(), layers.GlobalAveragePooling2D(), layers.Dense(5),
+    ])
+    model.save(tmp_path / "sequential.keras")
+    loaded = keras.saving.load_model(tmp_path / "sequential.keras")
+    assert len(loaded.layers[0]._inbound_nodes) > 1  # so the check below can fail
+    stem, stages, head, channels = split_chain(loaded, 4)
+    assert channels == [8, 8] and len(stem) == 3 and [type(l).__name__ for l in head] == ["GlobalAveragePooling2D", "Dense"]
+
+
+def test_a_layer_called_twice_is_not_a_chain():
+    conv = keras.layers.Conv2D(4, 3, padding="same")
+    inputs = keras.Input((8, 8, 4))
+    x = conv(conv(keras.layers.Conv2D(4, 3, padding="same")(inputs)))
+    model = keras.Model(inputs, keras.layers.Dense(5)(keras.layers.Flatten()(x)))
+    with pytest.raises(PruneError, match="plain chain of layers"):
+        split_chain(model, 2)
+
+
 def test_bad_settings_and_models_are_refused():
     with pytest.raises(PruneError, match="rnp_penalty must be > 0"):
         RNPSettings(penalty=0.0)

@@ -18,6 +18,7 @@ from keras import ops
 
 from keras_prune.errors import PruneError
 from keras_prune.graph import count_flops
+from keras_prune.graph.trace import Trace
 from keras_prune.layers.gates import ChannelGroupGate, group_sizes
 from keras_prune.methods.rnp.settings import ORDERS
 
@@ -36,17 +37,25 @@ _HEAD_START = (keras.layers.Flatten, keras.layers.GlobalAveragePooling2D, keras.
 
 
 def _chain_layers(model):
-    """The model's layers in order, if each takes exactly the previous one's output."""
-    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
-    previous = model.inputs[0]
-    for layer in layers:
-        if len(layer._inbound_nodes) != 1 or layer.input is not previous:
+    """The model's layers in order (nested models inlined), if each is called once and takes
+    exactly the previous one's output.
+
+    Read from the model's graph, not from the layers' call history: a Sequential model that
+    Keras loaded from a file has called its layers several times while rebuilding it.
+    """
+    trace = Trace(model)
+    layers, seen = [], set()
+    previous = trace.inputs[0] if len(trace.inputs) == 1 else None
+    for call in trace.calls:
+        if not isinstance(call.op, keras.layers.Layer) or id(call.op) in seen or call.inputs != (previous,):
             raise PruneError(
-                "rnp needs a plain chain of layers (no branches, residual additions or shared "
-                f"layers): layer {layer.name!r} does not take the previous layer's output. "
+                "rnp needs a plain chain of layers (no branches, residual additions, shared layers "
+                f"or keras.ops calls): {call.path!r} does not take the previous layer's output alone. "
                 "Use a VGG-style model such as --model=conv4 or --model=vgg16."
             )
-        previous = layer.output
+        seen.add(id(call.op))
+        layers.append(call.op)
+        previous = call.outputs[0] if len(call.outputs) == 1 else None
     return layers
 
 
