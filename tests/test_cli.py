@@ -103,6 +103,23 @@ def test_the_runs_flags_leave_out_what_only_this_invocation_asked(tmp_path):
     assert resumed.resume and not resumed.overwrite
 
 
+def test_the_runs_flags_are_keras_prunes_own(tmp_path):
+    from keras_prune.cli.main import run_flags_text
+
+    fv = flags.FlagValues()
+    define_flags(fv)
+    flags.DEFINE_integer("test_random_seed", 301, "another library's flag", flag_values=fv,
+                         module_name="absl.testing.absltest")
+    fv(["prune", "--method=l1", "--model=lenet5", f"--output_dir={tmp_path}", "--test_random_seed=7"])
+    text = run_flags_text(fv)
+    assert "--method=l1" in text and "--target_flops=" in text and "test_random_seed" not in text
+
+
+def test_help_lists_the_flags():
+    result = _prune("--help")
+    assert "--target_flops" in result.stdout and "--method" in result.stdout, result.stdout  # (absl exits 1)
+
+
 def _write(path, text):
     path.write_text(text)
     return str(path)

@@ -7,7 +7,7 @@ from absl import app, flags
 
 from keras_prune.cli.flags import config_from_flags, define_flags
 
-__all__ = ["command_line_flags", "main", "run", "run_flags_text", "unused_flag_notes"]
+__all__ = ["command_line_flags", "main", "run", "run_flags_text", "show_in_help", "unused_flag_notes"]
 
 FLAGS = flags.FLAGS
 
@@ -116,16 +116,20 @@ def unused_flag_notes(flag_values, config, *, command_line=None):
     return notes
 
 
+OWN_FLAGS_MODULE = define_flags.__module__
+"""The module that defines keras-prune's flags (absl keys flags by their defining module)."""
 RUN_CONTROL_FLAGS = ("resume", "overwrite", "traceback")
 """Flags about this invocation, not the run: left out of the run's flags.txt, so that
 `bin/prune --flagfile=<run>/flags.txt --resume` continues it whatever the first command passed."""
 
 
 def run_flags_text(flag_values):
-    """The parsed flags as flagfile text, without `RUN_CONTROL_FLAGS`."""
-    control = {f"--{name}" for name in RUN_CONTROL_FLAGS} | {f"--no{name}" for name in RUN_CONTROL_FLAGS}
+    """keras-prune's parsed flags as flagfile text, without `RUN_CONTROL_FLAGS` (nor the flags
+    other libraries define: absl's logging, TensorFlow's TPU tracer, ...)."""
+    own = {f.name for f in flag_values.get_flags_for_module(OWN_FLAGS_MODULE)} - set(RUN_CONTROL_FLAGS)
+    written = {f"--{name}" for name in own} | {f"--no{name}" for name in own}
     lines = flag_values.flags_into_string().splitlines()
-    return "".join(f"{line}\n" for line in lines if line.split("=", 1)[0] not in control)
+    return "".join(f"{line}\n" for line in lines if line.split("=", 1)[0] in written)
 
 
 def _resume_hint(config):
@@ -141,4 +145,12 @@ def run():
     """Console-script entry point."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     define_flags()
+    show_in_help(FLAGS)
     app.run(lambda argv: sys.exit(main(argv)))
+
+
+def show_in_help(flag_values):
+    """Makes --help and --helpshort list keras-prune's flags: absl lists the main program's key
+    flags, and ours are defined in `keras_prune.cli.flags`, not in `bin/prune` or the console script."""
+    for flag in flag_values.get_flags_for_module(OWN_FLAGS_MODULE):
+        flag_values.register_key_flag_for_module(sys.argv[0], flag)
