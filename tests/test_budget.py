@@ -1,5 +1,6 @@
 """FLOPs budgets: the uniform rule of `l1` and the global ranking of `scratch` and `slimming`."""
 
+import keras
 import numpy as np
 import pytest
 
@@ -188,3 +189,24 @@ def test_margin_filling_with_round_to_grows_groups_by_allowed_steps_only(target)
     assert any(g.size % 8 for g in groups)
     assert abs(result["ratio"] - target) <= abs(coarse["ratio"] - target)
     assert abs(result["ratio"] - target) <= 0.01 * target
+
+
+def test_groups_tied_by_a_shared_layer_alone_name_both_causes():
+    from keras_prune.methods.budget import check_reachable
+
+    shared = keras.layers.Conv2D(4, 3, padding="same")
+    inputs = keras.Input((8, 8, 4))
+    x = shared(shared(keras.layers.Conv2D(4, 3, padding="same")(inputs)))  # no addition anywhere
+    graph = analyze(keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(x))))
+    assert graph.prunable_groups and all(len(g.producers) > 1 for g in graph.prunable_groups)
+    with pytest.raises(PruneError, match="several producers.*called more than once.*--prune_residual"):
+        check_reachable(graph, [], 0.5)
+
+
+def test_a_budget_more_than_one_percent_off_target_is_warned_about():
+    from keras_prune.methods.budget import off_target_warning
+
+    assert off_target_warning("l1", 0.504, 0.5) is None
+    warning = off_target_warning("l1", 0.5735, 0.5, round_to=8)
+    assert warning.startswith("l1: warning: 0.5735") and "14.7% off --target_flops=0.5" in warning
+    assert "smaller --round_to" in warning and "round_to" not in off_target_warning("l1", 0.5735, 0.5)

@@ -132,8 +132,9 @@ def why_nothing_to_prune(graph, shown=3):
     """Why `graph` offers no channel group to a method: residual-tied groups only, or the frozen layers."""
     if graph.prunable_groups:
         return (
-            f"its {len(graph.prunable_groups)} prunable group(s) are all tied by residual additions, which "
-            "stay whole by default; pass --prune_residual to prune each as one group."
+            f"its {len(graph.prunable_groups)} prunable group(s) each have several producers (channels tied "
+            "by residual additions, or by a layer called more than once), and such groups stay whole by "
+            "default; pass --prune_residual to prune each as one group."
         )
     frozen = [f"{where} ({why})" for where, why in graph.frozen_layers.items()]
     more = f" and {len(frozen) - shown} more" if len(frozen) > shown else ""
@@ -141,6 +142,17 @@ def why_nothing_to_prune(graph, shown=3):
         "every channel is frozen by what it feeds or comes from: " + "; ".join(frozen[:shown]) + more
         + " (keras_prune.graph.analyze(model).frozen_layers lists them all)."
     )
+
+
+def off_target_warning(method, ratio, target, *, round_to=1):
+    """A warning line when a budget search ends more than 1% off `target` (None otherwise): the
+    channel counts of the model (or `round_to`'s steps) allow nothing closer."""
+    off_by = abs(ratio - target) / target
+    if off_by <= 0.01:
+        return None
+    hint = " (a smaller --round_to gets closer)" if round_to > 1 else ""
+    return (f"{method}: warning: {ratio:.4f} of the FLOPs is {off_by:.1%} off --target_flops={target:g}, "
+            f"the closest the model's channel counts allow{hint}")
 
 
 def check_reachable(graph, groups, target, full_flops=None, *, round_to=1):

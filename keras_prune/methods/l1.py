@@ -11,7 +11,7 @@ import time
 from keras_prune.criteria import filter_norms
 from keras_prune.graph import analyze, prune_channels
 from keras_prune.methods.base import MethodResult, retrain
-from keras_prune.methods.budget import check_reachable, uniform_budget
+from keras_prune.methods.budget import check_reachable, off_target_warning, uniform_budget
 
 __all__ = ["preflight", "run", "select_groups"]
 
@@ -41,9 +41,13 @@ def run(model, data, ctx):
         pruned = prune_channels(model, budget.keep, graph=graph)
     search_seconds = time.perf_counter() - start
     ctx.log(
-        f"l1: kept {budget['fraction']:.1%} of each of {len(groups)} groups -> "
+        f"l1: kept {budget['fraction']:.1%} of each of {len(groups)} groups"
+        f"{f' (each count then rounded to --round_to={config.round_to})' if config.round_to > 1 else ''} -> "
         f"{budget['ratio']:.4f} of the FLOPs (target {config.target_flops:g})"
     )
+    warning = off_target_warning("l1", budget["ratio"], config.target_flops, round_to=config.round_to)
+    if warning:
+        ctx.log(warning)
     retrain_seconds = retrain(pruned, data, ctx, epochs=config.finetune_epochs, phase="finetune")
     return MethodResult(
         model=pruned,
