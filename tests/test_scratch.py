@@ -363,6 +363,14 @@ def test_an_impossible_budget_names_the_smallest_reachable_value(tmp_path):
         run(config)
 
 
+def test_an_impossible_budget_names_the_groups_left_ungated():
+    # Caffe's LeNet-5 has no activation after its convs: they are linear outputs, left whole at 1.25x.
+    model = get_model("lenet5", (28, 28, 1), 10)
+    config = RunConfig(method="scratch", model="lenet5", output_dir="o", target_flops=0.5)
+    with pytest.raises(PruneError, match=r"2 of its 3 groups are not gated \(.*a linear projection.*--prune_residual"):
+        preflight(model, config)
+
+
 def test_a_budget_below_the_expanded_floor_fails_before_pre_training(tmp_path, monkeypatch):
     import keras_prune.pipeline as pipeline
 

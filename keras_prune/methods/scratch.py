@@ -30,7 +30,9 @@ from keras_prune.errors import PruneError
 from keras_prune.export.report_io import assign_arrays, read_state, variable_arrays, write_state
 from keras_prune.graph import analyze, count_flops, expand_channels, expanded_widths, prune_channels
 from keras_prune.methods.base import MethodResult, retrain
-from keras_prune.methods.budget import check_reachable, global_budget, round_count, why_nothing_to_prune
+from keras_prune.methods.budget import (
+    check_reachable, global_budget, off_target_warning, round_count, why_nothing_to_prune,
+)
 from keras_prune.methods.gating import GatePlacement, gate_positions, gate_values, insert_gates, linear_outputs
 from keras_prune.methods.l1 import select_groups
 
@@ -329,10 +331,10 @@ def preflight(model, config):
     seeded run.
     """
     graph = analyze(model)
-    groups, _, _ = _gateable_groups(graph, config)
+    groups, _, skipped = _gateable_groups(graph, config)
     if not groups:
         return  # _gated_groups says why, on the expanded network
-    _check_floor(model, graph, groups, config)
+    _check_floor(model, graph, groups, config, skipped)
     if config.epochs < 1:
         raise PruneError(
             "scratch ranks channels by the gates it learns, and --epochs=0 learns none (every gate would stay "
@@ -340,8 +342,9 @@ def preflight(model, config):
         )
 
 
-def _check_floor(model, graph, groups, config):
-    """The budget check of `preflight`, on the unexpanded graph with the expanded widths."""
+def _check_floor(model, graph, groups, config, skipped=None):
+    """The budget check of `preflight`, on the unexpanded graph with the expanded widths;
+    `skipped` (`{group id: why it is not gated}`) is named in the error."""
     widths = expanded_widths(graph, config.expansion, round_to=config.round_to)
     widths.update({g.id: round_count(1, widths[g.id], config.round_to) for g in groups})
     floor = count_flops(model, graph=graph, widths=widths).total / count_flops(model, graph=graph).total
@@ -350,10 +353,15 @@ def _check_floor(model, graph, groups, config):
         levers = [f for f, free in (("--prune_residual", not config.prune_residual),
                                     ("a smaller --expansion", config.expansion > 1)) if free]
         hint = f"; {' or '.join(levers)} lowers it" if levers else ""
+        ungated = ""
+        if skipped:
+            first_id, first_reason = next(iter(skipped.items()))
+            ungated = (f" {len(skipped)} of its {len(groups) + len(skipped)} groups are not gated "
+                       f"({first_id}: {first_reason}{'; ...' if len(skipped) > 1 else ''}).")
         raise PruneError(
             f"--target_flops={config.target_flops:g} is not reachable: the {config.expansion:g}x-wide "
             f"network scratch prunes, keeping {kept} in every gated group and its ungated groups "
-            f"at their expanded width, still costs {floor:.4f} of the model's FLOPs. "
+            f"at their expanded width, still costs {floor:.4f} of the model's FLOPs.{ungated} "
             f"The smallest reachable value is {floor:.4f}{hint}."
         )
 
@@ -430,9 +438,9 @@ def run(model, data, ctx):
         f"scratch: kept {budget['fraction']:.1%} of the gated channels -> {budget['ratio']:.4f} of the "
         f"unexpanded model's FLOPs (target {config.target_flops:g}, off by {off_by:.2%})"
     )
-    if off_by > 0.01:
-        step = "one channel" if config.round_to == 1 else f"one step of --round_to={config.round_to} channels"
-        ctx.log(f"scratch: warning: {step} more or less moves the FLOPs by over 1% of the target here")
+    warning = off_target_warning("scratch", budget["ratio"], config.target_flops, round_to=config.round_to)
+    if warning:
+        ctx.log(warning)
     with ctx.strategy.scope():
         structure = prune_channels(expanded, budget.keep, graph=graph, name=f"{model.name}_scratch", fresh=True)
     search_seconds = time.perf_counter() - start + before
