@@ -166,3 +166,20 @@ def test_two_replicas_carry_the_penalty_once(digits, mirrored):
     two = scales_after_one_step(mirrored)
     assert np.abs(one - 0.7).max() < 0.1, "the penalty's step dominates the task's at this strength"
     np.testing.assert_allclose(two, one, atol=0.05)
+
+
+@pytest.mark.parametrize("prune_residual, hint", [(False, "Use --prune_residual"), (True, None)])
+def test_batch_norms_only_on_the_residual_stream_point_to_prune_residual(prune_residual, hint):
+    from keras_prune.methods.slimming import _ranked_groups
+
+    inputs = keras.Input((8, 8, 3))
+    stream = keras.layers.ReLU()(keras.layers.BatchNormalization()(keras.layers.Conv2D(4, 3, padding="same")(inputs)))
+    stream = keras.layers.Add()([stream, keras.layers.Conv2D(4, 3, padding="same")(stream)])
+    model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(stream)))
+    config = RunConfig(method="slimming", model="m", output_dir="o", target_flops=0.9, prune_residual=prune_residual)
+    if hint is None:
+        _, _, groups = _ranked_groups(model, config)
+        assert len(groups) == 1
+    else:
+        with pytest.raises(PruneError, match=hint):
+            _ranked_groups(model, config)

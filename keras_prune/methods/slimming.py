@@ -27,7 +27,7 @@ from keras_prune.errors import PruneError
 from keras_prune.export.report_io import assign_arrays, read_json, read_state, variable_arrays, write_json, write_state
 from keras_prune.graph import analyze, prune_channels, reinitialize
 from keras_prune.methods.base import MethodResult, retrain
-from keras_prune.methods.budget import check_reachable, global_budget
+from keras_prune.methods.budget import check_reachable, global_budget, off_target_warning
 from keras_prune.methods.l1 import select_groups
 from keras_prune.training import train_classifier
 
@@ -125,9 +125,12 @@ def _ranked_groups(model, config):
     candidates = select_groups(graph, prune_residual=config.prune_residual)
     groups = [g for g in candidates if g.id in bn_scale_scores(graph, candidates)]
     if not groups:
+        tied = [] if config.prune_residual else select_groups(graph, prune_residual=True)
+        hint = ("--prune_residual (its BatchNorms are on channels tied by residual additions, which stay whole "
+                "by default), or --method=l1" if bn_scale_scores(graph, tied) else "--method=l1")
         raise PruneError(
             f"No prunable channel group of model {model.name!r} passes through a BatchNormalization; "
-            "Network Slimming has nothing to rank. Use --method=l1 instead."
+            f"Network Slimming has nothing to rank. Use {hint} instead."
         )
     check_reachable(graph, groups, config.target_flops, round_to=config.round_to)
     return graph, candidates, groups
@@ -181,6 +184,9 @@ def run(model, data, ctx):
         f"slimming: kept {budget['fraction']:.1%} of the ranked channels -> {budget['ratio']:.4f} of the FLOPs "
         f"(target {config.target_flops:g})"
     )
+    warning = off_target_warning("slimming", budget["ratio"], config.target_flops, round_to=config.round_to)
+    if warning:
+        ctx.log(warning)
     retrain_seconds = retrain(pruned, data, ctx, epochs=config.finetune_epochs, phase="finetune")
     return MethodResult(
         model=pruned,
