@@ -145,6 +145,13 @@ def _build_model(config, info, strategy):
             try:
                 model = keras.models.load_model(config.model, compile=False)
             except Exception as e:  # Keras raises many types for a bad file.
+                if "safe_mode" in str(e):  # a Lambda of Python code
+                    raise PruneError(
+                        f"--model={config.model} holds a Lambda layer of Python code, which Keras loads only "
+                        "outside its safe mode, and keras-prune loads models in safe mode: replace the Lambda "
+                        "with a custom layer registered with @keras.saving.register_keras_serializable and "
+                        "name its module in --custom_modules."
+                    ) from None
                 raise PruneError(
                     f"--model={config.model} could not be loaded as a Keras model (custom layers need "
                     f"--custom_modules naming the module that registers them): {e}"
@@ -201,6 +208,17 @@ def _import_custom_modules(names):
             ) from None
 
 
+def _check_model_name(model):
+    """Refuses, before anything is written, a --model that is neither a zoo name nor a file."""
+    from keras_prune.models import MODEL_NAMES
+
+    if not names_a_file(model) and model not in MODEL_NAMES:
+        raise PruneError(
+            f"--model={model} is neither a zoo model ({', '.join(MODEL_NAMES)}) nor a model file "
+            f"(a path, or a name ending in {', '.join(_MODEL_FILES)})."
+        )
+
+
 def names_a_file(model):
     """Whether `--model` names a file (a path, a saved-model suffix, an existing file) rather than a
     zoo model; a zoo name stays one even beside a file or folder of that name (a run folder, say)."""
@@ -222,6 +240,13 @@ def _check_own_model(model, config, info):
             "model, or a Sequential one saved without an input shape): keras-prune reads a model's layers. "
             "Save it as a functional model (keras.Model(inputs, outputs)) or a Sequential one with keras.Input."
         )
+    for kind, tensors, need in (("inputs", model.inputs, "one batch of images"),
+                                ("outputs", model.outputs, "one output of class logits")):
+        if len(tensors) != 1:
+            raise PruneError(
+                f"--model={config.model} has {len(tensors)} {kind}, but keras-prune trains a classifier with "
+                f"{need}: save a model with a single one."
+            )
     if tuple(model.input_shape[1:]) != tuple(info.input_shape):
         raise PruneError(
             f"--model={config.model} takes inputs of shape {model.input_shape[1:]}, "
@@ -406,7 +431,21 @@ def _cpu(path="/proc/cpuinfo"):
 
 
 def run(config, *, flags_text=None):
-    """Runs `config` end to end and returns the report dict (also in report.json)."""
+    """Runs `config` end to end and returns the report dict (also in report.json).
+
+    A run that fails before it writes anything leaves no empty folder behind, if it made it.
+    """
+    folder = os.path.abspath(config.output_dir)
+    existed = os.path.exists(folder)
+    try:
+        return _run(config, flags_text=flags_text)
+    except BaseException:
+        if not existed and os.path.isdir(folder) and not os.listdir(folder):
+            os.rmdir(folder)
+        raise
+
+
+def _run(config, *, flags_text=None):
     from keras_prune.data import load_dataset
     from keras_prune.export.plots import plot_layer_channels
     from keras_prune.export.report_md import write_markdown
@@ -414,6 +453,7 @@ def run(config, *, flags_text=None):
 
     started = time.perf_counter()
     method = get_method(config.method)
+    _check_model_name(config.model)
     strategy = make_strategy(config.strategy, tpu_address=config.tpu_address)  # first TF call (multi_worker)
     keras.utils.set_random_seed(config.seed)
     _log(f"strategy: {type(strategy).__name__} with {strategy.num_replicas_in_sync} replica(s)")

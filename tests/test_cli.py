@@ -70,11 +70,12 @@ def test_flag_errors_are_one_line_without_traceback(args, expected, tmp_path):
 
 def test_run_errors_name_the_problem(tmp_path):
     unknown_model = _prune("--method=l1", "--model=resnet9000", f"--output_dir={tmp_path / 'a'}")
-    assert unknown_model.returncode == 2 and "lenet5" in unknown_model.stderr
-    assert "Traceback" not in unknown_model.stderr
-    assert not (tmp_path / "a" / "flags.txt").exists(), "a mistyped command leaves the folder to the corrected one"
+    assert unknown_model.returncode == 2 and "--model=resnet9000 is neither a zoo model (" in unknown_model.stderr
+    assert "lenet5" in unknown_model.stderr and "Traceback" not in unknown_model.stderr
+    assert not (tmp_path / "a").exists(), "a mistyped command leaves the folder to the corrected one"
     missing = _prune("--method=l1", f"--model={tmp_path / 'missing.keras'}", f"--output_dir={tmp_path / 'b'}")
     assert missing.returncode == 2 and "no such file" in missing.stderr
+    assert not (tmp_path / "b").exists(), "a failed run removes the empty folder it made"
     not_a_model = tmp_path / "junk.keras"
     not_a_model.write_text("not a model")
     junk = _prune("--method=l1", f"--model={not_a_model}", f"--output_dir={tmp_path / 'c'}")

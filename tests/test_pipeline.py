@@ -115,7 +115,7 @@ def test_an_unreachable_target_fails_before_pre_training(tmp_path, monkeypatch):
     monkeypatch.setattr(pipeline, "train_classifier", must_not_train)
     with pytest.raises(ValueError, match="smallest reachable value is .*A smaller --round_to lowers it"):
         run(_smoke_config(tmp_path / "run", target_flops=0.05, round_to=8))  # floor 0.095 with 8 per group
-    assert not os.listdir(tmp_path / "run"), "a run refused before it starts leaves the folder free"
+    assert not (tmp_path / "run").exists(), "a run refused before it starts leaves no folder behind"
 
 
 def test_pre_training_takes_the_pretrain_schedule(tmp_path, monkeypatch):
@@ -226,7 +226,7 @@ def test_an_own_model_that_does_not_give_one_logit_per_class_is_refused(tmp_path
     model = _own_model(tmp_path / "own.keras", classes=classes, activation=activation)
     with pytest.raises(ValueError, match=expected):
         run(_smoke_config(tmp_path / "run", model=model))
-    assert not os.listdir(tmp_path / "run"), "the folder stays free for the corrected command"
+    assert not (tmp_path / "run").exists(), "the folder stays free for the corrected command"
 
 
 def test_a_subclassed_own_model_is_refused_with_a_way_out(tmp_path):
@@ -394,3 +394,30 @@ def test_the_environment_names_the_cpu_and_its_vector_extensions(tmp_path):
         "cpu_model": "Some CPU", "cpu_extensions": ["amx_tile", "avx2", "avx512f", "sse4_2"]
     }
     assert _cpu(str(tmp_path / "missing")) == {}
+
+
+def test_a_model_with_a_python_lambda_is_refused_with_the_way_out(tmp_path):
+    from keras_prune.errors import PruneError
+
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Lambda(lambda t: t * 2.0)(keras.layers.Conv2D(4, 3)(inputs))
+    path = tmp_path / "lambda.keras"
+    keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Flatten()(x))).save(path)
+    os.makedirs(tmp_path / "mine")  # a folder the user made stays, empty or not
+    for folder in ("run", "mine"):
+        config = RunConfig(method="l1", model=str(path), output_dir=str(tmp_path / folder), dataset="digits", verbose=0)
+        with pytest.raises(PruneError, match="Lambda layer of Python code.*--custom_modules"):
+            run(config)
+    assert not (tmp_path / "run").exists() and (tmp_path / "mine").is_dir()
+
+
+def test_a_model_with_two_outputs_is_refused_as_such(tmp_path):
+    from keras_prune.errors import PruneError
+
+    inputs = keras.Input((8, 8, 1))
+    features = keras.layers.Flatten()(keras.layers.Conv2D(4, 3)(inputs))
+    path = tmp_path / "two_heads.keras"
+    keras.Model(inputs, [keras.layers.Dense(10)(features), keras.layers.Dense(10)(features)]).save(path)
+    config = RunConfig(method="l1", model=str(path), output_dir=str(tmp_path / "run"), dataset="digits", verbose=0)
+    with pytest.raises(PruneError, match="has 2 outputs, but keras-prune trains a classifier with one output"):
+        run(config)
