@@ -108,6 +108,8 @@ def prepare_output_dir(path, *, resume=False, overwrite=False):
 
 def _usable(path):
     """`path`, once it is known to be writable with room for a run (created if need be)."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise OutputDirError(f"--output_dir={path} is a file, not a folder: name a folder for the run.")
     try:
         os.makedirs(path, exist_ok=True)
         probe = os.path.join(path, _PROBE)
@@ -188,6 +190,8 @@ def check_resume_config(path, settings, *, resume, defaults=None):
 
 
 def _difference(key, then, now):
+    if key == MODEL_DIGEST and now is None:
+        return "the --model file the run started from is not there any more"
     if key == MODEL_DIGEST:
         return f"the --model file is not the one the run started from (SHA-256 {then} then, {now} now)"
     return f"--{key}: {then!r} in the run, {now!r} now"

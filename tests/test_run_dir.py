@@ -98,6 +98,8 @@ def test_an_unwritable_folder_is_refused_before_any_work(tmp_path):
     (tmp_path / "a_file").write_text("not a folder")  # fails for root too, unlike chmod
     with pytest.raises(OutputDirError, match="is not writable: Not a directory"):
         prepare_output_dir(tmp_path / "a_file" / "run")
+    with pytest.raises(OutputDirError, match="a_file is a file, not a folder"):
+        prepare_output_dir(tmp_path / "a_file")
 
 
 def test_a_nearly_full_disk_is_refused_before_any_work(tmp_path, monkeypatch):
@@ -154,6 +156,8 @@ def test_a_changed_model_file_is_named_as_such(tmp_path):
     check_resume_config(str(tmp_path), {**SETTINGS, MODEL_DIGEST: "aa"}, resume=False)
     with pytest.raises(OutputDirError, match="the --model file is not the one the run started from .SHA-256 aa then, bb now"):
         check_resume_config(str(tmp_path), {**SETTINGS, MODEL_DIGEST: "bb"}, resume=True)
+    with pytest.raises(OutputDirError, match="the --model file the run started from is not there any more"):
+        check_resume_config(str(tmp_path), SETTINGS, resume=True)  # the pipeline records no digest of a missing file
 
 
 @pytest.mark.parametrize("url", ["gs://bucket/runs/r50", "s3://b/r"])

@@ -33,6 +33,12 @@ def test_multi_worker_without_tf_config_says_what_is_missing(monkeypatch):
         make_strategy("multi_worker")
 
 
+def test_tpu_without_an_address_names_the_flag(monkeypatch):
+    monkeypatch.delenv("TPU_NAME", raising=False)
+    with pytest.raises(PruneError, match="--tpu_address"):
+        make_strategy("tpu")
+
+
 def test_mirrored_is_one_instance_per_process():
     # A second MirroredStrategy would restart the collective keys and clash with the first.
     assert make_strategy("mirrored") is make_strategy("mirrored")

@@ -49,7 +49,13 @@ def make_strategy(name="auto", *, tpu_address=None):
     if name == "mirrored":
         devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
         return _mirrored(tuple(devices))
-    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu_address or "")
+    try:
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu_address or "")
+    except ValueError as error:  # no TPU named and none in the environment
+        raise PruneError(
+            f"--strategy=tpu found no TPU ({error}): pass --tpu_address (a TPU name or grpc:// address), "
+            "or run where the environment names one."
+        ) from None
     tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
     return tf.distribute.TPUStrategy(resolver)
