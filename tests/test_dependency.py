@@ -114,11 +114,12 @@ def test_keras_op_arithmetic_with_a_per_channel_constant_is_frozen():
     assert not groups["a"].prunable and "array constant" in groups["a"].reason
 
 
-def test_keras_op_holding_a_per_channel_constant_is_frozen():
+@pytest.mark.parametrize("bounds", [np.array, list], ids=["array", "list"])
+def test_keras_op_holding_a_per_channel_constant_is_frozen(bounds):
     # keras.ops.clip keeps its bounds on the operation, not among the call's arguments.
     x = keras.Input((5, 5, 3))
     a = layers.Conv2D(4, 3, name="a")(x)
-    h = keras.ops.clip(a, np.array([0.0, -1.0, 0.0, -1.0]), np.array([6.0, 1.0, 6.0, 1.0]))
+    h = keras.ops.clip(a, bounds([0.0, -1.0, 0.0, -1.0]), bounds([6.0, 1.0, 6.0, 1.0]))
     groups = _ids(analyze(keras.Model(x, layers.Conv2D(2, 1, name="out")(h))))
     assert not groups["a"].prunable and "array constant in Clip" in groups["a"].reason
 
@@ -144,8 +145,10 @@ def test_a_shared_weightless_layer_at_two_widths_gives_each_call_its_channels(rn
     model = keras.Model(x, layers.Concatenate()([left, right]))
     xs = rng.normal(size=(2, 8)).astype("float32")
     np.testing.assert_allclose(prune_channels(model, {})(xs), model(xs), atol=1e-6)
-    groups = _ids(analyze(model))
+    graph = analyze(model)
+    groups = _ids(graph)
     assert not groups["three"].prunable and not groups["five"].prunable  # a softmax mixes its channels
+    assert len(groups) == len(graph.groups), "every group has an id of its own"
 
 
 def test_unknown_layer_freezes_the_channels_it_touches():

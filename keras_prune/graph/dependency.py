@@ -73,7 +73,8 @@ class RuleContext:
         if n is None:
             return None
         key = (id(layer), tag)
-        if key in self._made and len(self._made[key]) != n:
+        other_width = key in self._made and len(self._made[key]) != n
+        if other_width:
             key = (id(layer), tag, n)
         if key not in self._made:
             start = len(self.parent)
@@ -83,6 +84,7 @@ class RuleContext:
             if name is None:
                 name = self.path_of.get(id(layer), getattr(layer, "name", str(layer)))
                 name = name if tag == "out" else f"{name}:{tag}"
+                name = f"{name}@{n}" if other_width else name  # a group id of its own
             self.producers.append(name)
             self._made[key] = ids
         ids = self._made[key]

@@ -336,8 +336,8 @@ def _scalar_operands_only(call):
     arguments = getattr(call.node, "arguments", None)
     if arguments is None:
         return False
-    held = [v for k, v in vars(call.op).items() if not k.startswith("_") and k != "name"]
-    values = keras.tree.flatten((arguments.args, arguments.kwargs)) + keras.tree.flatten(held)
+    held = [v for k, v in vars(call.op).items() if not k.startswith("_") and k != "name"]  # as given: a list is one
+    values = keras.tree.flatten((arguments.args, arguments.kwargs)) + held
     return all(np.size(v) == 1 for v in values if not isinstance(v, keras.KerasTensor))
 
 
