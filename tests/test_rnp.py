@@ -194,6 +194,14 @@ def test_a_sequential_model_loaded_from_a_file_is_a_chain(tmp_path):
     assert channels == [8, 8] and len(stem) == 3 and [type(l).__name__ for l in head] == ["GlobalAveragePooling2D", "Dense"]
 
 
+def test_a_chain_inside_a_nested_model_is_refused_by_name():
+    body = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(6, 3), keras.layers.Conv2D(8, 3)], name="body")
+    inputs = keras.Input((8, 8, 1))
+    model = keras.Model(inputs, keras.layers.Dense(5)(keras.layers.Flatten()(body(inputs))))
+    with pytest.raises(PruneError, match="'body/conv2d.*' sits in a nested model"):
+        split_chain(model, 2)
+
+
 def test_a_layer_called_twice_is_not_a_chain():
     conv = keras.layers.Conv2D(4, 3, padding="same")
     inputs = keras.Input((8, 8, 4))

@@ -37,8 +37,7 @@ _HEAD_START = (keras.layers.Flatten, keras.layers.GlobalAveragePooling2D, keras.
 
 
 def _chain_layers(model):
-    """The model's layers in order (nested models inlined), if each is called once and takes
-    exactly the previous one's output.
+    """The model's layers in order, if each is called once and takes exactly the previous one's output.
 
     Read from the model's graph, not from the layers' call history: a Sequential model that
     Keras loaded from a file has called its layers several times while rebuilding it.
@@ -47,6 +46,11 @@ def _chain_layers(model):
     layers, seen = [], set()
     previous = trace.inputs[0] if len(trace.inputs) == 1 else None
     for call in trace.calls:
+        if call.scope:
+            raise PruneError(
+                f"rnp reads a flat chain of layers, and {call.path!r} sits in a nested model: save the model "
+                "with its layers at the top level."
+            )
         if not isinstance(call.op, keras.layers.Layer) or id(call.op) in seen or call.inputs != (previous,):
             raise PruneError(
                 "rnp needs a plain chain of layers (no branches, residual additions, shared layers "
