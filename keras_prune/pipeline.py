@@ -145,12 +145,13 @@ def _build_model(config, info, strategy):
             try:
                 model = keras.models.load_model(config.model, compile=False)
             except Exception as e:  # Keras raises many types for a bad file.
-                if "safe_mode" in str(e):  # a Lambda of Python code
+                if "safe_mode" in str(e):  # Python code in the file (a Lambda's, an activation's ...)
+                    what = "a Lambda layer of Python code" if "`Lambda` layer" in str(e) else "Python code"
                     raise PruneError(
-                        f"--model={config.model} holds a Lambda layer of Python code, which Keras loads only "
-                        "outside its safe mode, and keras-prune loads models in safe mode: replace the Lambda "
-                        "with a custom layer registered with @keras.saving.register_keras_serializable and "
-                        "name its module in --custom_modules."
+                        f"--model={config.model} holds {what}, which Keras loads only outside its safe mode, "
+                        "and keras-prune loads models in safe mode: replace it with a custom layer or function "
+                        "registered with @keras.saving.register_keras_serializable and name its module in "
+                        f"--custom_modules (Keras: {str(e).strip().splitlines()[0]})"
                     ) from None
                 raise PruneError(
                     f"--model={config.model} could not be loaded as a Keras model (custom layers need "
@@ -435,17 +436,20 @@ def run(config, *, flags_text=None):
 
     A run that fails before it writes anything leaves no empty folder behind, if it made it.
     """
-    folder = os.path.abspath(config.output_dir)
-    existed = os.path.exists(folder)
+    made = []  # the run folder, if this process made it
     try:
-        return _run(config, flags_text=flags_text)
+        return _run(config, flags_text=flags_text, made=made)
     except BaseException:
-        if not existed and os.path.isdir(folder) and not os.listdir(folder):
-            os.rmdir(folder)
+        for folder in made:
+            try:
+                if not os.listdir(folder):
+                    os.rmdir(folder)
+            except OSError:  # gone, or not ours to remove: the run's own error matters
+                pass
         raise
 
 
-def _run(config, *, flags_text=None):
+def _run(config, *, flags_text, made):
     from keras_prune.data import load_dataset
     from keras_prune.export.plots import plot_layer_channels
     from keras_prune.export.report_md import write_markdown
@@ -465,7 +469,10 @@ def _run(config, *, flags_text=None):
     if names_a_file(config.model):
         check_input_outside(config.output_dir, config.model)
     run_folder = config.output_dir if chief else f"{os.path.abspath(config.output_dir)}.{task_name(strategy)}"
+    existed = os.path.exists(run_folder)
     output_dir = prepare_output_dir(run_folder, resume=config.resume, overwrite=config.overwrite)
+    if not existed:
+        made.append(output_dir)
     settings, defaults = config.as_dict(), _defaults()
     if names_a_file(config.model) and os.path.exists(config.model):  # (a missing one: _build_model says so)
         # An own file: resuming from another model at that path would mix two runs; old records: trusted.

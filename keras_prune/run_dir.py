@@ -181,6 +181,8 @@ def check_resume_config(path, settings, *, resume, defaults=None):
     saved = read_json(record)
     saved = {**defaults, **saved}
     changed = sorted(k for k in set(saved) | set(settings) if k not in RESUME_FREE and saved.get(k) != settings.get(k))
+    if "model" in changed and MODEL_DIGEST in changed:  # another --model: its file's digest says no more
+        changed.remove(MODEL_DIGEST)
     if changed:
         differences = "; ".join(_difference(k, saved.get(k), settings.get(k)) for k in changed)
         raise OutputDirError(
@@ -190,7 +192,7 @@ def check_resume_config(path, settings, *, resume, defaults=None):
 
 
 def _difference(key, then, now):
-    if key == MODEL_DIGEST and now is None:
+    if key == MODEL_DIGEST and now is None:  # the same --model (see check_resume_config), no file now
         return "the --model file the run started from is not there any more"
     if key == MODEL_DIGEST:
         return f"the --model file is not the one the run started from (SHA-256 {then} then, {now} now)"

@@ -158,6 +158,8 @@ def test_a_changed_model_file_is_named_as_such(tmp_path):
         check_resume_config(str(tmp_path), {**SETTINGS, MODEL_DIGEST: "bb"}, resume=True)
     with pytest.raises(OutputDirError, match="the --model file the run started from is not there any more"):
         check_resume_config(str(tmp_path), SETTINGS, resume=True)  # the pipeline records no digest of a missing file
+    with pytest.raises(OutputDirError, match="but --model: 'lenet5' in the run, 'vgg16' now. Resume"):  # not the file
+        check_resume_config(str(tmp_path), {**SETTINGS, "model": "vgg16"}, resume=True)
 
 
 @pytest.mark.parametrize("url", ["gs://bucket/runs/r50", "s3://b/r"])
