@@ -110,10 +110,14 @@ def test_a_stripped_zoo_model_names_only_keras_objects(name, tmp_path):
     assert "FanOutNormal" in json.dumps(model.get_config()) and "keras_prune" not in config
 
 
-@pytest.mark.parametrize("depthwise, shape", [(False, (3, 3, 8, 16)), (True, (3, 3, 8, 2))])
+@pytest.mark.parametrize("depthwise, shape", [(False, (3, 3, 8, 16)), (True, (3, 3, 8, 2)), (False, (5, 4, 6)),
+                                              (False, (12, 10))])
 def test_the_plain_initializer_draws_what_the_zoo_initializer_draws(depthwise, shape):
     zoo = FanOutNormal(depthwise=depthwise, seed=7)
-    np.testing.assert_array_equal(zoo.plain(shape)(shape), zoo(shape))
+    plain = zoo.plain(shape)
+    np.testing.assert_array_equal(plain(shape), zoo(shape))
+    other = (*shape[:-2], 2 * shape[-2], shape[-1])  # redrawn at another width, as scratch does
+    np.testing.assert_array_equal(plain(other), zoo(other))
 
 
 def test_a_gate_after_a_batch_norm_without_beta_folds_into_gamma(rng):
@@ -174,3 +178,4 @@ def test_importing_keras_prune_never_imports_tfmot():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().endswith("False")
     assert keras_prune.__version__
+

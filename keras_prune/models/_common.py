@@ -68,12 +68,13 @@ class FanOutNormal(keras.initializers.RandomNormal):
         return {**config, "depthwise": self.depthwise}
 
     def plain(self, shape):
-        """The stock Keras initializer with this one's distribution for a kernel of `shape`:
-        `VarianceScaling` with fan-out, which counts a depthwise kernel's multiplier but not
-        its channels. An exported model names it, so that it loads without keras_prune."""
-        scale = 2.0 / shape[-2] if self.depthwise else 2.0
+        """The stock Keras initializer with this one's distribution for kernels of `shape`'s rank:
+        `VarianceScaling` with fan-out, over every axis of a depthwise kernel (Keras' own fan-out
+        would leave its channels out). An exported model names it, so that it loads without
+        keras_prune."""
+        axes = {"input_axes": [len(shape) - 2], "output_axes": list(range(len(shape)))} if self.depthwise else {}
         return keras.initializers.VarianceScaling(
-            scale, mode="fan_out", distribution="untruncated_normal", seed=self.get_config()["seed"]
+            2.0, mode="fan_out", distribution="untruncated_normal", seed=self.get_config()["seed"], **axes
         )
 
 
