@@ -10,13 +10,17 @@ from keras_prune.version import __version__
 
 __all__ = [
     "__version__",
+    "agents",
     "criteria",
     "data",
+    "errors",
     "export",
     "graph",
     "layers",
     "methods",
     "models",
+    "pipeline",
+    "search",
     "training",
 ]
 

@@ -179,3 +179,13 @@ def test_importing_keras_prune_never_imports_tfmot():
     assert out.stdout.strip().endswith("False")
     assert keras_prune.__version__
 
+
+def test_every_subpackage_the_package_names_is_an_attribute():
+    import importlib
+    import pkgutil
+
+    named = set(keras_prune.__all__) - {"__version__"}
+    for name in named:
+        assert getattr(keras_prune, name) is importlib.import_module(f"keras_prune.{name}")
+    public = {m.name for m in pkgutil.iter_modules(keras_prune.__path__) if not m.name.startswith("_")}
+    assert public - named <= {"cli", "run_dir", "version"}, "a subpackage the README lists is missing"

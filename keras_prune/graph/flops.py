@@ -8,7 +8,8 @@ What is counted (multiply-accumulates, "MACs", the unit of the papers' tables):
 - Dense: in * out per position (times the leading axes for inputs of rank > 2).
 Not counted: biases, batch normalisation (foldable into the convolution), activations,
 pooling, element-wise merges, resizing. These are the conventions behind the published
-figures (ResNet-50 4.1 G, MobileNetV2 300 M, VGG-16 15.5 G, CIFAR ResNet-56 125 M).
+figures (ResNet-50 v1.5 4.1 G, MobileNetV2 300 M, VGG-16 15.5 G, CIFAR ResNet-56 125 M); Keras'
+`ResNet50` is the v1 layout, with its stride in the first 1x1 conv: 3.86 G.
 """
 
 import dataclasses

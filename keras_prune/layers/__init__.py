@@ -1,4 +1,9 @@
-"""Pruning layers: weight-masked layers and channel gates. All save to `.keras`."""
+"""Pruning layers: weight-masked layers and channel gates.
+
+All save to `.keras`. Importing this package registers them with Keras, so a file holding them
+loads with `keras.saving.load_model` once `keras_prune.layers` is imported (`import keras_prune`
+alone imports no subpackage).
+"""
 
 from keras_prune.layers.gates import (
     ChannelGate,

@@ -1,7 +1,8 @@
 """`NCSOracle`: Negatively Correlated Search as a Keras Tuner oracle, one offspring per trial.
 
 Keras Tuner then supplies the bookkeeping: one folder per trial, retries, the
-`overwrite=False` resume, and chief/worker parallel tuning. This module never imports Keras.
+`overwrite=False` resume, and chief/worker parallel tuning. This module uses no Keras API
+itself (Keras Tuner, which it imports, does import Keras and TensorFlow).
 """
 
 import collections.abc
