@@ -367,7 +367,7 @@ def test_an_impossible_budget_names_the_groups_left_ungated():
     # Caffe's LeNet-5 has no activation after its convs: they are linear outputs, left whole at 1.25x.
     model = get_model("lenet5", (28, 28, 1), 10)
     config = RunConfig(method="scratch", model="lenet5", output_dir="o", target_flops=0.5)
-    with pytest.raises(PruneError, match=r"2 of its 3 groups are not gated \(.*a linear projection.*--prune_residual"):
+    with pytest.raises(PruneError, match=r"2 of the 3 groups it may gate are not gated \(.*a linear projection.*--prune_residual"):
         preflight(model, config)
 
 

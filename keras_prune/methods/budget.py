@@ -144,15 +144,15 @@ def why_nothing_to_prune(graph, shown=3):
     )
 
 
-def off_target_warning(method, ratio, target, *, round_to=1):
-    """A warning line when a budget search ends more than 1% off `target` (None otherwise): the
-    channel counts of the model (or `round_to`'s steps) allow nothing closer."""
+def off_target_warning(method, ratio, target, *, round_to=1, rule="the model's channel counts"):
+    """A warning line when a budget search ends more than 1% off `target` (None otherwise): `rule`
+    (the channel counts of the model, or `round_to`'s steps) allows nothing closer."""
     off_by = abs(ratio - target) / target
     if off_by <= 0.01:
         return None
     hint = " (a smaller --round_to gets closer)" if round_to > 1 else ""
     return (f"{method}: warning: {ratio:.4f} of the FLOPs is {off_by:.1%} off --target_flops={target:g}, "
-            f"the closest the model's channel counts allow{hint}")
+            f"the closest {rule} allow{hint}")
 
 
 def check_reachable(graph, groups, target, full_flops=None, *, round_to=1):

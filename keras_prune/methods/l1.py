@@ -45,7 +45,8 @@ def run(model, data, ctx):
         f"{f' (each count then rounded to --round_to={config.round_to})' if config.round_to > 1 else ''} -> "
         f"{budget['ratio']:.4f} of the FLOPs (target {config.target_flops:g})"
     )
-    warning = off_target_warning("l1", budget["ratio"], config.target_flops, round_to=config.round_to)
+    warning = off_target_warning("l1", budget["ratio"], config.target_flops, round_to=config.round_to,
+                                 rule="one kept fraction for every group and the channel counts")
     if warning:
         ctx.log(warning)
     retrain_seconds = retrain(pruned, data, ctx, epochs=config.finetune_epochs, phase="finetune")

@@ -356,7 +356,7 @@ def _check_floor(model, graph, groups, config, skipped=None):
         ungated = ""
         if skipped:
             first_id, first_reason = next(iter(skipped.items()))
-            ungated = (f" {len(skipped)} of its {len(groups) + len(skipped)} groups are not gated "
+            ungated = (f" {len(skipped)} of the {len(groups) + len(skipped)} groups it may gate are not gated "
                        f"({first_id}: {first_reason}{'; ...' if len(skipped) > 1 else ''}).")
         raise PruneError(
             f"--target_flops={config.target_flops:g} is not reachable: the {config.expansion:g}x-wide "

@@ -126,8 +126,9 @@ def _ranked_groups(model, config):
     groups = [g for g in candidates if g.id in bn_scale_scores(graph, candidates)]
     if not groups:
         tied = [] if config.prune_residual else select_groups(graph, prune_residual=True)
-        hint = ("--prune_residual (its BatchNorms are on channels tied by residual additions, which stay whole "
-                "by default), or --method=l1" if bn_scale_scores(graph, tied) else "--method=l1")
+        hint = ("--prune_residual (its BatchNorms are on channel groups with several producers, tied by residual "
+                "additions or a layer called more than once, which stay whole by default), or --method=l1"
+                if bn_scale_scores(graph, tied) else "--method=l1")
         raise PruneError(
             f"No prunable channel group of model {model.name!r} passes through a BatchNormalization; "
             f"Network Slimming has nothing to rank. Use {hint} instead."

@@ -134,7 +134,8 @@ def to_masked(model):
 
     Masked layers use `straight_through=True`. Layers that are already `MaskedDense` /
     `MaskedConv2D` keep their masks. Every other layer is a fresh copy with the same weights,
-    so training the copy never touches `model`. Build it inside the strategy's scope.
+    so training the copy never touches `model` (a weightless layer whose config does not
+    round-trip is shared as it is: see `layer_from_config`). Build it inside the strategy's scope.
 
     Raises:
         PruneError: if the model has no top-level Dense or Conv2D layer.
