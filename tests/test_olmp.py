@@ -31,6 +31,7 @@ from keras_prune.methods.olmp import (
     trigger_probability,
 )
 from keras_prune.methods.olmp.dns import thresholds
+from keras_prune.methods.olmp.method import emptied_layers_warning
 from keras_prune.pipeline import RunConfig, run
 
 # Keras Tuner 1.4.8 calls threading.currentThread().getName() on every oracle call.
@@ -385,6 +386,9 @@ def test_pipeline_run_exports_a_plain_model_with_zeros_where_pruned(tmp_path):
     assert details["compression_ratio"] > 1
     assert details["ncs_calls"] >= 1 and len(details["ncs_trajectory"]) >= 2
     assert [row["layer"] for row in details["layers"]] == ["ip1", "ip2", "ip3"]
+    assert emptied_layers_warning(details) is None
+    emptied = {**details, "layers": [{**details["layers"][0], "kept": 0}, *details["layers"][1:]]}
+    assert emptied_layers_warning(emptied).startswith("olmp: warning: ip1 kept no weight")
     exported = keras.models.load_model(out / "model.keras")
     dense = [layer for layer in exported.layers if isinstance(layer, keras.layers.Dense)]
     assert [type(layer) for layer in dense] == [keras.layers.Dense] * 3, "stripped to plain Keras layers"

@@ -270,7 +270,7 @@ class OLMPLoop:
         self.log(
             f"olmp: iteration {self.iteration}/{self.settings.iterations}: loss {record['loss']:.4f}, "
             f"batch accuracy {record['batch_accuracy']:.4f}, compression "
-            f"{self.dns.total / max(int(kept.sum()), 1):.1f}x"
+            + (f"{self.dns.total / int(kept.sum()):.1f}x" if kept.sum() else "infinite (no weight kept)")
         )
         if self.summaries is not None:
             per_layer = {f"olmp/kept/{n}": k / s for n, k, s in zip(self.dns.names, kept, self.dns.sizes)}

@@ -36,6 +36,18 @@ def preflight(model, config):
         )
 
 
+def emptied_layers_warning(details):
+    """A warning line if a pruned layer kept no weight (`describe`'s details), else None."""
+    emptied = [layer["layer"] for layer in details["layers"] if layer["kept"] == 0]
+    if not emptied:
+        return None
+    return (
+        f"olmp: warning: {', '.join(emptied)} kept no weight, so nothing passes through: the model's "
+        "output no longer depends on its input. The accuracy constraint (--olmp_delta) allowed it, "
+        "as it does when the model starts near chance: prune a trained model."
+    )
+
+
 def run(model, data, ctx):
     """Prunes `model`'s weights with OLMP; returns the masked, retrained model and its report.
 
@@ -75,10 +87,14 @@ def run(model, data, ctx):
     )
     loop.run(resume=ctx.config.resume)
     details = describe(loop, ctx.output_dir)
+    ratio = details["compression_ratio"]
     ctx.log(
-        f"olmp: compression {details['compression_ratio']}x ({details['nonzero_params']:,} of "
+        f"olmp: compression {'infinite' if ratio is None else f'{ratio}x'} ({details['nonzero_params']:,} of "
         f"{details['pruned_layer_params']:,} weights + biases kept) after {details['ncs_calls']} NCS call(s)"
     )
+    warning = emptied_layers_warning(details)
+    if warning:
+        ctx.log(warning)
     write_plots(details, os.path.join(ctx.output_dir, "plots"), title=f"{model.name} on {ctx.config.dataset}")
     return MethodResult(
         model=masked,
