@@ -17,7 +17,7 @@ from keras_prune.data import load_dataset
 from keras_prune.errors import PruneError
 from keras_prune.graph import analyze, count_flops
 from keras_prune.methods.lstm.controller import KEEP, PRUNE, PruningController, reinforce_step
-from keras_prune.methods.lstm.method import train_and_validation
+from keras_prune.methods.lstm.method import missed_target_warning, train_and_validation
 from keras_prune.methods.lstm.report import describe, sensitivity
 from keras_prune.methods.lstm.search import CHECKPOINT, LSTMSearch
 from keras_prune.methods.lstm.settings import LSTMSettings, reward
@@ -710,3 +710,10 @@ def test_children_replayed_after_a_resume_are_not_cache_hits(digits, tmp_path, c
     # died inside the first controller epoch.
     assert 0.3 * killed_seconds < resumed.seconds_before <= killed_seconds
     assert resumed.seconds > resumed.seconds_before
+
+
+def test_a_search_that_stopped_above_a_reachable_target_is_warned_about():
+    assert missed_target_warning(0.758, 0.2, 0.5).startswith("lstm: warning: the best structure keeps 0.7580")
+    assert missed_target_warning(0.504, 0.2, 0.5) is None  # within 1%
+    assert missed_target_warning(0.3, 0.2, 0.5) is None  # below: the target is where the search stops
+    assert missed_target_warning(0.758, 0.6, 0.5) is None  # out of reach: warned before the search

@@ -65,6 +65,18 @@ def preflight(model, config):
     _space(model, config, LSTMSettings.from_config(config))
 
 
+def missed_target_warning(best_ratio, floor, target):
+    """A warning line if the best structure keeps over 1% more FLOPs than a reachable `target`
+    (the target stops the search; an unreachable one was warned about before it began)."""
+    if best_ratio <= target * 1.01 or floor > target:
+        return None
+    return (
+        f"lstm: warning: the best structure keeps {best_ratio:.4f} of the FLOPs, above --target_flops={target:g}: "
+        "the search stopped before a structure reached it (more --lstm_epochs, --patience or a larger "
+        "--prune_rate search further)"
+    )
+
+
 def run(model, data, ctx):
     """Searches where to prune `model` with the LSTM controller, then retrains the best structure.
 
@@ -109,6 +121,9 @@ def run(model, data, ctx):
         f"lstm: best structure {best['id']} ({best['flops_ratio']:.4f} of the FLOPs, validation accuracy "
         f"{best['accuracy']:.4f}){retraining}"
     )
+    warning = missed_target_warning(best["flops_ratio"], floor, settings.target_flops)
+    if warning:
+        ctx.log(warning)
     retrain_seconds = retrain(
         structure, train_and_validation(data, config.batch_size, seed=config.seed), ctx, epochs=config.finetune_epochs, phase="retrain"
     )
