@@ -93,8 +93,8 @@ def split_chain(model, groups):
         for layer in stage[1:]:
             if not isinstance(layer, _PER_CHANNEL):
                 raise PruneError(
-                    f"rnp: layer {layer.name!r} ({type(layer).__name__}) sits between two convs but is not "
-                    f"a per-channel layer ({', '.join(t.__name__ for t in _PER_CHANNEL)})."
+                    f"rnp: layer {layer.name!r} ({type(layer).__name__}) sits between two convs, and rnp allows "
+                    f"only these layers there: {', '.join(t.__name__ for t in _PER_CHANNEL)}."
                 )
         stages.append(stage)
     if not any(isinstance(layer, keras.layers.Dense) for layer in layers[head:]):

@@ -107,8 +107,9 @@ def run(model, data, ctx):
     biases = sorted(set(settings.operating_points) | {settings.flops_bias})
     points, per_input = report.operating_points(trainer, data.test, biases)
     for point in points:
-        ctx.log(f"rnp: flops_bias {point['flops_bias']:g}: accuracy {point['accuracy']:.4f}, "
-                f"{point['speedup']:.2f}x fewer MACs per input")
+        cost = (f"{point['speedup']:.2f}x fewer MACs per input" if point["speedup"] >= 1
+                else f"{1 / point['speedup']:.2f}x more MACs per input than the dense model (the decision net's included)")
+        ctx.log(f"rnp: flops_bias {point['flops_bias']:g}: accuracy {point['accuracy']:.4f}, {cost}")
     default = next(p for p in points if p["flops_bias"] == settings.flops_bias)
     serving = RNPServing(backbone, trainer.decision, settings.flops_bias)
 
