@@ -500,12 +500,21 @@ def _run(config, *, flags_text, made):
 
     def callbacks(phase):
         # BackupAndRestore: a fixed-structure training phase killed part-way resumes from its
-        # last finished epoch (weights, optimizer state, epoch); the backup is removed when
-        # the phase ends. double_checkpoint keeps the previous backup if a write is cut.
+        # last finished epoch (weights, optimizer state, epoch). The backup outlives the phase
+        # until what the phase made is saved (`phase_done`): a kill in between resumes at the
+        # last epoch, with nothing left to train. double_checkpoint keeps the previous backup
+        # if a write is cut.
+        backup = os.path.join(output_dir, BACKUP_DIR, phase)
+        epoch = _backup_epoch(backup)
+        if epoch is not None:
+            _log(f"resume: {phase} continues from its backup after epoch {epoch} ({backup})")
         return [
             keras.callbacks.TensorBoard(os.path.join(output_dir, "tensorboard", phase)),
-            keras.callbacks.BackupAndRestore(os.path.join(output_dir, "backup", phase), double_checkpoint=True),
+            keras.callbacks.BackupAndRestore(backup, double_checkpoint=True, delete_checkpoint=False),
         ]
+
+    def phase_done(phase):
+        shutil.rmtree(os.path.join(output_dir, BACKUP_DIR, phase), ignore_errors=True)
 
     baseline_path = os.path.join(output_dir, "baseline.keras")
     if config.resume and os.path.exists(baseline_path):
@@ -528,10 +537,11 @@ def _run(config, *, flags_text, made):
             learning_rate_flag="--pretrain_learning_rate",
         )
         save_keras(model, baseline_path)
+        phase_done("pretrain")
     baseline = _stats(model, data, strategy)  # timed later, beside the pruned model
     _log(f"baseline: accuracy {baseline['accuracy']:.4f}, {baseline['flops'] / 1e6:.2f} M MACs")
 
-    ctx = RunContext(strategy, config, output_dir, summaries, log=_log, callbacks=callbacks)
+    ctx = RunContext(strategy, config, output_dir, summaries, log=_log, callbacks=callbacks, phase_done=phase_done)
     result = _finished_result(output_dir, strategy) if config.resume else None
     if result is None:
         result = method.run(model, data, ctx)
@@ -542,6 +552,7 @@ def _run(config, *, flags_text, made):
     else:
         _log(f"resume: {config.method} had finished; its result is loaded from {os.path.join(output_dir, RESULT_DIR)}")
         plain = result.model
+    shutil.rmtree(os.path.join(output_dir, BACKUP_DIR), ignore_errors=True)  # what the phases made is saved
     # The dense model's batch-1 time again, right before the pruned one's: timed before the
     # method ran (minutes or hours ago), the machine's speed could have changed in between.
     baseline["latency_ms"] = _latency(model, config.latency_repeats)
@@ -591,15 +602,24 @@ def _run(config, *, flags_text, made):
     else:
         _log("report: no Conv or Dense layer to tabulate, so no plots/layer_channels.png")
     write_markdown(report, os.path.join(output_dir, "report.md"))
-    backups = os.path.join(output_dir, "backup")
-    if os.path.isdir(backups) and not os.listdir(backups):  # every phase finished and removed its own
-        os.rmdir(backups)
     if not chief:
         shutil.rmtree(output_dir, ignore_errors=True)
         _log(f"done in {report['total_seconds']:.1f} s ({task_name(strategy)}; the chief wrote the run folder)")
         return report
     _log(f"done in {report['total_seconds']:.1f} s: {os.path.join(output_dir, 'report.md')}")
     return report
+
+
+BACKUP_DIR = "backup"
+"""The training phases' BackupAndRestore folders, one per phase, kept until the phase's result is saved."""
+
+
+def _backup_epoch(folder):
+    """The last finished epoch a phase's backup holds, or None if there is none."""
+    try:
+        return int(read_json(os.path.join(folder, "training_metadata.json"))["epoch"])
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 RESULT_DIR = "result"

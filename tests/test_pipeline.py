@@ -421,3 +421,34 @@ def test_a_model_with_two_outputs_is_refused_as_such(tmp_path):
     config = RunConfig(method="l1", model=str(path), output_dir=str(tmp_path / "run"), dataset="digits", verbose=0)
     with pytest.raises(PruneError, match="has 2 outputs, but keras-prune trains a classifier with one output"):
         run(config)
+
+
+def test_a_run_killed_after_pre_training_but_before_saving_it_does_not_train_again(tmp_path, monkeypatch, capsys):
+    import keras_prune.pipeline as pipeline
+
+    class Killed(Exception):
+        pass
+
+    def killed(model, path):
+        raise Killed(path)
+
+    save_keras, train_classifier = pipeline.save_keras, pipeline.train_classifier
+    monkeypatch.setattr(pipeline, "save_keras", killed)
+    config = _smoke_config(tmp_path / "run")
+    with pytest.raises(Killed, match="baseline.keras"):
+        run(config)
+    assert os.path.exists(tmp_path / "run" / "backup" / "pretrain" / "training_metadata.json"), "the phase's backup stays"
+
+    epochs = {}
+
+    def recording(model, data, strategy, *, phase, **kwargs):
+        history = train_classifier(model, data, strategy, phase=phase, **kwargs)
+        epochs[phase] = len(history.epoch)
+        return history
+
+    monkeypatch.setattr(pipeline, "save_keras", save_keras)
+    monkeypatch.setattr(pipeline, "train_classifier", recording)
+    report = run(dataclasses.replace(config, resume=True))
+    assert "resume: pretrain continues from its backup after epoch 2" in capsys.readouterr().out
+    assert epochs == {"pretrain": 0}, "the two finished epochs are not trained again"
+    assert report["baseline"]["accuracy"] > 0.5 and not (tmp_path / "run" / "backup").exists()

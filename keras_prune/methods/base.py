@@ -18,6 +18,8 @@ class RunContext:
         log: `fn(message)` for progress lines.
         callbacks: `fn(phase) -> list` of Keras callbacks for a training phase
             (TensorBoard logging, backups).
+        phase_done: `fn(phase)`, called once what the phase trained is saved: its backup
+            goes (until then a kill resumes the phase from its backup).
     """
 
     strategy: object
@@ -26,6 +28,7 @@ class RunContext:
     summaries: object
     log: object = print
     callbacks: object = lambda phase: []
+    phase_done: object = lambda phase: None
 
 
 @dataclasses.dataclass

@@ -175,6 +175,7 @@ def run(model, data, ctx):
         )
         trained_before += time.perf_counter() - start
         write_state(checkpoint, {"seconds": trained_before}, variable_arrays(model.weights, "w"))
+        ctx.phase_done("sparsity")
         start = time.perf_counter()
     scores = bn_scale_scores(graph, groups)  # the trained scales: training updates the layers in place
     budget = global_budget(graph, groups, scores, config.target_flops, round_to=config.round_to)
