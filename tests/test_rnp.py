@@ -385,6 +385,11 @@ def test_rnp_run_end_to_end_and_resume(tmp_path):
     assert served["actions"].shape == (1, 2)
     resumed = run(dataclasses.replace(config, resume=True))
     assert resumed["method_details"]["history"] == details["history"], "no round is repeated"
+    from keras_prune.export.report_io import read_state
+
+    trained = read_state(str(tmp_path / "run" / CHECKPOINT))[0]["seconds"]
+    assert 0 < trained <= report["search_seconds"] and resumed["search_seconds"] >= trained, (
+        "the training the first process checkpointed stays in the search time")
     with open(tmp_path / "run" / "report.json") as f:
         assert json.load(f)["method"] == "rnp"
 

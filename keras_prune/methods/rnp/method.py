@@ -42,13 +42,22 @@ def full_batches(train, batch_size):
 
 
 def train(trainer, data, ctx):
-    """Warm-up, alpha calibration and the alternating rounds, resumable per round."""
+    """Warm-up, alpha calibration and the alternating rounds, resumable per round.
+
+    Returns the seconds of training the interrupted processes had checkpointed (0 for a new run).
+    """
     settings, log = trainer.settings, ctx.log
     checkpoint = os.path.join(ctx.output_dir, CHECKPOINT)
     rounds_done = None
     if ctx.config.resume and os.path.exists(checkpoint):
         rounds_done = trainer.restore(checkpoint)
         log(f"rnp: resumed after round {rounds_done} of {settings.rounds} from {checkpoint}")
+    before, clock = trainer.seconds, time.perf_counter()
+
+    def save(rounds):
+        trainer.seconds = before + time.perf_counter() - clock
+        trainer.save(checkpoint, rounds)
+
     batches = iter(full_batches(data.train, ctx.config.batch_size))
     if rounds_done is None:
         losses = [trainer.backbone_step(*next(batches), random_actions=True)[0] for _ in range(settings.warmup_steps)]
@@ -58,7 +67,7 @@ def train(trainer, data, ctx):
             trainer.alpha = trainer.calibrate_alpha([next(batches) for _ in range(5)])
             log(f"rnp: alpha = {trainer.alpha:.4g} (mean alpha * L_cls = 1 under random decisions)")
         rounds_done = 0
-        trainer.save(checkpoint, rounds_done)
+        save(rounds_done)
     for round_index in range(rounds_done, settings.rounds):
         trainer.new_round()
         q = [trainer.decision_step(*next(batches)) for _ in range(settings.decision_steps)]
@@ -71,7 +80,8 @@ def train(trainer, data, ctx):
         trainer.history.append(record)
         log("rnp: " + ", ".join(f"{k} {v:.4g}" for k, v in record.items() if v is not None))
         ctx.summaries.scalars(round_index + 1, **{f"rnp/{k}": v for k, v in record.items() if k != "round"})
-        trainer.save(checkpoint, round_index + 1)
+        save(round_index + 1)
+    return before
 
 
 def _check_export(config):
@@ -101,8 +111,8 @@ def run(model, data, ctx):
         f"({', '.join(str(c) for c in backbone.channels)} channels), decision net "
         f"{trainer.decision.count_params():,} params"
     )
-    train(trainer, data, ctx)
-    search_seconds = time.perf_counter() - start
+    trained_before = train(trainer, data, ctx)
+    search_seconds = time.perf_counter() - start + trained_before  # a resumed run adds the killed ones
 
     biases = sorted(set(settings.operating_points) | {settings.flops_bias})
     points, per_input = report.operating_points(trainer, data.test, biases)

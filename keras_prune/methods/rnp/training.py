@@ -99,6 +99,7 @@ class RNPTrainer:
         self.alpha = s.alpha
         self.q_steps = 0
         self.history = []
+        self.seconds = 0.0  # of training so far, the interrupted processes' included (kept by `save`)
         self._rollout = tf.function(self._distributed_rollout)
         self._q_update = tf.function(self._distributed_q_update)
         self._backbone_update = tf.function(self._distributed_backbone_update)
@@ -211,7 +212,8 @@ class RNPTrainer:
         if self.replay is not None:
             arrays.update({f"replay/{k}": v for k, v in self.replay.get_state().items()})
         meta = {"rounds_done": rounds_done, "q_steps": self.q_steps, "alpha": self.alpha, "history": self.history,
-                "replay_rng": self.replay.rng.bit_generator.state if self.replay is not None else None}
+                "replay_rng": self.replay.rng.bit_generator.state if self.replay is not None else None,
+                "seconds": self.seconds}
         write_state(path, meta, arrays)
 
     def restore(self, path):
@@ -225,6 +227,7 @@ class RNPTrainer:
             if meta["replay_rng"] is not None:
                 self.replay.rng.bit_generator.state = meta["replay_rng"]
         self.q_steps, self.alpha, self.history = meta["q_steps"], meta["alpha"], meta["history"]
+        self.seconds = float(meta.get("seconds", 0.0))  # (a checkpoint from before it was kept: 0)
         return meta["rounds_done"]
 
     def _variable_sets(self):
