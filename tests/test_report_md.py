@@ -89,6 +89,14 @@ def test_markdown_layer_table_rows_and_total():
     assert "| **All 2 layers** | 70 → 35 | 50.0 % | 1.89 M → 544.0 K |  |" in text
 
 
+def test_markdown_mean_channel_counts_read_to_two_decimals():
+    # rnp's channels are means over the test inputs: their sum is float noise (163.83999999999997).
+    layers = [{"name": n, "channels_before": 10, "channels_after": a, "flops_before": 1000, "flops_after": 500}
+              for n, a in (("a", 11.11), ("b", 152.73))]
+    text = render_markdown(_report(layers=layers))
+    assert "| `a` | 10 → 11.11 |" in text and "| **All 2 layers** | 20 → 163.84 |" in text
+
+
 def test_markdown_method_details_scalars_records_and_skipped_arrays():
     text = render_markdown(_report())
     assert "## Method details" in text

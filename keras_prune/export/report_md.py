@@ -156,7 +156,7 @@ def _layers(report):
         before, after = layer.get("channels_before"), layer.get("channels_after")
         rows.append([
             f"`{_escape(_text(layer.get('name')))}`",
-            f"{_text(before)} → {_text(after)}",
+            f"{_channels(before)} → {_channels(after)}",
             format_percent(_ratio(after, before)),
             f"{format_count(layer.get('flops_before'))} → {format_count(layer.get('flops_after'))}",
             format_percent(layer.get("sparsity")),
@@ -165,7 +165,7 @@ def _layers(report):
               for k in ("channels_before", "channels_after", "flops_before", "flops_after")}
     rows.append([
         f"**All {len(layers)} layers**",
-        f"{_text(totals['channels_before'])} → {_text(totals['channels_after'])}",
+        f"{_channels(totals['channels_before'])} → {_channels(totals['channels_after'])}",
         format_percent(_ratio(totals["channels_after"], totals["channels_before"])),
         f"{format_count(totals['flops_before'])} → {format_count(totals['flops_after'])}",
         "",
@@ -300,6 +300,13 @@ def flatten_keys(mapping, prefix=""):
 
 def _text(value):
     return MISSING if value is None else str(value)
+
+
+def _channels(value):
+    """A channel count; a mean over inputs (rnp's) to two decimals, not float noise."""
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:.2f}"
+    return _text(value if not isinstance(value, float) else int(value))
 
 
 def _escape(text):
