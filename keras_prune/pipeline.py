@@ -6,6 +6,7 @@ export -> report. Everything trains inside the strategy's scope. Artefacts land 
 run folder as they are made, each written atomically.
 """
 
+import contextlib
 import dataclasses
 import os
 import platform
@@ -504,17 +505,33 @@ def _run(config, *, flags_text, made):
         # until what the phase made is saved (`phase_done`): a kill in between resumes at the
         # last epoch, with nothing left to train. double_checkpoint keeps the previous backup
         # if a write is cut.
+        if phase in phases_begun:  # a second training of that name would be restored from the first's backup
+            raise ValueError(f"Training phase {phase!r} asked for its callbacks twice in one run; give each "
+                             "training phase a name of its own.")
+        phases_begun.add(phase)
         backup = os.path.join(output_dir, BACKUP_DIR, phase)
         epoch = _backup_epoch(backup)
         if epoch is not None:
-            _log(f"resume: {phase} continues from its backup after epoch {epoch} ({backup})")
+            _log(f"resume: {phase} restores its backup after epoch {epoch} ({backup})")
         return [
             keras.callbacks.TensorBoard(os.path.join(output_dir, "tensorboard", phase)),
             keras.callbacks.BackupAndRestore(backup, double_checkpoint=True, delete_checkpoint=False),
+            _PhaseSeconds(_phase_seconds_path(output_dir, phase), phase_seconds(phase)),
         ]
+
+    def phase_seconds(phase):
+        """Seconds the phase's finished epochs took in the interrupted processes (0 in a new run)."""
+        try:
+            return float(read_json(_phase_seconds_path(output_dir, phase))["seconds"])
+        except (OSError, ValueError, KeyError):
+            return 0.0
 
     def phase_done(phase):
         shutil.rmtree(os.path.join(output_dir, BACKUP_DIR, phase), ignore_errors=True)
+        with contextlib.suppress(OSError):
+            os.remove(_phase_seconds_path(output_dir, phase))
+
+    phases_begun = set()
 
     baseline_path = os.path.join(output_dir, "baseline.keras")
     if config.resume and os.path.exists(baseline_path):
@@ -541,7 +558,8 @@ def _run(config, *, flags_text, made):
     baseline = _stats(model, data, strategy)  # timed later, beside the pruned model
     _log(f"baseline: accuracy {baseline['accuracy']:.4f}, {baseline['flops'] / 1e6:.2f} M MACs")
 
-    ctx = RunContext(strategy, config, output_dir, summaries, log=_log, callbacks=callbacks, phase_done=phase_done)
+    ctx = RunContext(strategy, config, output_dir, summaries, log=_log, callbacks=callbacks, phase_done=phase_done,
+                     phase_seconds=phase_seconds)
     result = _finished_result(output_dir, strategy) if config.resume else None
     if result is None:
         result = method.run(model, data, ctx)
@@ -612,6 +630,22 @@ def _run(config, *, flags_text, made):
 
 BACKUP_DIR = "backup"
 """The training phases' BackupAndRestore folders, one per phase, kept until the phase's result is saved."""
+
+
+def _phase_seconds_path(output_dir, phase):
+    return os.path.join(output_dir, BACKUP_DIR, f"{phase}.seconds.json")
+
+
+class _PhaseSeconds(keras.callbacks.Callback):
+    """Records, after every epoch, the seconds a training phase has taken (`before`: the
+    interrupted processes' finished epochs), so that a resumed phase reports them all."""
+
+    def __init__(self, path, before):
+        super().__init__()
+        self.path, self.before, self.start = path, before, time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        write_json(self.path, {"seconds": self.before + time.perf_counter() - self.start}, durable=False)
 
 
 def _backup_epoch(folder):

@@ -45,7 +45,8 @@ def _record_search_seconds(path, seconds):
 
 
 # The file in which a killed process records the seconds its search had taken, for the resumed report to add.
-SEARCH_SECONDS_FILE = {"scratch": "scratch/gate_learning.npz", "slimming-sparsity": "slimming/sparsity_seconds.json"}
+SEARCH_SECONDS_FILE = {"scratch": "scratch/gate_learning.npz", "slimming-sparsity": "slimming/sparsity_seconds.json",
+                       "rnp": "rnp/training.npz"}
 
 
 def _command(method, model, extra, output_dir, *resume):

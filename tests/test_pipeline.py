@@ -141,6 +141,8 @@ def test_nan_loss_stops_with_a_clear_message(tmp_path):
     with pytest.raises(ValueError, match="diverged in phase 'pretrain'.*try a smaller --pretrain_learning_rate"):
         run(_smoke_config(tmp_path / "run", pretrain_learning_rate=1e12))
     assert (tmp_path / "run" / "flags.txt").exists(), "what was written is kept"
+    # The diverged epoch ended before its backup: a --resume must not take NaN weights as a finished phase.
+    assert not (tmp_path / "run" / "backup" / "pretrain" / "training_metadata.json").exists()
 
 
 def test_the_report_is_rebuilt_from_the_run_folder_without_rerunning_the_method(tmp_path, monkeypatch, capsys):
@@ -449,6 +451,42 @@ def test_a_run_killed_after_pre_training_but_before_saving_it_does_not_train_aga
     monkeypatch.setattr(pipeline, "save_keras", save_keras)
     monkeypatch.setattr(pipeline, "train_classifier", recording)
     report = run(dataclasses.replace(config, resume=True))
-    assert "resume: pretrain continues from its backup after epoch 2" in capsys.readouterr().out
+    assert "resume: pretrain restores its backup after epoch 2" in capsys.readouterr().out
     assert epochs == {"pretrain": 0}, "the two finished epochs are not trained again"
     assert report["baseline"]["accuracy"] > 0.5 and not (tmp_path / "run" / "backup").exists()
+
+
+def test_a_run_killed_after_its_final_training_keeps_that_training_in_its_seconds(tmp_path, monkeypatch):
+    import keras_prune.pipeline as pipeline
+    from keras_prune.export.report_io import read_json
+
+    class Killed(Exception):
+        pass
+
+    recorded = {}
+
+    def killed(output_dir, *args):
+        recorded.update(read_json(os.path.join(output_dir, "backup", "finetune.seconds.json")))
+        raise Killed
+
+    config = _smoke_config(tmp_path / "run", finetune_epochs=2)
+    save_result = pipeline._save_result
+    monkeypatch.setattr(pipeline, "_save_result", killed)
+    with pytest.raises(Killed):
+        run(config)
+    monkeypatch.setattr(pipeline, "_save_result", save_result)
+    report = run(dataclasses.replace(config, resume=True))
+    assert 0 < recorded["seconds"] <= report["retrain_seconds"], "the two epochs trained before the kill count"
+    assert not (tmp_path / "run" / "backup").exists()
+
+
+def test_a_training_phase_name_is_used_once_per_run(tmp_path, monkeypatch):
+    from keras_prune.methods import l1
+
+    def twice(model, data, ctx):
+        ctx.callbacks("finetune")
+        ctx.callbacks("finetune")
+
+    monkeypatch.setattr(l1, "run", twice)
+    with pytest.raises(ValueError, match="phase 'finetune' asked for its callbacks twice"):
+        run(_smoke_config(tmp_path / "run"))

@@ -20,6 +20,8 @@ class RunContext:
             (TensorBoard logging, backups).
         phase_done: `fn(phase)`, called once what the phase trained is saved: its backup
             goes (until then a kill resumes the phase from its backup).
+        phase_seconds: `fn(phase) -> float`, the seconds the phase's finished epochs took in
+            interrupted processes (0 in a new run). Each phase name is used once per run.
     """
 
     strategy: object
@@ -29,6 +31,7 @@ class RunContext:
     log: object = print
     callbacks: object = lambda phase: []
     phase_done: object = lambda phase: None
+    phase_seconds: object = lambda phase: 0.0
 
 
 @dataclasses.dataclass
@@ -65,7 +68,8 @@ class MethodResult:
 
 
 def retrain(model, data, ctx, *, epochs, phase):
-    """Fine-tunes or retrains `model` with the run's settings; returns the seconds it took.
+    """Fine-tunes or retrains `model` with the run's settings; returns the seconds it took
+    (interrupted processes' finished epochs included).
 
     Uses `--learning_rate`, `--schedule`, `--label_smoothing` and `--weight_decay`, so
     every method's final training phase is configured the same way.
@@ -73,6 +77,7 @@ def retrain(model, data, ctx, *, epochs, phase):
     from keras_prune.training import train_classifier
 
     config = ctx.config
+    before = ctx.phase_seconds(phase)  # the epochs a killed process finished, which this one restores
     start = time.perf_counter()
     train_classifier(
         model,
@@ -87,4 +92,4 @@ def retrain(model, data, ctx, *, epochs, phase):
         weight_decay=config.weight_decay or None,
         verbose=0 if config.verbose == 0 else 2,
     )
-    return time.perf_counter() - start
+    return before + time.perf_counter() - start

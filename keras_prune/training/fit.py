@@ -110,18 +110,30 @@ def train_classifier(
         label_smoothing=label_smoothing,
         weight_decay=weight_decay,
     )
-    history = model.fit(
-        data.train,
-        validation_data=data.validation if data.info.num_validation else None,
-        epochs=epochs,
-        callbacks=[keras.callbacks.TerminateOnNaN(), *callbacks],
-        verbose=verbose,
-    )
-    losses = history.history.get("loss", [])
+    started = []  # the epochs begun, to name the one that diverged
+    try:
+        # raise_error: a diverged epoch ends at once, before a backup callback saves it
+        history = model.fit(
+            data.train,
+            validation_data=data.validation if data.info.num_validation else None,
+            epochs=epochs,
+            callbacks=[
+                keras.callbacks.TerminateOnNaN(raise_error=True),
+                keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: started.append(epoch)),
+                *callbacks,
+            ],
+            verbose=verbose,
+        )
+    except RuntimeError as error:
+        if "NaN or Inf loss" not in str(error):
+            raise
+        history = None
+    losses = history.history.get("loss", []) if history is not None else [math.nan]
     if any(not math.isfinite(v) for v in losses):
         raise TrainingDivergedError(
             f"Training diverged in phase '{phase}' (loss became NaN/inf at epoch "
-            f"{len(losses)}); try a smaller {learning_rate_flag}. Everything written so far is kept."
+            f"{started[-1] + 1 if started else len(losses)}); try a smaller {learning_rate_flag}. Everything "
+            "written so far is kept."
         )
     return history
 
