@@ -713,7 +713,9 @@ def test_children_replayed_after_a_resume_are_not_cache_hits(digits, tmp_path, c
 
 
 def test_a_search_that_stopped_above_a_reachable_target_is_warned_about():
-    assert missed_target_warning(0.758, 0.2, 0.5).startswith("lstm: warning: the best structure keeps 0.7580")
-    assert missed_target_warning(0.504, 0.2, 0.5) is None  # within 1%
-    assert missed_target_warning(0.3, 0.2, 0.5) is None  # below: the target is where the search stops
-    assert missed_target_warning(0.758, 0.6, 0.5) is None  # out of reach: warned before the search
+    stopped = missed_target_warning(0.758, 0.2, 0.5, 0.6)
+    assert stopped.startswith("lstm: warning: the best structure keeps 0.7580") and "stopped before" in stopped
+    assert "rewarded less" in missed_target_warning(0.758, 0.2, 0.5, 0.45)
+    assert missed_target_warning(0.504, 0.2, 0.5, 0.504) is None  # within 1%
+    assert missed_target_warning(0.3, 0.2, 0.5, 0.3) is None  # below: the target is where the search stops
+    assert missed_target_warning(0.758, 0.6, 0.5, 0.7) is None  # out of reach: warned before the search

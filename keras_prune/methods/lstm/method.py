@@ -65,16 +65,16 @@ def preflight(model, config):
     _space(model, config, LSTMSettings.from_config(config))
 
 
-def missed_target_warning(best_ratio, floor, target):
+def missed_target_warning(best_ratio, floor, target, smallest_searched):
     """A warning line if the best structure keeps over 1% more FLOPs than a reachable `target`
-    (the target stops the search; an unreachable one was warned about before it began)."""
+    (the target stops the search; an unreachable one was warned about before it began).
+    `smallest_searched`: the lowest FLOPs ratio among the structures the search evaluated."""
     if best_ratio <= target * 1.01 or floor > target:
         return None
-    return (
-        f"lstm: warning: the best structure keeps {best_ratio:.4f} of the FLOPs, above --target_flops={target:g}: "
-        "the search stopped before a structure reached it (more --lstm_epochs, --patience or a larger "
-        "--prune_rate search further)"
-    )
+    why = ("the structures searched at or below it were rewarded less" if smallest_searched <= target else
+           "the search stopped before a structure reached it (more --lstm_epochs, --patience or a larger "
+           "--prune_rate search further)")
+    return f"lstm: warning: the best structure keeps {best_ratio:.4f} of the FLOPs, above --target_flops={target:g}: {why}"
 
 
 def run(model, data, ctx):
@@ -121,7 +121,8 @@ def run(model, data, ctx):
         f"lstm: best structure {best['id']} ({best['flops_ratio']:.4f} of the FLOPs, validation accuracy "
         f"{best['accuracy']:.4f}){retraining}"
     )
-    warning = missed_target_warning(best["flops_ratio"], floor, settings.target_flops)
+    smallest = min(record["flops_ratio"] for record in search.candidates.values())
+    warning = missed_target_warning(best["flops_ratio"], floor, settings.target_flops, smallest)
     if warning:
         ctx.log(warning)
     retrain_seconds = retrain(
