@@ -387,7 +387,8 @@ def test_pipeline_run_exports_a_plain_model_with_zeros_where_pruned(tmp_path):
     assert details["ncs_calls"] >= 1 and len(details["ncs_trajectory"]) >= 2
     assert [row["layer"] for row in details["layers"]] == ["ip1", "ip2", "ip3"]
     assert emptied_layers_warning(details) is None
-    emptied = {**details, "layers": [{**details["layers"][0], "kept": 0}, *details["layers"][1:]]}
+    assert all(0 < row["kernel_kept"] <= row["kept"] for row in details["layers"])
+    emptied = {**details, "layers": [{**details["layers"][0], "kernel_kept": 0}, *details["layers"][1:]]}
     assert emptied_layers_warning(emptied).startswith("olmp: warning: ip1 kept no weight")
     exported = keras.models.load_model(out / "model.keras")
     dense = [layer for layer in exported.layers if isinstance(layer, keras.layers.Dense)]

@@ -37,8 +37,9 @@ def preflight(model, config):
 
 
 def emptied_layers_warning(details):
-    """A warning line if a pruned layer kept no weight (`describe`'s details), else None."""
-    emptied = [layer["layer"] for layer in details["layers"] if layer["kept"] == 0]
+    """A warning line if a pruned layer kept no weight of its kernel (`describe`'s details; a bias
+    alone does not depend on the input), else None."""
+    emptied = [layer["layer"] for layer in details["layers"] if layer["kernel_kept"] == 0]
     if not emptied:
         return None
     return (
