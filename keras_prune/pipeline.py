@@ -31,6 +31,7 @@ from keras_prune.run_dir import (
     prepare_output_dir, replace_run,
 )
 from keras_prune.training import evaluate_accuracy, make_strategy, train_classifier
+from keras_prune.training.fit import ElapsedSeconds
 from keras_prune.training.strategy import is_chief, task_name
 from keras_prune.version import __version__
 
@@ -516,7 +517,7 @@ def _run(config, *, flags_text, made):
         return [
             keras.callbacks.TensorBoard(os.path.join(output_dir, "tensorboard", phase)),
             keras.callbacks.BackupAndRestore(backup, double_checkpoint=True, delete_checkpoint=False),
-            _PhaseSeconds(_phase_seconds_path(output_dir, phase), phase_seconds(phase)),
+            ElapsedSeconds(_phase_seconds_path(output_dir, phase), phase_seconds(phase)),
         ]
 
     def phase_seconds(phase):
@@ -634,18 +635,6 @@ BACKUP_DIR = "backup"
 
 def _phase_seconds_path(output_dir, phase):
     return os.path.join(output_dir, BACKUP_DIR, f"{phase}.seconds.json")
-
-
-class _PhaseSeconds(keras.callbacks.Callback):
-    """Records, after every epoch, the seconds a training phase has taken (`before`: the
-    interrupted processes' finished epochs), so that a resumed phase reports them all."""
-
-    def __init__(self, path, before):
-        super().__init__()
-        self.path, self.before, self.start = path, before, time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        write_json(self.path, {"seconds": self.before + time.perf_counter() - self.start}, durable=False)
 
 
 def _backup_epoch(folder):

@@ -24,12 +24,13 @@ import keras
 import numpy as np
 
 from keras_prune.errors import PruneError
-from keras_prune.export.report_io import assign_arrays, read_json, read_state, variable_arrays, write_json, write_state
+from keras_prune.export.report_io import assign_arrays, read_json, read_state, variable_arrays, write_state
 from keras_prune.graph import analyze, prune_channels, reinitialize
 from keras_prune.methods.base import MethodResult, retrain
 from keras_prune.methods.budget import check_reachable, global_budget, off_target_warning
 from keras_prune.methods.l1 import select_groups
 from keras_prune.training import train_classifier
+from keras_prune.training.fit import ElapsedSeconds
 
 __all__ = ["CHECKPOINT", "bn_scale_scores", "gamma_l1", "preflight", "run", "sparsity_train"]
 
@@ -38,17 +39,6 @@ CHECKPOINT = os.path.join("slimming", "sparsity_trained.npz")
 
 ELAPSED = os.path.join("slimming", "sparsity_seconds.json")
 """Seconds of sparsity training at the end of its last finished epoch (for --resume after a kill in it)."""
-
-
-class _ElapsedSeconds(keras.callbacks.Callback):
-    """Writes the seconds of sparsity training so far (`before` included) after every epoch."""
-
-    def __init__(self, path, before):
-        super().__init__()
-        self.path, self.before, self.start = path, before, time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        write_json(self.path, {"seconds": self.before + time.perf_counter() - self.start}, durable=False)
 
 
 def _bn_members(graph, group):
@@ -170,7 +160,7 @@ def run(model, data, ctx):
             learning_rate=config.pretrain_learning_rate,
             schedule=config.pretrain_schedule,
             weight_decay=config.pretrain_weight_decay or None,
-            callbacks=[*ctx.callbacks("sparsity"), _ElapsedSeconds(elapsed, trained_before)],
+            callbacks=[*ctx.callbacks("sparsity"), ElapsedSeconds(elapsed, trained_before)],
             verbose=verbose,
         )
         trained_before += time.perf_counter() - start

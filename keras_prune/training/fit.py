@@ -5,13 +5,17 @@ metrics; compiling inside `strategy.scope()` puts the optimizer's variables ther
 """
 
 import math
+import time
 
 import keras
 
 from keras_prune.errors import TrainingDivergedError
+from keras_prune.export.report_io import write_json
 from keras_prune.training.optimizers import make_optimizer
 
-__all__ = ["SCHEDULES", "compile_classifier", "evaluate_accuracy", "learning_rate_schedule", "train_classifier"]
+__all__ = [
+    "SCHEDULES", "ElapsedSeconds", "compile_classifier", "evaluate_accuracy", "learning_rate_schedule", "train_classifier",
+]
 
 
 def _sparse_smoothed_crossentropy(num_classes, label_smoothing):
@@ -61,6 +65,18 @@ def learning_rate_schedule(learning_rate, schedule, total_steps):
         values = [learning_rate, learning_rate / 10, learning_rate / 100]
         return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
     raise ValueError(f"schedule must be one of {SCHEDULES}. Received: schedule={schedule!r}")
+
+
+class ElapsedSeconds(keras.callbacks.Callback):
+    """Writes, after every epoch, the seconds a training has taken to `path` as `{"seconds": ...}`
+    (`before`: what interrupted processes had recorded), so that a resumed training reports them all."""
+
+    def __init__(self, path, before):
+        super().__init__()
+        self.path, self.before, self.start = path, before, time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        write_json(self.path, {"seconds": self.before + time.perf_counter() - self.start}, durable=False)
 
 
 def train_classifier(
