@@ -4,7 +4,6 @@
 metrics; compiling inside `strategy.scope()` puts the optimizer's variables there too.
 """
 
-import math
 import time
 
 import keras
@@ -128,8 +127,8 @@ def train_classifier(
     )
     started = []  # the epochs begun, to name the one that diverged
     try:
-        # raise_error: a diverged epoch ends at once, before a backup callback saves it
-        history = model.fit(
+        # raise_error: a diverged epoch ends at its first NaN batch, before a backup callback saves it
+        return model.fit(
             data.train,
             validation_data=data.validation if data.info.num_validation else None,
             epochs=epochs,
@@ -143,15 +142,10 @@ def train_classifier(
     except RuntimeError as error:
         if "NaN or Inf loss" not in str(error):
             raise
-        history = None
-    losses = history.history.get("loss", []) if history is not None else [math.nan]
-    if any(not math.isfinite(v) for v in losses):
         raise TrainingDivergedError(
-            f"Training diverged in phase '{phase}' (loss became NaN/inf at epoch "
-            f"{started[-1] + 1 if started else len(losses)}); try a smaller {learning_rate_flag}. Everything "
-            "written so far is kept."
-        )
-    return history
+            f"Training diverged in phase '{phase}' (loss became NaN/inf at epoch {started[-1] + 1}); try a "
+            f"smaller {learning_rate_flag}. Everything written so far is kept."
+        ) from None
 
 
 def evaluate_accuracy(model, dataset, strategy):
