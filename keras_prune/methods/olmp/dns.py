@@ -186,12 +186,13 @@ class DNSLayers:
         self.names = list(names)
         self.gammas = np.array([GAMMAS[type(layer)] for layer in self.layers])
         if statistics is None:
-            statistics = [LayerStatistics.of(self._masked_values(layer)) for layer in self.layers]
+            statistics = [LayerStatistics.of(self.masked_values(layer)) for layer in self.layers]
         self.statistics = list(statistics)
         self.sizes = np.array([sum(int(np.prod(w.shape)) for w, _ in weight_pairs(layer)) for layer in self.layers])
 
     @staticmethod
-    def _masked_values(layer):
+    def masked_values(layer):
+        """`[kernel, bias]` of a masked layer as export keeps them (weights times masks)."""
         return [np.asarray(w.numpy()) * np.asarray(m.numpy()) for w, m in weight_pairs(layer)]
 
     @property
@@ -229,5 +230,5 @@ class DNSLayers:
         """Per layer: non-zero entries of the masked weights and biases (what export keeps)."""
         counts = np.zeros(len(self.layers), "int64")
         for i, layer in enumerate(self.layers):
-            counts[i] = sum(int(np.count_nonzero(v)) for v in self._masked_values(layer))
+            counts[i] = sum(int(np.count_nonzero(v)) for v in self.masked_values(layer))
         return counts

@@ -27,7 +27,7 @@ def describe(loop, output_dir):
             "type": type(layer).__name__.replace("Masked", ""),
             "params": int(size),
             "kept": int(n),
-            "kernel_kept": int(np.count_nonzero(np.asarray(layer.kernel.numpy()) * np.asarray(layer.prune_mask.numpy()))),
+            "kernel_kept": int(np.count_nonzero(dns.masked_values(layer)[0])),
             "kept_fraction": round(int(n) / int(size), 6),
             "crate": round(float(c), 6),
             "threshold": round(float(t), 6),
