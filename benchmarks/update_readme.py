@@ -1,7 +1,11 @@
-"""Regenerates the README's results section from benchmarks/results/*.json.
+"""Regenerates the README's results section and docs/results.md from benchmarks/results/*.json.
 
-Everything between the `<!-- results:start -->` and `<!-- results:end -->` markers is
-rewritten; nothing in it is typed by hand. Run: python benchmarks/update_readme.py
+The README carries the headline tables: surgery, latency, each comparison across seeds, the
+methods' seed-0 runs and the keras.applications verdict. docs/results.md carries all of it plus
+every pruned model of every run, scratch's per-run table and the sweep's per-model table, which
+would bury the README. Everything between the README's `<!-- results:start -->` and
+`<!-- results:end -->` markers, and all of docs/results.md, is rewritten; nothing in them is
+typed by hand. Run: python benchmarks/update_readme.py
 """
 
 import functools
@@ -15,6 +19,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 START, END = "<!-- results:start -->", "<!-- results:end -->"
+FULL_RESULTS = os.path.join("docs", "results.md")  # relative to ROOT
 
 
 def _load(name):
@@ -114,24 +119,33 @@ def summary_section(seeds=None):
         "",
         *markdown_table(table),
         "",
-        *_resolution_note(repeats=bool(seeds_section() if seeds is None else seeds)),
+        *_resolution_note(repeats=bool(seeds_section() if seeds is None else seeds), every_run=True),
         *(["![accuracy vs cost](benchmarks/results/accuracy_vs_cost.png)", ""] if os.path.exists(plot) else []),
     ]
 
 
-def _resolution_note(accuracy=0.97, repeats=False):
-    """How finely the mnist5k test split resolves accuracy, so that readers weigh small differences."""
+def _resolution_note(accuracy=0.97, repeats=False, every_run=False):
+    """How finely the mnist5k test split resolves accuracy, so that readers weigh small differences.
+
+    `every_run`: the note precedes the table of every run (docs/results.md), not the README's summary.
+    """
     from keras_prune.data.embedded import load_embedded
 
     n = len(load_embedded("mnist5k", validation_fraction=0.1).y_test)
     error = 100 * (accuracy * (1 - accuracy) / n) ** 0.5
+    if every_run:
+        follows = ("; each row is one run, and the next table gives the comparisons repeated with other seeds."
+                   if repeats else "; each row is one run.")
+    else:
+        follows = (". " + ("The next table gives each comparison repeated with other seeds, the method tables after "
+                           "it are single runs, and " if repeats else "The method tables below are single runs, and ")
+                   + f"[{FULL_RESULTS}]({FULL_RESULTS}) lists every pruned model of every run.")
     return [
         f"How much an accuracy difference means: the mnist5k test split is {n:,} images, so one image is "
         f"{100 / n:.1f} pp and the binomial standard error of an accuracy near {100 * accuracy:.0f}% is "
         f"{error:.1f} pp. TensorFlow's multi-threaded CPU training is not bitwise reproducible, so a run repeated "
         "with the same seed and settings gives a slightly different model. A difference of a few tenths of a point "
-        "between two single runs is therefore not evidence either way; each row is one run"
-        + (", and the next table gives the comparisons repeated with other seeds." if repeats else "."),
+        "between two single runs is therefore not evidence either way" + follows,
         "",
     ]
 
@@ -153,7 +167,8 @@ def seeds_section():
     ]
 
 
-def sweep_section():
+def sweep_section(per_model=True):
+    """The keras.applications sweep's verdict, and with `per_model` its table of every model."""
     sweep = _load("applications_sweep.json")
     if not sweep:
         return []
@@ -185,12 +200,11 @@ def sweep_section():
            "SavedModel round trip, TFLite conversion with the same outputs")
         + f". **{len(passed)} of {len(models)} pass**" + (f"; fail: {', '.join(failed)}." if failed else ".")
         + " Channels outside prunable groups are frozen: the model's input and output, and layers with no channel "
-        "rule (see `frozen_layers` in the results file).",
+        "rule (see `frozen_layers` in the results file)."
+        + ("" if per_model else f" Each model's figures: [{FULL_RESULTS}]({FULL_RESULTS})."),
         "",
-        "| model | input | result | prunable groups | channels in them | FLOPs kept | params kept | time |",
-        "|---|---|---|---|---|---|---|---|",
-        *rows,
-        "",
+        *(["| model | input | result | prunable groups | channels in them | FLOPs kept | params kept | time |",
+           "|---|---|---|---|---|---|---|---|", *rows, ""] if per_model else []),
     ]
 
 
@@ -449,6 +463,33 @@ def rnp_section(result=None):
     ]
 
 
+def readme_body(seeds):
+    """The README's results section: the headline tables, pointing to docs/results.md for every run."""
+    from tabulate_results import rows
+
+    plot = os.path.join(RESULTS, "accuracy_vs_cost.png")
+    return (surgery_section(_load("surgery.json"))
+            + latency_section(_load("channel_counts.json"), _load("round_to_latency.json"))
+            + (_resolution_note(repeats=bool(seeds)) if rows(RESULTS) else [])
+            + seeds + olmp_section() + lstm_section() + rnp_section() + sweep_section(per_model=False)
+            + (["![accuracy vs cost](benchmarks/results/accuracy_vs_cost.png)", ""] if os.path.exists(plot) else []))
+
+
+def full_body(seeds):
+    """docs/results.md: every table, with every pruned model of every run and scratch's per-run table."""
+    lines = (surgery_section(_load("surgery.json"))
+             + latency_section(_load("channel_counts.json"), _load("round_to_latency.json"))
+             + summary_section(seeds) + seeds + scratch_section()
+             + olmp_section() + lstm_section() + rnp_section() + sweep_section())
+    return [line.replace("](benchmarks/", "](../benchmarks/") for line in lines]  # the file sits in docs/
+
+
+def _write(path, text):
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
+
+
 def main():
     readme = os.path.join(ROOT, "README.md")
     text = open(readme).read()
@@ -458,15 +499,16 @@ def main():
     head, _, rest = text.partition(START)
     _, _, tail = rest.partition(END)
     seeds = seeds_section()
-    body = (surgery_section(_load("surgery.json"))
-            + latency_section(_load("channel_counts.json"), _load("round_to_latency.json"))
-            + summary_section(seeds) + seeds + scratch_section()
-            + olmp_section() + lstm_section() + rnp_section() + sweep_section())
-    new = head + START + "\n" + "\n".join(body) + "\n" + END + tail
-    with open(readme + ".tmp", "w") as f:
-        f.write(new)
-    os.replace(readme + ".tmp", readme)
-    print("README results section regenerated from", RESULTS)
+    _write(readme, head + START + "\n" + "\n".join(readme_body(seeds)) + "\n" + END + tail)
+    full = os.path.join(ROOT, FULL_RESULTS)
+    os.makedirs(os.path.dirname(full), exist_ok=True)
+    _write(full, "\n".join([
+        "# Results: every benchmark run", "",
+        "Generated by `python benchmarks/update_readme.py` from `benchmarks/results/*.json`; nothing here is typed "
+        "by hand, and the README's results section is the summary of this file. How the benchmarks are run: the "
+        "README's [Results](../README.md#results) section.", "",
+        *full_body(seeds)]) + "\n")
+    print("README results section and", FULL_RESULTS, "regenerated from", RESULTS)
 
 
 if __name__ == "__main__":

@@ -237,3 +237,26 @@ def test_the_sweep_says_it_checked_the_folded_saved_model_only_when_every_pass_d
     sweep["models"]["ResNet50"]["saved_model"] = "batch_norm_folded"
     (tmp_path / "applications_sweep.json").write_text(json.dumps(sweep))
     assert "BatchNorm folding exact (float64), the SavedModel a run ships (folded)" in update_readme.sweep_section()[0]
+
+
+def test_the_readme_gets_the_summary_and_docs_results_every_run(tmp_path, monkeypatch):
+    results = tmp_path / "benchmarks" / "results"
+    results.mkdir(parents=True)
+    (results / "lstm_vs_l1_vgg16.json").write_text(json.dumps(_lstm(0, 0.980, 0.975)))
+    (results / "lstm_vs_l1_vgg16_seed1.json").write_text(json.dumps(_lstm(1, 0.970, 0.975)))
+    (results / "applications_sweep.json").write_text(json.dumps(_sweep()))
+    (results / "accuracy_vs_cost.png").write_bytes(b"")
+    (tmp_path / "README.md").write_text(f"# Title\n{update_readme.START}\nold\n{update_readme.END}\n## After\n")
+    monkeypatch.setattr(update_readme, "ROOT", str(tmp_path))
+    monkeypatch.setattr(update_readme, "RESULTS", str(results))
+    update_readme.main()
+    readme = (tmp_path / "README.md").read_text()
+    full = (tmp_path / "docs" / "results.md").read_text()
+    assert readme.startswith("# Title\n") and readme.endswith(f"{update_readme.END}\n## After\n") and "old" not in readme
+    for text in (readme, full):  # both carry the seeds table, the method table and the sweep's verdict
+        assert "**Across seeds**" in text and "**Where to Prune vs uniform L1" in text and "**1 of 2 pass**" in text
+    assert "**Every pruned model, one table**" in full and "**Every pruned model" not in readme
+    assert "| Broken |" in full and "| Broken |" not in readme, "the sweep's per-model rows live in docs/results.md"
+    assert "[docs/results.md](docs/results.md) lists every pruned model" in readme
+    assert "](benchmarks/results/accuracy_vs_cost.png)" in readme
+    assert "](../benchmarks/results/accuracy_vs_cost.png)" in full and "](benchmarks/" not in full
