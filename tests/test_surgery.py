@@ -327,3 +327,14 @@ def test_a_fresh_pruned_structure_is_the_reinitialised_pruned_model(name, rng):
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
     kernels = [(a, b) for a, b in zip(fresh.weights, sliced.weights) if "kernel" in a.path]
     assert any(not np.array_equal(a.numpy(), b.numpy()) for a, b in kernels), "not the surviving weights"
+
+
+def test_a_channel_listed_twice_is_refused_not_kept_once():
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(6, 3, name="conv")(inputs)
+    model = keras.Model(inputs, layers.Dense(2)(layers.GlobalAveragePooling2D()(x)))
+    graph = analyze(model)
+    group = next(g.id for g in graph.groups if g.prunable)
+    with pytest.raises(ValueError, match=r"lists channels \[1\] more than once"):
+        prune_channels(model, {group: [0, 1, 1, 2]}, graph=graph)
+    assert prune_channels(model, {group: [2, 0, 1]}, graph=graph).get_layer("conv").filters == 3

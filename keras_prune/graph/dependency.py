@@ -318,7 +318,12 @@ class ChannelGraph:
         alive_group = {}
         for group_id, indices in (keep or {}).items():
             group = self.group(group_id)
-            indices = np.unique(np.asarray(indices, dtype=np.int64))
+            indices, counts = np.unique(np.asarray(indices, dtype=np.int64).reshape(-1), return_counts=True)
+            if (counts > 1).any():  # a caller's bug: the kept count would silently differ from the one asked for
+                raise ValueError(
+                    f"keep[{group_id!r}] lists channels {indices[counts > 1].tolist()} more than once; "
+                    "list each kept channel once."
+                )
             if indices.size and (indices.min() < 0 or indices.max() >= group.size):
                 raise ValueError(
                     f"Channel indices for group {group_id!r} must be in [0, {group.size}). "
