@@ -364,17 +364,30 @@ def layer_table(dense, pruned):
     return rows
 
 
+EXPORT_PATHS = {"keras": "model.keras", "saved_model": "saved_model", "tflite": "model.tflite"}
+
+
+def _drop_unrequested_exports(output_dir, formats):
+    """Removes the exports of an earlier process of this run that `--export` no longer asks for
+    (a resume with other formats): report.json lists what the folder holds, and nothing else."""
+    for fmt, name in EXPORT_PATHS.items():
+        path = os.path.join(output_dir, name)
+        if fmt not in formats and os.path.lexists(path):
+            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+            _log(f"resume: removed {name}, which --export no longer asks for")
+
+
 def _export(model, output_dir, formats):
     """Writes the plain pruned model: model.keras, saved_model/ (for serving: BatchNorm folded
     into the convolutions, as converters do), optionally model.tflite."""
     written = {}
     if "keras" in formats:
-        written["keras"] = save_keras(model, os.path.join(output_dir, "model.keras"))
+        written["keras"] = save_keras(model, os.path.join(output_dir, EXPORT_PATHS["keras"]))
     if "saved_model" in formats:
-        written["saved_model"] = export_saved_model(model, os.path.join(output_dir, "saved_model"))
+        written["saved_model"] = export_saved_model(model, os.path.join(output_dir, EXPORT_PATHS["saved_model"]))
     if "tflite" in formats:
         converter = tf.lite.TFLiteConverter.from_keras_model(model)
-        path = os.path.join(output_dir, "model.tflite")
+        path = os.path.join(output_dir, EXPORT_PATHS["tflite"])
         atomic_write(path, converter.convert(), mode="wb")
         written["tflite"] = path
     return written
@@ -583,6 +596,7 @@ def _run(config, *, flags_text, made):
         f"pruned: accuracy {pruned['accuracy']:.4f}, {pruned['flops'] / 1e6:.2f} M MACs "
         f"({pruned['flops'] / baseline['flops']:.4f} of the dense model)"
     )
+    _drop_unrequested_exports(output_dir, config.export)
     if result.export is not None:
         exported = result.export(output_dir, config.export)
     else:

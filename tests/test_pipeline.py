@@ -156,8 +156,12 @@ def test_the_report_is_rebuilt_from_the_run_folder_without_rerunning_the_method(
         raise AssertionError("the method ran again")
 
     monkeypatch.setattr(l1, "run", must_not_run)
-    again = run(_smoke_config(tmp_path / "run", max_batches=5, resume=True))
-    assert "l1 had finished; its result is loaded" in capsys.readouterr().out
+    again = run(_smoke_config(tmp_path / "run", max_batches=5, resume=True, export=("keras",)))
+    out = capsys.readouterr().out
+    assert "l1 had finished; its result is loaded" in out
+    assert "resume: removed saved_model, which --export no longer asks for" in out
+    assert not (tmp_path / "run" / "saved_model").exists() and (tmp_path / "run" / "model.keras").exists()
+    assert set(first["exported"]) == {"keras", "saved_model"} and set(again["exported"]) == {"keras"}
     assert (tmp_path / "run" / "report.json").exists() and (tmp_path / "run" / "report.md").exists()
     for key in ("flops_ratio", "search_seconds", "retrain_seconds", "method_details", "layers"):
         assert again[key] == first[key], key
