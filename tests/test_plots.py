@@ -113,3 +113,23 @@ def test_plotting_leaves_pyplot_and_backend_alone(tmp_path):
 
         assert matplotlib.get_backend() == backend
         assert plt.get_fignums() == []
+
+
+def test_a_layer_that_ends_wider_than_it_began_stays_inside_the_axes(tmp_path, monkeypatch):
+    import keras_prune.export.plots as plots
+
+    drawn = {}
+
+    def capture(fig, path):
+        ax = fig.axes[0]
+        drawn["right"] = ax.get_xlim()[1]
+        drawn["labels"] = {t.get_text(): t.get_position()[0] for t in ax.texts}
+        fig.clear()
+
+    monkeypatch.setattr(plots, "save_figure", capture)
+    report = {"method": "scratch", "model": "resnet20", "layers": [
+        {"name": "stream", "channels_before": 64, "channels_after": 80},
+        {"name": "inner", "channels_before": 64, "channels_after": 20}]}
+    plot_layer_channels(report, tmp_path / "channels.png")
+    assert drawn["right"] > 80
+    assert drawn["labels"]["80/64 (125 %)"] > 80 and 64 < drawn["labels"]["20/64 (31 %)"] < 80

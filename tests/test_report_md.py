@@ -23,6 +23,7 @@ def _report(**overrides):
         "pruned": {"accuracy": 0.97, "flops": 1150000, "params": 200000,
                    "nonzero_params": 100000, "latency_ms": 0.30},
         "search_seconds": 12.3,
+        "retrain_seconds": 45.0,
         "total_seconds": 80.1,
         "layers": [
             {"name": "conv1", "channels_before": 20, "channels_after": 10,
@@ -71,7 +72,7 @@ def test_markdown_title_and_summary_rows_with_ratios():
     assert "| Compression (params / non-zero) | 1.000× | 2.000× | 2.000× |" in text
     assert "| Compression vs dense (dense params / non-zero) | 1.000× | 4.311× |  |" in text
     assert "| Latency, batch 1 (ms) | 0.41 | 0.30 | 0.732× |" in text
-    assert "Search: 12.3 s; total: 1 min 20 s." in text
+    assert "Search: 12.3 s; retraining: 45.0 s; total: 1 min 20 s." in text
 
 
 def test_markdown_serving_latency_rows_in_batch_order():

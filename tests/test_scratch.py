@@ -310,7 +310,16 @@ def test_scratch_without_gate_epochs_is_refused():
         preflight(get_model("resnet20", (28, 28, 1), 10), config)
 
 
-def test_scratch_run_meets_the_budget_against_the_unexpanded_model(tmp_path):
+def test_scratch_run_meets_the_budget_against_the_unexpanded_model(tmp_path, monkeypatch):
+    import keras_prune.export.plots as plots
+
+    figures, plot = {}, plots.plot_layer_channels
+
+    def recorded(report, path):
+        figures[os.path.basename(path)] = report
+        plot(report, path)
+
+    monkeypatch.setattr(plots, "plot_layer_channels", recorded)
     keras.utils.set_random_seed(0)
     path = tmp_path / "tiny.keras"
     base = tiny_resnet(width=16)
@@ -337,7 +346,8 @@ def test_scratch_run_meets_the_budget_against_the_unexpanded_model(tmp_path):
     assert abs(report["flops_ratio"] - 0.7) <= 0.05 * 0.7
     details = report["method_details"]
     assert [r["epoch"] for r in details["gate_history"]] == [1, 2]
-    assert details["gate_learning_seconds"] + details["budget_search_seconds"] <= report["search_seconds"]
+    parts = ("gate_learning_seconds", "budget_search_seconds", "structure_build_seconds")
+    assert sum(details[k] for k in parts) == pytest.approx(report["search_seconds"], abs=0.01)
     expanded = {g["group"]: g for g in details["groups"]}
     assert expanded["block_1"]["expanded"] == 25 and expanded["block_1"]["original"] == 20
     assert all(1 <= g["kept"] <= g["expanded"] for g in details["groups"])
@@ -346,6 +356,9 @@ def test_scratch_run_meets_the_budget_against_the_unexpanded_model(tmp_path):
     assert pruned.get_layer("stem").filters == 20
     assert count_flops(pruned).total == report["pruned"]["flops"]
     assert (out / "plots" / "gate_channels.png").exists()
+    gates = figures["gate_channels.png"]  # its title names the data and the budget's FLOPs
+    assert gates["dataset"] == "digits" and gates["baseline"]["flops"] == report["baseline"]["flops"]
+    assert gates["pruned"]["flops"] / gates["baseline"]["flops"] == pytest.approx(details["flops_ratio_after_search"])
     saved = json.loads((out / "report.json").read_text())
     assert saved["method"] == "scratch"
     events = [f for _, _, files in os.walk(out / "tensorboard") for f in files if f.startswith("events")]

@@ -68,12 +68,14 @@ def plot_layer_channels(report, path, *, dpi=100):
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
 
-    widest = np.nanmax(before) if np.isfinite(before).any() else 1.0
+    # A layer can end wider than it began (scratch's expansion): the longer bar sets the room.
+    longer = np.fmax(before, after)
+    widest = np.nanmax(longer) if np.isfinite(longer).any() else 1.0
     ax.set_xlim(0, widest * 1.16)  # room for the kept-% labels right of the longest bar
-    for row, (b, a) in enumerate(zip(before, after)):
+    for row, (end, b, a) in enumerate(zip(longer, before, after)):
         kept = format_percent(a / b if b > 0 and np.isfinite(a) else None, digits=0)
         text = f"{_int_text(a)}/{_int_text(b)} ({kept})"
-        ax.text((b if np.isfinite(b) else 0) + widest * 0.01, row, text, va="center",
+        ax.text((end if np.isfinite(end) else 0) + widest * 0.01, row, text, va="center",
                 fontsize=6.5 if n > 30 else 8, color="#333333")
 
     fig.suptitle(_channels_title(report, before, after), fontsize=11)

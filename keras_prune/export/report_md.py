@@ -142,6 +142,7 @@ def _summary(report):
     table = _table(["", "Dense", "Pruned", "Pruned / dense"], rows, align="lrrr")
     timing = (
         f"Search: {format_seconds(report.get('search_seconds'))}; "
+        f"retraining: {format_seconds(report.get('retrain_seconds'))}; "
         f"total: {format_seconds(report.get('total_seconds'))}."
     )
     return f"## Summary\n\n{table}\n\n{timing}"

@@ -441,14 +441,16 @@ def run(model, data, ctx):
     warning = off_target_warning("scratch", budget["ratio"], config.target_flops, round_to=config.round_to)
     if warning:
         ctx.log(warning)
+    build_start = time.perf_counter()
     with ctx.strategy.scope():
         structure = prune_channels(expanded, budget.keep, graph=graph, name=f"{model.name}_scratch", fresh=True)
+    build_seconds = time.perf_counter() - build_start
     search_seconds = time.perf_counter() - start + before
 
     epochs = retrain_epochs(config)
     ctx.log(f"scratch: training the pruned structure from scratch for {epochs} epoch(s)")
     retrain_seconds = retrain(structure, data, ctx, epochs=epochs, phase="retrain")
-    _plot_gate_channels(ctx, model, graph, groups, budget)
+    _plot_gate_channels(ctx, model, graph, groups, budget, reference_flops)
     original = {g.id: g.size for g in original_graph.groups}
     return MethodResult(
         model=structure,
@@ -457,6 +459,7 @@ def run(model, data, ctx):
         details={
             "gate_learning_seconds": round(gate_seconds, 3),
             "budget_search_seconds": round(budget_seconds, 3),
+            "structure_build_seconds": round(build_seconds, 3),  # the three make up search_seconds
             "selected_epoch": selection.selected()[1],
             "gate_history": selection.history,
             "flops_ratio_after_search": round(budget["ratio"], 6),
@@ -483,11 +486,15 @@ def _unfused_checkpoint(path, config):
     return config.resume and os.path.exists(path) and not read_state(path)[0].get("fused_gates", False)
 
 
-def _plot_gate_channels(ctx, model, graph, groups, budget):
+def _plot_gate_channels(ctx, model, graph, groups, budget, reference_flops):
+    """Each gated group's expanded width against the channels its gates kept; the title's FLOPs are
+    the budget's, against the unexpanded model."""
     from keras_prune.export.plots import plot_layer_channels
 
     layers = [
         {"name": g.id, "channels_before": g.size, "channels_after": budget["counts"][g.id]} for g in groups
     ]
-    figure = {"layers": layers, "model": f"{model.name} x{ctx.config.expansion:g}", "method": "scratch gates"}
+    figure = {"layers": layers, "model": f"{model.name} x{ctx.config.expansion:g}", "method": "scratch gates",
+              "dataset": ctx.config.dataset, "baseline": {"flops": reference_flops},
+              "pruned": {"flops": budget["ratio"] * reference_flops}}
     plot_layer_channels(figure, os.path.join(ctx.output_dir, "plots", "gate_channels.png"))
