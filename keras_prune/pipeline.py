@@ -629,7 +629,8 @@ def _run(config, *, flags_text, made):
         **_environment(),
     }
     write_json(os.path.join(output_dir, "report.json"), report)  # first: the rest is drawn from it
-    _write_summaries(summaries, report)
+    summaries.close()
+    _write_summaries(os.path.join(output_dir, "tensorboard", "report"), report)
     if report["layers"]:
         plot_layer_channels(report, os.path.join(output_dir, "plots", "layer_channels.png"))
     else:
@@ -686,10 +687,15 @@ def _finished_result(output_dir, strategy):
     return MethodResult(model=model, **saved)
 
 
-def _write_summaries(summaries, report):
+def _write_summaries(folder, report):
+    """The report's numbers, structure table and HParams as TensorBoard's `report` run. The folder is
+    written whole each time: a resumed run's report replaces the earlier one instead of adding a
+    second copy at the same steps."""
     from keras_prune.export.report_md import render_markdown
+    from keras_prune.export.summaries import RunSummaries
 
-    with summaries:
+    shutil.rmtree(folder, ignore_errors=True)
+    with RunSummaries(folder) as summaries:
         for step, key in enumerate(("baseline", "pruned")):
             stats = report[key]
             summaries.scalars(

@@ -9,6 +9,7 @@ import sys
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from keras_prune.graph import count_flops
 from keras_prune.pipeline import RunConfig, run
@@ -162,6 +163,9 @@ def test_the_report_is_rebuilt_from_the_run_folder_without_rerunning_the_method(
     assert "resume: removed saved_model, which --export no longer asks for" in out
     assert not (tmp_path / "run" / "saved_model").exists() and (tmp_path / "run" / "model.keras").exists()
     assert set(first["exported"]) == {"keras", "saved_model"} and set(again["exported"]) == {"keras"}
+    written = [(v.tag, e.step) for path in (tmp_path / "run" / "tensorboard" / "report").glob("events*")
+               for e in tf.compat.v1.train.summary_iterator(str(path)) for v in e.summary.value]
+    assert ("accuracy", 1) in written and len(written) == len(set(written)), "the rebuilt report's summaries, once"
     assert (tmp_path / "run" / "report.json").exists() and (tmp_path / "run" / "report.md").exists()
     for key in ("flops_ratio", "search_seconds", "retrain_seconds", "method_details", "layers"):
         assert again[key] == first[key], key

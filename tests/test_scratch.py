@@ -361,8 +361,10 @@ def test_scratch_run_meets_the_budget_against_the_unexpanded_model(tmp_path, mon
     assert gates["pruned"]["flops"] / gates["baseline"]["flops"] == pytest.approx(details["flops_ratio_after_search"])
     saved = json.loads((out / "report.json").read_text())
     assert saved["method"] == "scratch"
-    events = [f for _, _, files in os.walk(out / "tensorboard") for f in files if f.startswith("events")]
-    assert events
+    events = [os.path.join(d, f) for d, _, files in os.walk(out / "tensorboard") for f in files
+              if f.startswith("events")]
+    tags = {v.tag for path in events for e in tf.compat.v1.train.summary_iterator(path) for v in e.summary.value}
+    assert {f"gates/{g['group']}" for g in details["groups"]} <= tags, "a gate histogram per group, every epoch"
 
 
 def test_an_impossible_budget_names_the_smallest_reachable_value(tmp_path):

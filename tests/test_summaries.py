@@ -44,9 +44,9 @@ def test_layer_sparsity_one_scalar_per_layer(tmp_path):
     assert events["sparsity/block2_conv"][0][0] == 3
 
 
-def test_histograms_under_gates(tmp_path):
+def test_histograms_under_their_own_tags(tmp_path):
     with RunSummaries(tmp_path) as summaries:
-        summaries.histograms(2, {"conv1": np.linspace(0, 1, 20).reshape(4, 5)})
+        summaries.histograms(2, {"gates/conv1": np.linspace(0, 1, 20).reshape(4, 5)})
     step, plugin, value = _events(tmp_path)["gates/conv1"][0]
     assert (step, plugin) == (2, "histograms")
     buckets = tf.make_ndarray(value.tensor)  # rows of (left edge, right edge, count)

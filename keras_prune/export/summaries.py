@@ -62,11 +62,11 @@ class RunSummaries:
         self._write_scalars(step, _mapping(sparsities, "sparsities"), prefix="sparsity/")
 
     def histograms(self, step, arrays, *, buckets=None):
-        """Writes a histogram of values (gates, prune masks) under "gates/<name>".
+        """Writes a histogram of values (gates, prune masks) per name.
 
         Args:
             step: the global step, an int.
-            arrays: {name: array of values}.
+            arrays: {tag: array of values}, e.g. {"gates/conv1": gate values}.
             buckets: histogram buckets; None uses TensorBoard's default.
         """
         from tensorboard.plugins.histogram.summary_v2 import histogram_pb
@@ -77,7 +77,7 @@ class RunSummaries:
                 values = np.asarray(array, dtype=np.float32).reshape(-1)
                 # The buckets counted in NumPy: `tf.summary.histogram` runs a dozen eager ops per
                 # histogram, 0.1 s an epoch for scratch's 13 gate groups on VGG-16, inside its timed search.
-                summary = histogram_pb(f"gates/{name}", values, buckets=buckets)
+                summary = histogram_pb(str(name), values, buckets=buckets)
                 tf.summary.experimental.write_raw_pb(summary.SerializeToString(), step=step)
 
     def text(self, tag, markdown, *, step=0):
