@@ -156,7 +156,7 @@ def test_saved_model_serves_logits_and_actions_and_bias_buys_speed(tmp_path):
     serving = RNPServing(trainer.backbone, trainer.decision, 0.0)
     export_saved_model(serving, str(tmp_path / "sm"))
     loaded = tf.saved_model.load(str(tmp_path / "sm"))
-    assert set(loaded.signatures) == {"serve", "serve_with_bias"}
+    assert set(loaded.signatures) == {"serve", "serve_with_bias", "serving_default"}
     x = images(6)
     groups = []
     for bias in (-10.0, -0.1, 0.0, 0.1, 10.0):
@@ -169,6 +169,8 @@ def test_saved_model_serves_logits_and_actions_and_bias_buys_speed(tmp_path):
     assert groups == sorted(groups, reverse=True), "a higher bias never computes more groups"
     assert groups[0] == 4 and groups[-1] == 1
     default = loaded.signatures["serve"](images=tf.constant(x))
+    np.testing.assert_array_equal(loaded.signatures["serving_default"](images=tf.constant(x))["logits"],
+                                  default["logits"])
     np.testing.assert_allclose(default["logits"], serving.serve_with_bias(x, 0.0)["logits"], atol=1e-5)
     # The loaded functions hold a trace for exactly one image (the sliced path, no dispatch)
     # and one for any batch; both give the signatures' answers.

@@ -50,8 +50,9 @@ def operating_points(trainer, dataset, biases):
     return points, per_input
 
 
-def plot_operating_points(points, dense, path, *, static=None):
-    """Accuracy vs mean MACs per input (RNP at each bias; the dense model; optional static points)."""
+def plot_operating_points(points, dense, path, *, static=None, dense_label="dense model"):
+    """Accuracy vs mean MACs per input (RNP at each bias; `dense`, the full-cost point named by
+    `dense_label`; optional static points)."""
     fig = Figure(figsize=(6, 4))
     ax = fig.add_subplot()
     order = np.argsort([p["mean_flops"] for p in points])
@@ -64,7 +65,7 @@ def plot_operating_points(points, dense, path, *, static=None):
     if static:
         ax.plot([p["flops"] / 1e6 for p in static], [100 * p["accuracy"] for p in static], "s--",
                 color="#d1495b", label="static uniform pruning")
-    ax.plot([dense["flops"] / 1e6], [100 * dense["accuracy"]], "k*", markersize=10, label="dense backbone")
+    ax.plot([dense["flops"] / 1e6], [100 * dense["accuracy"]], "k*", markersize=10, label=dense_label)
     ax.set_xlabel("mean M MACs per input")
     ax.set_ylabel("test accuracy %")
     ax.set_title("accuracy vs computation (labels: flops_bias)", fontsize=9)
@@ -141,7 +142,7 @@ def plots(points, per_input, default_bias, dense, dataset, info, output_dir):
         "flops_histogram": os.path.join(folder, "rnp_flops_histogram.png"),
         "easy_hard": os.path.join(folder, "rnp_easy_hard.png"),
     }
-    plot_operating_points(points, dense, paths["operating_points"])
+    plot_operating_points(points, dense, paths["operating_points"], dense_label="fine-tuned backbone, every group")
     plot_flops_histogram(flops, dense["flops"], paths["flops_histogram"])
     plot_easy_hard(dataset, flops, info, paths["easy_hard"])
     return {k: os.path.relpath(v, output_dir) for k, v in paths.items()}

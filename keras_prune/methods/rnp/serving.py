@@ -65,6 +65,8 @@ class RNPServing(tf.Module):
             spec = tf.TensorSpec((batch, *shape), tf.float32, name="images")
             self._signatures["serve"] = self.serve.get_concrete_function(spec)
             self._signatures["serve_with_bias"] = self.serve_with_bias.get_concrete_function(spec, bias_spec)
+        # What TF Serving, saved_model_cli and converters call unless told otherwise: `serve`, any batch.
+        self._signatures["serving_default"] = self._signatures["serve"]
 
     def _serve(self, images):
         return self._serve_with_bias(images, self.flops_bias)
