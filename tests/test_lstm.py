@@ -677,6 +677,7 @@ def test_lstm_run_end_to_end_writes_sensitivity_and_every_structure(tmp_path):
     details = report["method_details"]
     assert [row["group"] for row in details["sensitivity"]] == ["block_1", "plain"]
     assert len(details["structures"]) == details["structures_evaluated"] + 1
+    assert details["epochs"][-1]["children_evaluated"] == details["structures_evaluated"], "one count, not two"
     best = details["best_structure"]
     assert report["flops_ratio"] == pytest.approx(best["flops_ratio"])
     assert (out / "plots" / "lstm_sensitivity.png").exists() and (out / "plots" / "lstm_reward.png").exists()

@@ -6,7 +6,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from keras_prune.export.plots import plot_trajectory, save_figure
+from keras_prune.export.plots import save_figure
 
 __all__ = ["describe", "sensitivity", "write_plots"]
 
@@ -86,16 +86,30 @@ def write_plots(details, folder, *, title):
     """plots/lstm_sensitivity.png and plots/lstm_reward.png."""
     _plot_sensitivity(details["sensitivity"], details["sensitivity_top_structures"],
                       os.path.join(folder, "lstm_sensitivity.png"), title=title)
-    epochs = details["epochs"]
-    if epochs:
-        plot_trajectory(
-            [e["epoch"] for e in epochs],
-            [e["best_reward"] for e in epochs],
-            os.path.join(folder, "lstm_reward.png"),
-            xlabel="controller epoch",
-            ylabel="best reward",
-            title=f"lstm search: {title}",
-        )
+    if details["epochs"]:
+        _plot_rewards(details["epochs"], os.path.join(folder, "lstm_reward.png"), title=title)
+
+
+def _plot_rewards(epochs, path, *, title):
+    """Per controller epoch: the mean reward of its children (is the controller learning?), its
+    best child, and the best structure found so far (what the search returns)."""
+    x = [e["epoch"] for e in epochs]
+    fig = Figure(figsize=(7.5, 4.5), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    lines = (("mean_reward", "mean reward of the epoch's children", "o-", "#1f5fa8"),
+             ("max_reward", "best child of the epoch", "^--", "#7a9cc6"),
+             ("best_reward", "best structure so far", "s-", "#d1495b"))
+    for key, label, style, color in lines:
+        y = [np.nan if e.get(key) is None else e[key] for e in epochs]
+        ax.plot(x, y, style, color=color, markersize=4, linewidth=1.4, label=label)
+    ax.set_xlabel("controller epoch")
+    ax.set_ylabel("reward")
+    ax.set_title(f"lstm search: {title}", fontsize=11)
+    ax.grid(color="#e6e6e6", linewidth=0.8)
+    ax.set_axisbelow(True)
+    ax.legend(loc="best", fontsize=9)
+    save_figure(fig, path)
 
 
 def _plot_sensitivity(rows, top, path, *, title):

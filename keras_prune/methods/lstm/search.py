@@ -195,7 +195,7 @@ class LSTMSearch:
             "best_reward": best["reward"],
             "best_flops_ratio": best["flops_ratio"],
             "best_accuracy": best["accuracy"],
-            "evaluated": len(self.candidates),
+            "children_evaluated": len(self.candidates) - 1,  # as the report's structures_evaluated: not the root
             "epochs_without_improvement": stale,
             "seconds": round(self.seconds, 3),
         }
@@ -205,7 +205,7 @@ class LSTMSearch:
         self.log(
             f"lstm: epoch {record['epoch']}: mean reward {record['mean_reward']:.4f}, entropy "
             f"{record['policy_entropy']:.3f}; best reward {best['reward']:.4f} at {best['flops_ratio']:.4f} "
-            f"of the FLOPs, validation accuracy {best['accuracy']:.4f} ({len(self.candidates)} structures)"
+            f"of the FLOPs, validation accuracy {best['accuracy']:.4f} ({record['children_evaluated']} children evaluated)"
         )
         if self.summaries is not None:
             values = {k: v for k, v in record.items() if k not in ("epoch", "seconds")}
