@@ -47,6 +47,7 @@ class RunConfig:
     output_dir: str
     dataset: str = "mnist5k"
     data_dir: str = None
+    width: float = 1.0
     custom_modules: tuple = ()
     target_flops: float = 0.5
     pretrain_epochs: int = 10
@@ -143,6 +144,9 @@ def _build_model(config, info, strategy):
         if names_a_file(config.model):
             if not os.path.exists(config.model):
                 raise PruneError(f"--model={config.model}: no such file.")
+            if config.width != 1.0:
+                raise PruneError(f"--width={config.width:g} scales the zoo's models, and --model={config.model} is "
+                                 "your own file: build and save it at the width you want, and leave --width at 1.")
             _import_custom_modules(config.custom_modules)
             try:
                 model = keras.models.load_model(config.model, compile=False)
@@ -161,7 +165,7 @@ def _build_model(config, info, strategy):
                 ) from None
             _check_own_model(model, config, info)
             return _plain(model, config), False
-        return get_model(config.model, info.input_shape, info.num_classes, seed=config.seed), True
+        return get_model(config.model, info.input_shape, info.num_classes, width=config.width, seed=config.seed), True
 
 
 def _plain(model, config):

@@ -59,6 +59,7 @@ def _prune(*args, cwd=ROOT, **env_vars):
         (["--method=l1", "--model=lenet5", "--target_flops=0"], "--target_flops must be in (0, 1]"),
         (["--method=l1", "--model=lenet5", "--round_to=0"], "--round_to must be >= 1"),
         (["--method=l1", "--model=lenet5", "--seed=-1"], "--seed must be in [0, 2**32 - 1]"),
+        (["--method=l1", "--model=lenet5", "--width=0"], "--width must be in (0, 4]"),
     ],
 )
 def test_flag_errors_are_one_line_without_traceback(args, expected, tmp_path):

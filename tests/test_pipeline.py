@@ -225,6 +225,21 @@ def test_an_own_model_with_a_gate_no_plain_model_equals_is_refused_with_the_reas
         _build_model(config, info, tf.distribute.get_strategy())
 
 
+def test_width_scales_a_zoo_model_and_is_refused_for_an_own_file(tmp_path):
+    from keras_prune.data import DatasetInfo
+    from keras_prune.errors import PruneError
+    from keras_prune.pipeline import _build_model
+
+    info = DatasetInfo("mnist5k", (28, 28, 1), 10, 1, 0, 1, "embedded")
+    strategy = tf.distribute.get_strategy()
+    full, _ = _build_model(_smoke_config(tmp_path / "a"), info, strategy)
+    half, zoo = _build_model(_smoke_config(tmp_path / "b", width=0.5), info, strategy)
+    assert zoo and half.layers[1].filters * 2 == full.layers[1].filters
+    full.save(tmp_path / "own.keras")
+    with pytest.raises(PruneError, match=r"--width=0.5 scales the zoo's models, and --model=.*own.keras is your own"):
+        _build_model(_smoke_config(tmp_path / "c", model=str(tmp_path / "own.keras"), width=0.5), info, strategy)
+
+
 @pytest.mark.parametrize(
     "classes, activation, expected",
     [

@@ -37,6 +37,9 @@ def define_flags(flag_values=None):
     _define(flags.DEFINE_list, fv, "custom_modules", [],
             "Python modules to import before loading your own --model: the ones that define its custom layers "
             "(registered with @keras.saving.register_keras_serializable).")
+    _define(flags.DEFINE_float, fv, "width", 1.0,
+            "Zoo models: multiplies every channel and hidden-unit count (the benchmarks' resnet20 x0.5 is "
+            "--width=0.5); your own --model keeps its widths.")
     _define(flags.DEFINE_string, fv, "dataset", "mnist5k", "Embedded (mnist5k, digits) or a tfds name prepared in --data_dir.")
     _define(flags.DEFINE_string, fv, "data_dir", None, "tfds data directory (nothing is downloaded).")
     _define(flags.DEFINE_string, fv, "output_dir", None, "Run folder: report, plots, exported model, TensorBoard logs.")
@@ -110,6 +113,7 @@ def define_flags(flag_values=None):
             name, lambda v: v is not None and v > 0, message=f"--{name} must be > 0.", flag_values=fv
         )
     _positive(fv, "expansion", lambda v: 1.0 <= v <= 2.0, "--expansion must be in [1, 2].")
+    _positive(fv, "width", lambda v: 0.0 < v <= 4.0, "--width must be in (0, 4].")
     _positive(fv, "gate_sparsity", lambda v: 0.0 < v < 1.0, "--gate_sparsity (r) must be in (0, 1).")
     _positive(fv, "label_smoothing", lambda v: 0.0 <= v < 1.0, "--label_smoothing must be in [0, 1).")
     for name in ("balance_factor", "weight_decay", "pretrain_weight_decay", "slimming_sparsity"):
