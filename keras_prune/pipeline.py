@@ -140,6 +140,7 @@ def _log(message):
 def _build_model(config, info, strategy):
     from keras_prune.models import get_model
 
+    _import_custom_modules(config.custom_modules)  # custom layers of a model file, or a registered criterion
     with strategy.scope():
         if names_a_file(config.model):
             if not os.path.exists(config.model):
@@ -147,7 +148,6 @@ def _build_model(config, info, strategy):
             if config.width != 1.0:
                 raise PruneError(f"--width={config.width:g} scales the zoo's models, and --model={config.model} is "
                                  "your own file: build and save it at the width you want, and leave --width at 1.")
-            _import_custom_modules(config.custom_modules)
             try:
                 model = keras.models.load_model(config.model, compile=False)
             except Exception as e:  # Keras raises many types for a bad file.
@@ -200,7 +200,8 @@ _MODEL_FILES = (".keras", ".h5", ".hdf5")
 
 
 def _import_custom_modules(names):
-    """Imports `--custom_modules`, whose import registers the custom layers of the user's model."""
+    """Imports `--custom_modules`, whose import registers the custom layers of the user's model (or a
+    channel criterion of `--lstm_criterion`)."""
     import importlib
 
     if names and os.getcwd() not in sys.path and "" not in sys.path:  # bin/prune's path starts at bin/

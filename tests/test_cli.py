@@ -37,6 +37,9 @@ def test_every_flagfile_parses_with_smoke_last(recipe, tmp_path):
     else:
         fv = _parse(*args, "--method=l1", "--model=lenet5")
         assert fv.finetune_epochs <= 1
+        # it shrinks a run, never changes where it runs: a distributed command shrunk for a try stays one
+        shrunk = _parse("--strategy=mirrored", *args, "--method=l1", "--model=lenet5")
+        assert shrunk.strategy == "mirrored"
 
 
 def _prune(*args, cwd=ROOT, **env_vars):

@@ -225,6 +225,24 @@ def test_an_own_model_with_a_gate_no_plain_model_equals_is_refused_with_the_reas
         _build_model(config, info, tf.distribute.get_strategy())
 
 
+def test_custom_modules_are_imported_for_a_zoo_model_too(tmp_path, monkeypatch):
+    """A module that registers an lstm criterion is named by --custom_modules, whatever the --model."""
+    from keras_prune.criteria import criterion_names, registry
+    from keras_prune.data import DatasetInfo
+    from keras_prune.pipeline import _build_model
+
+    monkeypatch.setattr(registry, "_CRITERIA", dict(registry._CRITERIA))
+    (tmp_path / "my_criteria.py").write_text(
+        "import numpy as np\nfrom keras_prune.criteria import register_criterion\n"
+        "register_criterion('last_first', lambda graph, group: np.arange(group.size))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "my_criteria", raising=False)
+    info = DatasetInfo("mnist5k", (28, 28, 1), 10, 1, 0, 1, "embedded")
+    config = _smoke_config(tmp_path / "run", method="lstm", custom_modules=("my_criteria",), lstm_criterion="last_first")
+    _build_model(config, info, tf.distribute.get_strategy())
+    assert "last_first" in criterion_names()
+
+
 def test_width_scales_a_zoo_model_and_is_refused_for_an_own_file(tmp_path):
     from keras_prune.data import DatasetInfo
     from keras_prune.errors import PruneError

@@ -41,11 +41,13 @@ def define_flags(flag_values=None):
             "Zoo models: multiplies every channel and hidden-unit count (the benchmarks' resnet20 x0.5 is "
             "--width=0.5); your own --model keeps its widths.")
     _define(flags.DEFINE_string, fv, "dataset", "mnist5k", "Embedded (mnist5k, digits) or a tfds name prepared in --data_dir.")
-    _define(flags.DEFINE_string, fv, "data_dir", None, "tfds data directory (nothing is downloaded).")
+    _define(flags.DEFINE_string, fv, "data_dir", None,
+            "tfds data directory (nothing is downloaded); unset: $TFDS_DATA_DIR, else ~/tensorflow_datasets.")
     _define(flags.DEFINE_string, fv, "output_dir", None, "Run folder: report, plots, exported model, TensorBoard logs.")
     _define(flags.DEFINE_float, fv, "target_flops", 0.5, "Fraction of the original FLOPs to keep, in (0, 1].")
     _define(flags.DEFINE_integer, fv, "pretrain_epochs", 10, "Epochs to train an untrained (zoo) model before pruning.")
-    _define(flags.DEFINE_float, fv, "pretrain_learning_rate", 0.01, "SGD learning rate of pre-training.")
+    _define(flags.DEFINE_float, fv, "pretrain_learning_rate", 0.01,
+            "SGD learning rate of the trainings from scratch: pre-training and slimming's sparsity training.")
     _define(flags.DEFINE_enum, fv,
             "pretrain_schedule", "constant", list(SCHEDULES),
             "Learning-rate schedule of the trainings from scratch: pre-training and slimming's sparsity "
@@ -86,8 +88,8 @@ def define_flags(flag_values=None):
         "schedule", "constant", list(SCHEDULES), "Learning-rate schedule of fine-tuning / retraining (step: /10 at 50%, 75%)."
     )
     _define(flags.DEFINE_float, fv, "label_smoothing", 0.0, "Label smoothing of fine-tuning / retraining.")
-    _define(flags.DEFINE_float, fv, "weight_decay", 0.0, "Weight decay of fine-tuning / retraining: L2 added to the gradient before momentum, as the papers' "
-            "PyTorch and Caffe code (0: none).")
+    _define(flags.DEFINE_float, fv, "weight_decay", 0.0, "Weight decay of fine-tuning / retraining and of olmp's masked "
+            "SGD: L2 added to the gradient before momentum, as the papers' PyTorch and Caffe code (0: none).")
     _define(flags.DEFINE_float, fv, "expansion", 1.25, "scratch: width multiplier of the network the gates are learned on.")
     _define(flags.DEFINE_float, fv, "balance_factor", 0.5, "scratch: lambda of the (mean |gate| - r)^2 regulariser.")
     _define(flags.DEFINE_float, fv, "gate_sparsity", 0.2, "scratch: r, the target mean gate value.")
@@ -208,8 +210,10 @@ def _define_lstm(fv):
     _define(flags.DEFINE_float, fv, "lstm_temperature", 4.0, "lstm: distillation temperature.")
     _define(flags.DEFINE_float, fv, "lstm_distill_weight", 0.5,
             "lstm: weight of the distillation term in recovery (the rest: cross-entropy), in [0, 1].")
-    _define(flags.DEFINE_enum, fv, "lstm_criterion", "l1", list(CRITERIA),
-            "lstm: channel criterion inside a pruned layer (filter L1 or L2 norm; the smallest go).")
+    _define(flags.DEFINE_string, fv, "lstm_criterion", "l1",
+            f"lstm: channel criterion inside a pruned layer: {' or '.join(CRITERIA)} (the filter's norm; the "
+            "smallest go), or a name that a --custom_modules module registers with "
+            "keras_prune.criteria.register_criterion.")
     _positive(fv, "prune_rate", lambda v: 0.0 < v < 1.0, "--prune_rate must be in (0, 1).")
     _positive(fv, "recovery_epochs", lambda v: v >= 0, "--recovery_epochs must be >= 0.")
     for name in ("patience", "lstm_epochs", "lstm_parents", "lstm_children", "lstm_hidden_units"):

@@ -141,7 +141,8 @@ class LSTMSettings:
         self._set_real("temperature", "lstm_temperature", lambda v: v > 0, "to be > 0")
         self._set_real("distill_weight", "lstm_distill_weight", lambda v: 0 <= v <= 1, "to be in [0, 1]")
         _check(self.criterion in criterion_names(), "lstm_criterion",
-               f"to be one of {criterion_names()} (keras_prune.criteria.register_criterion adds one)", self.criterion)
+               f"to be one of {criterion_names()} (keras_prune.criteria.register_criterion adds one; on the command "
+               "line, in a module that --custom_modules names)", self.criterion)
         self._set_real("learning_rate", "learning_rate", lambda v: v > 0, "to be > 0")
 
     @classmethod
