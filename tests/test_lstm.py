@@ -323,7 +323,7 @@ def test_search_trains_each_structure_once_and_reports_every_one(digits, tmp_pat
     keys = [r["key"] for r in search.candidates.values()]
     assert len(keys) == len(set(keys))
     for record in search.candidates.values():
-        if record["model_file"]:
+        if record["model_file"] and not record.get("discarded"):  # the others' files are deleted
             model = keras.models.load_model(os.path.join(search.workdir, record["model_file"]), compile=False)
             assert count_flops(model).total / search.space.full_flops == pytest.approx(record["flops_ratio"])
     assert [h["epoch"] for h in search.history] == [1, 2]
@@ -550,6 +550,23 @@ def test_a_resumed_search_recomputes_rewards_with_its_settings(digits, tmp_path)
     same = _search(model, digits, tmp_path, max_epochs=2, recovery_epochs=0, patience=5)
     same.restore(os.path.join(same.workdir, "checkpoint.npz"))
     assert same.history == first.history, "resumed with the same settings, the history is the one written"
+
+
+def test_only_the_models_a_later_epoch_can_need_stay_on_disk(digits, tmp_path):
+    keras.utils.set_random_seed(0)
+    search = _search(tiny_resnet(width=8), digits, tmp_path, recovery_epochs=0, max_epochs=3, children=3,
+                     patience=5)
+    best = search.run()
+    children = [r for r in search.candidates.values() if r["model_file"] is not None]
+    on_disk = {r["key"] for r in children if os.path.exists(os.path.join(search.workdir, r["model_file"]))}
+    assert len(children) > search.settings.parents + 1, "more children than a pool: some were discarded"
+    needed = {best["key"], *search.parents()}  # the pre-trained root among them has no file of its own
+    assert on_disk == {k for k in needed if search.candidates[k]["model_file"] is not None}
+    assert {r["key"] for r in children if r.get("discarded")} == {r["key"] for r in children} - on_disk
+    assert search.load(best) is not None
+    restored = _search(tiny_resnet(width=8), digits, tmp_path, recovery_epochs=0, max_epochs=3, children=3, patience=5)
+    restored.restore(os.path.join(restored.workdir, CHECKPOINT))
+    assert restored.best()["key"] == best["key"] and restored.parents() == search.parents()
 
 
 def test_resume_after_a_kill_keeps_controller_pool_and_every_evaluated_child(digits, tmp_path, counted_distill):

@@ -29,7 +29,7 @@ def sensitivity(search, *, top=None):
     """
     original = np.asarray(search.space.original, float)
     ranked = search.ranked()
-    best = ranked[0]["counts"]  # search.best()
+    best = search.best()["counts"]
     pruned = [r for r in ranked if r["model_file"] is not None]
     counts = np.asarray([r["counts"] for r in pruned[: top or search.settings.parents]], float).reshape(-1, len(original))
     pruned_top = 1.0 - counts / original

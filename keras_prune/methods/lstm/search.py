@@ -7,7 +7,10 @@ recovered by distillation from its teacher, scored on the validation split, and 
 The parent's reward is the baseline of its children's rewards in one policy-gradient step.
 
 Children are cached by structure (their channel counts): a structure reached twice is
-trained once. After every evaluated child and every controller step, the whole search
+trained once. A child's model stays on disk only while the search can still need it, as a
+parent (the best `parents` so far) or as the structure it returns: at the end of each epoch the
+others are deleted (a 60 MB VGG-16 child, hundreds of them, would fill a disk), and their records
+stay. After every evaluated child and every controller step, the whole search
 state (controller and optimizer weights, every candidate, the pending decisions, the
 sampler's random state) is written atomically to `<workdir>/checkpoint.npz`, so
 `resume=True` continues an interrupted search where it stopped.
@@ -109,14 +112,16 @@ class LSTMSearch:
                 self._feed(self.candidates[self.pending["parents"][self.pending["next"]]])
             self._end_epoch()
             self.checkpoint()
+            self._discard_models()
         self._models.clear()
         self.log(f"lstm: search stopped: {self.stopped}")
         return self.best()
 
     def parents(self):
         """Keys of the best `settings.parents` structures by reward (ties: fewer FLOPs); a child whose
-        recovery diverged is never one (its weights are not finite)."""
-        usable = [r for r in self.candidates.values() if not r.get("diverged")]
+        recovery diverged is never one (its weights are not finite), nor one whose model was
+        discarded (which only a resume under other reward settings could rank this high again)."""
+        usable = [r for r in self.candidates.values() if not r.get("diverged") and not r.get("discarded")]
         ranked = sorted(usable, key=lambda r: (-r["reward"], r["flops_ratio"], r["id"]))
         return [r["key"] for r in ranked[: self.settings.parents]]
 
@@ -128,8 +133,26 @@ class LSTMSearch:
                       key=lambda r: (not r.get("diverged"), self._rank(r), -r["flops_ratio"], -r["id"]), reverse=True)
 
     def best(self):
-        """The structure the search returns: the first of `ranked`."""
-        return self.ranked()[0]
+        """The structure the search returns: the first of `ranked` whose model is kept."""
+        return next(r for r in self.ranked() if not r.get("discarded"))
+
+    def _discard_models(self):
+        """Deletes the models of the children no later epoch can need: not a parent of the next
+        epoch and not the structure the search would return. Ranks only grow more crowded, so
+        such a child never becomes either again (under the same reward settings). Runs after the
+        epoch's checkpoint, and records the deletions in another: a kill in between leaves files
+        the next pass deletes."""
+        keep = set(self.parents()) | {self.best()["key"]}
+        discarded = False
+        for record in self.candidates.values():
+            if record["key"] in keep or record["model_file"] is None or record.get("discarded"):
+                continue
+            path = os.path.join(self.workdir, record["model_file"])
+            if os.path.exists(path):
+                os.remove(path)
+            record["discarded"] = discarded = True
+        if discarded:
+            self.checkpoint()
 
     def _rank(self, record):
         """(meets the budget, reward). With the "target" reward a structure meets it when it is at
