@@ -305,6 +305,8 @@ def test_unprepared_tfds_dataset_raises_one_line_not_found(tmp_path, name):
     assert str(tmp_path) in message and repr(name) in message
     assert f"tfds build {name} --data_dir={tmp_path}" in message
     assert ("--manual_dir" in message) == (name == "imagenet2012")  # ImageNet: by hand.
+    command = message.split("`")[1]  # what a user copies holds every flag the build needs
+    assert command.startswith(f"tfds build {name} ") and ("--manual_dir" in command) == (name == "imagenet2012")
     assert list(tmp_path.iterdir()) == []  # Looking must not create anything.
 
 

@@ -51,14 +51,15 @@ def _unknown_name_error(name):
 
 
 def _not_prepared_error(name, root, builder):
-    manual = ""
+    manual_flag, manual_note = "", ""
     if getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None):
-        manual = " --manual_dir=DIR_WITH_THE_ORIGINAL_ARCHIVES (it needs a manual download)"
+        manual_flag = " --manual_dir=DIR_WITH_THE_ORIGINAL_ARCHIVES"
+        manual_note = " (it needs the original archives, downloaded by hand)"
     message = (
         f"Dataset {name!r} is not prepared in data_dir={root} (looked for {builder.data_dir}) "
         f"and keras_prune never downloads: on a machine with internet run "
-        f"`tfds build {name} --data_dir={root}`{manual}, then copy {root}/{builder.name} into "
-        f"{root} on this machine (or pass data_dir=DIR that holds it)."
+        f"`tfds build {name} --data_dir={root}{manual_flag}`{manual_note}, then copy {root}/{builder.name} into "
+        f"{root} on this machine (or point --data_dir, in Python data_dir=, at a folder that holds it)."
     )
     return core.DatasetNotFoundError(message.replace("\n", " "))  # One line, even for odd paths.
 
