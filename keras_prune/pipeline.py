@@ -2,8 +2,9 @@
 
 load data -> build or load the model -> pre-train it if untrained -> evaluate the dense
 baseline -> run the method (search, then fine-tune / retrain) -> strip -> evaluate the
-stripped model (what ships) -> export -> time the exported SavedModels -> report. Everything trains inside the strategy's scope. Artefacts land in the
-run folder as they are made, each written atomically.
+stripped model (what ships) -> export -> time the exported SavedModels -> report.
+Everything trains inside the strategy's scope. Artefacts land in the run folder as they
+are made, each written atomically.
 """
 
 import contextlib
