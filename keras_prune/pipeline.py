@@ -479,7 +479,7 @@ def _run(config, *, flags_text, made):
     started = time.perf_counter()
     method = get_method(config.method)
     _check_model_name(config.model)
-    strategy = make_strategy(config.strategy, tpu_address=config.tpu_address)  # first TF call (multi_worker)
+    strategy = make_strategy(config.strategy, tpu_address=config.tpu_address, log=_log)  # first TF call (multi_worker)
     keras.utils.set_random_seed(config.seed)
     _log(f"strategy: {type(strategy).__name__} with {strategy.num_replicas_in_sync} replica(s)")
     # Every worker runs the whole pipeline (saving included: it may read synchronised

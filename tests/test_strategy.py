@@ -83,3 +83,15 @@ def test_one_process_is_the_chief_and_keras_tuner_ids_name_the_others(monkeypatc
     assert is_chief(tf.distribute.get_strategy())
     monkeypatch.setenv("KERASTUNER_TUNER_ID", "tuner-chief")  # Keras Tuner serves the oracle here too
     assert is_chief(tf.distribute.get_strategy())
+
+
+def test_a_tpu_connection_is_announced_before_tensorflow_waits_on_it(monkeypatch):
+    heard = []
+
+    def unanswered(resolver):
+        raise TimeoutError("no TPU answers")  # where TensorFlow itself would wait without a word
+
+    monkeypatch.setattr(tf.config, "experimental_connect_to_cluster", unanswered)
+    with pytest.raises(TimeoutError):
+        make_strategy("tpu", tpu_address="grpc://127.0.0.1:8470", log=heard.append)
+    assert len(heard) == 1 and "connecting to the TPU at grpc://127.0.0.1:8470" in heard[0]

@@ -12,7 +12,7 @@ __all__ = ["STRATEGIES", "is_chief", "make_strategy", "task_name"]
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
 
 
-def make_strategy(name="auto", *, tpu_address=None):
+def make_strategy(name="auto", *, tpu_address=None, log=None):
     """Returns a `tf.distribute.Strategy`.
 
     - auto: MirroredStrategy over all GPUs if there are several, else TensorFlow's default
@@ -27,6 +27,9 @@ def make_strategy(name="auto", *, tpu_address=None):
     - multi_worker: MultiWorkerMirroredStrategy; the cluster comes from `TF_CONFIG`. It must
       be made before any other TensorFlow call in the process.
     - tpu: TPUStrategy on `tpu_address` (or the TPU the environment names).
+
+    `log(message)`, if given, hears that a TPU is being connected to: TensorFlow waits, silently and
+    without a time limit, for an address that does not answer.
     """
     if name not in STRATEGIES:
         raise PruneError(f"Unknown strategy. Expected one of {STRATEGIES}. Received: strategy={name!r}")
@@ -56,6 +59,9 @@ def make_strategy(name="auto", *, tpu_address=None):
             f"--strategy=tpu found no TPU ({error}): pass --tpu_address (a TPU name or grpc:// address), "
             "or run where the environment names one."
         ) from None
+    if log is not None:
+        log(f"strategy: connecting to the TPU at {resolver.master() or tpu_address}; TensorFlow waits until it "
+            "answers (interrupt and check --tpu_address if this is the last line for minutes)")
     tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
     return tf.distribute.TPUStrategy(resolver)
